@@ -1,0 +1,1 @@
+"""Sub-commands of the ``eqlens`` CLI, one module each (``register(subparsers)``)."""

@@ -1,0 +1,28 @@
+"""``eqlens models``: list the registry (name, group use, invariance, parameters)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list the registered models")
+    p.add_argument("--num-classes", type=int, default=3)
+    p.add_argument("--image-size", type=int, default=129)
+    p.add_argument("--group", default="C4")
+    p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .. import models
+
+    print(f"{'name':<12} {'group':<6} {'invariant':<10} {'params':>10}  description")
+    for name in models.names():
+        s = models.spec(name)
+        params = ""
+        if not args.no_params:
+            size = args.image_size if s.min_image_size <= args.image_size else s.min_image_size
+            net = models.create(name, num_classes=args.num_classes, group=args.group, image_size=size)
+            params = f"{models.count_parameters(net):,}"
+        group = args.group if s.uses_group else "-"
+        print(f"{name:<12} {group:<6} {str(s.invariant):<10} {params:>10}  {s.description}")
+    return 0

@@ -1,0 +1,91 @@
+"""The one registry of models: every name the CLI, the trainer, the checkpoints and the app use.
+
+    model = eqlens.models.create("eqcvt_inv", num_classes=3, group="C4", image_size=129)
+
+A builder registers itself with :func:`register`; :func:`create` validates the arguments, builds
+the model and stores ``model.build_config`` (plain data that rebuilds the same model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..groups import get_group
+from .inspection import LensModel
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows of a model before building it."""
+
+    name: str
+    builder: Callable[..., LensModel]
+    description: str
+    uses_group: bool  # built for a symmetry group (the ``group`` argument matters)
+    invariant: bool  # logits exactly invariant under the group's exact elements
+    odd_size_for_exactness: bool = False  # exact invariance needs odd H and W
+    min_image_size: int = 16
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, *, description: str, uses_group: bool, invariant: bool,
+             odd_size_for_exactness: bool = False, min_image_size: int = 16):
+    """Decorator: ``builder(num_classes, group, image_size, **kw) -> LensModel``."""
+
+    def decorate(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, builder, description, uses_group, invariant,
+                                    odd_size_for_exactness, min_image_size)
+        return builder
+
+    return decorate
+
+
+def names() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def create(name: str, num_classes: int = 3, group: str = "C4", image_size: int = 129, **kwargs) -> LensModel:
+    """Build model ``name`` for ``[B, 1, image_size, image_size]`` inputs and ``num_classes`` outputs.
+
+    Raises ``ValueError`` for an unknown name or group, fewer than 2 classes, or an image size
+    the model cannot take."""
+    model_spec = spec(name)
+    group_obj = get_group(group)
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    if int(image_size) < model_spec.min_image_size:
+        raise ValueError(
+            f"model {name!r} cannot take {image_size}x{image_size} images: "
+            f"the smallest size it takes is {model_spec.min_image_size}"
+        )
+    model = model_spec.builder(num_classes=int(num_classes), group=group_obj, image_size=int(image_size), **kwargs)
+    model.build_config = {
+        "name": name,
+        "num_classes": int(num_classes),
+        "group": group_obj.name,
+        "image_size": int(image_size),
+        **kwargs,
+    }
+    return model
+
+
+def create_from_config(config: dict) -> LensModel:
+    """Rebuild a model from its ``build_config`` (as stored in a checkpoint)."""
+    config = dict(config)
+    return create(config.pop("name"), **config)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
