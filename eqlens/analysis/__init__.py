@@ -1,0 +1,1 @@
+"""Analysis behind the app: equivariance metrics, attention, group channels, attributions."""
