@@ -59,7 +59,7 @@ def spec(name: str) -> ModelSpec:
 def create(name: str, num_classes: int = 3, group: str = "C4", image_size: int = 129, **kwargs) -> LensModel:
     """Build model ``name`` for ``[B, 1, image_size, image_size]`` inputs and ``num_classes`` outputs.
 
-    Raises ``ValueError`` for an unknown name or group, fewer than 2 classes, or an image size
+    Raises ``ValueError`` for an unknown name or group, fewer than 1 class, or an image size
     the model cannot take."""
     model_spec = spec(name)
     group_obj = get_group(group)
