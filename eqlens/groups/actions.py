@@ -117,7 +117,8 @@ def act_on_group_channels(features: torch.Tensor, group: Group, g: GroupElement,
     permuted = features.index_select(-3, perm)
     flat = permuted.reshape(-1, *permuted.shape[-3:]) if permuted.dim() != 4 else permuted
     moved = act_on_image(flat, g, **rotate_kwargs)
-    return moved.reshape(permuted.shape)
+    # a quarter turn swaps H and W of non-square maps
+    return moved.reshape(*permuted.shape[:-2], *moved.shape[-2:])
 
 
 def stabilise_group_channels(features: torch.Tensor, group: Group, g: GroupElement, **rotate_kwargs) -> torch.Tensor:

@@ -75,3 +75,11 @@ def test_unknown_group_names_are_rejected():
     for bad in ("SO2", "C", "X4", "C0"):
         with pytest.raises(ValueError):
             get_group(bad)
+
+
+def test_quarter_turn_of_non_square_group_channels_swaps_height_and_width():
+    G = get_group("C4")
+    f = torch.randn(1, 2, 4, 5, 7)
+    out = act_on_group_channels(f, G, G.element(1))
+    assert out.shape == (1, 2, 4, 7, 5)
+    assert torch.equal(stabilise_group_channels(out, G, G.element(1)), f)
