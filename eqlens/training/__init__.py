@@ -1,1 +1,33 @@
-"""Training, evaluation and checkpoints."""
+"""Training, evaluation and checkpoints.
+
+    from eqlens.training import TrainConfig, train, load_checkpoint, evaluate_model
+    result = train(TrainConfig(model="cnn", data="binary", epochs=5, out="checkpoints/cnn"))
+
+Names are imported on first use, so ``eqlens.training.metrics`` does not pull in the models.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "config",
+    "train": "trainer",
+    "TrainResult": "trainer",
+    "Progress": "trainer",
+    "DataSplits": "data_sources",
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "write_checkpoint": "checkpoint",
+    "evaluate_model": "evaluate",
+    "evaluate_checkpoint": "evaluate",
+    "run_bench": "bench",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,0 +1,47 @@
+"""``eqlens evaluate``: metrics of a checkpoint on a data split, optionally as JSON (docs/training.md)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint: accuracy, AUC, confusion, robustness")
+    p.add_argument("checkpoint", help="checkpoint directory or .safetensors file")
+    p.add_argument("--data", default=None, help="simulation config or DeepLense folder (default: the training data)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--size", type=int, default=None,
+                   help="number of images (simulated: the first N of the split; folders: a seeded random N)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--robustness-size", type=int, default=64, help="images for the robustness report (0: skip)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the full report (ROC, predictions, robustness) here")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..training.evaluate import evaluate_checkpoint
+    from ..training.jsonio import write_json
+
+    report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, size=args.size, device=args.device,
+                                 batch_size=args.batch_size, robustness_size=args.robustness_size,
+                                 workers=args.workers)
+    print(f"{report['checkpoint']['model']} on {report['data']['spec']} [{args.split}], n = {report['n']}")
+    print(f"accuracy {report['accuracy']:.4f}   macro AUC {_fmt(report['auc_macro'])}")
+    for name, auc in report["per_class_auc"].items():
+        print(f"  AUC {name:<10} {_fmt(auc)}")
+    names = report["class_names"]
+    print("confusion (rows true, columns predicted): " + " ".join(names))
+    for name, row in zip(names, report["confusion"], strict=True):
+        print(f"  {name:<10} " + " ".join(f"{v:>6d}" for v in row))
+    if report["invariance_error"] is not None:
+        robust = report["robustness"]
+        print(f"invariance error {report['invariance_error']:.3g}, worst-angle accuracy "
+              f"{_fmt(robust.get('worst_angle_accuracy'))}, seed logit std {_fmt(robust.get('seed_logit_std'))}")
+    if args.json:
+        write_json(args.json, report)
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4f}"

@@ -1,0 +1,75 @@
+"""``eqlens train``: train a registered model and write a checkpoint directory (see docs/training.md)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+
+def register(subparsers) -> None:
+    from ..training.config import SCHEDULES, SELECTION_METRICS, TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "model_kwargs"}
+    p = subparsers.add_parser("train", help="train a model; checkpoints every epoch, resumable")
+    p.add_argument("--model", required=True, help="a registered model name (see `eqlens models`)")
+    p.add_argument("--group", default=defaults["group"], help="symmetry group: C4, C8, D4, D8")
+    p.add_argument("--data", default=defaults["data"],
+                   help="simulation config (model_i, model_ii, binary) or a DeepLense folder")
+    p.add_argument("--out", default=None, help="checkpoint directory (default: checkpoints/<model>)")
+    p.add_argument("--epochs", type=int, default=defaults["epochs"])
+    p.add_argument("--batch-size", type=int, default=defaults["batch_size"])
+    p.add_argument("--lr", type=float, default=defaults["lr"])
+    p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults["schedule"])
+    p.add_argument("--select-on", choices=SELECTION_METRICS, default=defaults["select_on"],
+                   help="validation metric that picks the best epoch")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="model input size (default: the data's, minus one for models needing odd sizes)")
+    p.add_argument("--seed", type=int, default=defaults["seed"], help="initialisation, shuffling, augmentation")
+    p.add_argument("--data-seed", type=int, default=defaults["data_seed"], help="which simulated images")
+    p.add_argument("--device", default=defaults["device"], help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    p.add_argument("--train-size", type=int, default=defaults["train_size"])
+    p.add_argument("--val-size", type=int, default=defaults["val_size"])
+    p.add_argument("--test-size", type=int, default=defaults["test_size"])
+    p.add_argument("--no-augment", action="store_true", help="no random rotations/flips")
+    p.add_argument("--no-mask", action="store_true", help="no circular input mask (train and test alike)")
+    p.add_argument("--robustness-size", type=int, default=defaults["robustness_size"],
+                   help="test images for the final robustness report (0: skip)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last if it exists")
+    p.add_argument("--workers", type=int, default=defaults["workers"], help="DataLoader workers for folders")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    from ..training.config import TrainConfig
+
+    return TrainConfig(
+        model=args.model, group=args.group, data=args.data, out=args.out or f"checkpoints/{args.model}",
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        schedule=args.schedule, select_on=args.select_on, image_size=args.image_size, seed=args.seed,
+        data_seed=args.data_seed, device=args.device, amp=args.amp, train_size=args.train_size,
+        val_size=args.val_size, test_size=args.test_size, augment=not args.no_augment,
+        circular_mask=not args.no_mask, robustness_size=args.robustness_size, resume=args.resume,
+        workers=args.workers,
+    )
+
+
+def run(args) -> int:
+    import os
+
+    from ..training.trainer import train
+
+    config = config_from_args(args)
+    result = train(config, progress_bar=True)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    val, test = result.val_metrics or {}, result.test_metrics or {}
+    print(f"best epoch {result.best_epoch} (selected on {config.select_on}): "
+          f"val accuracy {val.get('accuracy', float('nan')):.4f}, val AUC {val.get('auc_macro', float('nan')):.4f}")
+    if test:
+        inv = test.get("invariance_error")
+        print(f"test: accuracy {test['accuracy']:.4f}, macro AUC {test['auc_macro']:.4f}, n {test['n']}"
+              + (f", invariance error {inv:.3g}" if inv is not None else ""))
+    print(f"{result.images_per_s:.0f} img/s on {result.device}, {result.train_time_s:.1f} s training; "
+          f"checkpoint: {result.checkpoint}")
+    return 0

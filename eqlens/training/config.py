@@ -1,0 +1,105 @@
+"""One dataclass describes a training run: :class:`TrainConfig`. The CLI, the app and the bench
+build one and hand it to :func:`eqlens.training.train`; the checkpoint stores it as plain data.
+
+Defaults follow the EqCvT seed: Adam, lr 1e-4, betas (0.9, 0.999), weight decay 1e-7, constant lr,
+40 epochs; 9000 training and 1000 validation images as there, plus 1000 held-out test images the
+seed never had. Batch size 32 (the seed used 8 for EqCvT and 64 for CvT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import TrainingError
+from ..groups import get_group
+
+SCHEDULES = ("constant", "cosine")
+SELECTION_METRICS = ("val_accuracy", "val_auc", "val_loss")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run.
+
+    ``data``: a simulation config name (``"model_i"``, ``"model_ii"``, ``"binary"``) or a DeepLense
+    folder. ``train_size``/``val_size``/``test_size`` are the simulated split sizes; a folder is
+    split by ``val_fraction``/``test_fraction`` unless it has its own splits (see
+    :mod:`eqlens.training.data_sources`). ``data_seed`` fixes the images; ``seed`` fixes the model
+    initialisation, shuffling and augmentation, so runs over several ``seed`` values see the same
+    data. ``image_size=None``: the data's own size, minus one for models that need odd sizes to be
+    exactly invariant. ``out=None`` writes no checkpoint. ``robustness_size``: test images given to
+    the robustness report at the end (0: skip it).
+    """
+
+    model: str
+    group: str = "C4"
+    data: str = "model_i"
+    out: str | None = None
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-7
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"
+    select_on: str = "val_accuracy"
+    image_size: int | None = None
+    seed: int = 0
+    data_seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    train_size: int = 9000
+    val_size: int = 1000
+    test_size: int = 1000
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    augment: bool = True
+    circular_mask: bool = True
+    resume: bool = False
+    workers: int = 0
+    eval_batch_size: int = 64
+    robustness_size: int = 64
+    model_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`TrainingError` naming the first bad setting."""
+        positive = ("epochs", "batch_size", "eval_batch_size", "train_size", "val_size")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("test_size", "workers", "robustness_size"):
+            if int(getattr(self, name)) < 0:
+                raise TrainingError(f"{name} must not be negative, got {getattr(self, name)}")
+        try:
+            get_group(self.group)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        if not self.lr > 0:
+            raise TrainingError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise TrainingError(f"weight_decay must not be negative, got {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise TrainingError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.schedule not in SCHEDULES:
+            raise TrainingError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.select_on not in SELECTION_METRICS:
+            raise TrainingError(f"unknown select_on {self.select_on!r}; use one of {', '.join(SELECTION_METRICS)}")
+        if self.image_size is not None and int(self.image_size) < 1:
+            raise TrainingError(f"image_size must be positive, got {self.image_size}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise TrainingError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

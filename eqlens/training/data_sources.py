@@ -1,0 +1,253 @@
+"""Turn a data spec into train / validation / test datasets, and datasets into batches on a device.
+
+A spec is a simulation config name (``"model_i"``, ``"model_ii"``, ``"binary"``: three
+:class:`eqlens.data.simulated.SimulatedLensDataset` splits from disjoint seed streams) or a
+DeepLense folder (read by :class:`eqlens.data.deeplense.DeepLenseFolderDataset`), in one of three forms:
+
+- a split root (``dataset/{train,val}``, ``{Model_I, Model_I_test}``): its train, val and test
+  splits; a missing val or test split is carved out of train;
+- a data root ``ROOT`` with a sibling ``ROOT_test`` (``Model_I`` beside ``Model_I_test``): test is
+  ``ROOT_test``, validation is carved out of ``ROOT``;
+- a data root alone: validation and test are both carved out of it.
+
+Carving is stratified by class and fixed by ``data_seed``. The test split never takes part in
+model selection. Every dataset yields ``(image [1, S, S] normalised, label)``; a dataset with a
+``batch(indices)`` method (the simulator) renders whole batches on the training device instead of
+going through a DataLoader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DataSplits:
+    """The three splits of a run, their class names, the image size they yield, and a JSON-able
+    description that goes into the checkpoint (spec, kind, seeds, sizes)."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    class_names: list[str]
+    image_size: int
+    description: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_datasets(cls, train, val, test=None, class_names=None, description=None) -> DataSplits:
+        """Wrap ready datasets (e.g. in-memory ones); the image size is read off the first image."""
+        if len(train) == 0:
+            raise DataError("the training dataset is empty")
+        names = list(class_names if class_names is not None else train.class_names)
+        size = int(train[0][0].shape[-1])
+        sizes = {s: len(d) for s, d in zip(SPLITS, (train, val, test), strict=True) if d is not None}
+        desc = {"kind": "custom", "sizes": sizes}
+        return cls(train, val, test, names, size, {**desc, **(description or {})})
+
+
+def is_folder_spec(spec: str) -> bool:
+    return os.path.sep in str(spec) or Path(spec).exists()
+
+
+def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: int | None, device):
+    from ..data.simulated import SimulatedLensDataset
+    from ..simulation import get_config
+
+    try:
+        config = get_config(spec)
+    except (KeyError, ValueError) as err:
+        raise DataError(
+            f"unknown data {spec!r}: neither an existing folder nor a simulation config ({err})"
+        ) from None
+    return SimulatedLensDataset(config, split=split, size=int(size), seed=int(seed), image_size=image_size,
+                                device=device)
+
+
+def _folder_dataset(root: Path, image_size: int | None, classes=None, split: str | None = None):
+    from ..data.deeplense import DeepLenseFolderDataset
+
+    return DeepLenseFolderDataset(root, image_size=image_size, classes=classes, split=split)
+
+
+def _split_roots(root: Path) -> bool:
+    """Whether ``root`` holds split folders (``train/val/test``, ``Model_I + Model_I_test``)."""
+    from ..data.deeplense import list_splits
+
+    return bool(list_splits(root))
+
+
+def _optional_split(root: Path, split: str, image_size: int, classes) -> Dataset | None:
+    """Split ``split`` of a split root, None when the root has no such split."""
+    try:
+        return _folder_dataset(root, image_size, classes, split)
+    except DataError as err:
+        if "no split" in str(err):
+            return None
+        raise
+
+
+def native_image_size(spec: str) -> int:
+    """Side length of the images a spec holds before any resizing."""
+    if is_folder_spec(spec):
+        root = Path(spec)
+        first = _folder_dataset(root, None, split="train" if _split_roots(root) else None)
+        if len(first) == 0:
+            raise DataError(f"data folder {spec!r} holds no images")
+        return int(first[0][0].shape[-1])
+    return int(_simulated_dataset(spec, "train", 1, 0, None, "cpu").image_size)
+
+
+def stratified_split(labels, fractions: Iterable[float], seed: int) -> list[np.ndarray]:
+    """Split the positions of ``labels [N]`` into ``len(fractions) + 1`` sorted index arrays: part
+    ``i`` takes ``round(fractions[i] * n_c)`` of each class ``c`` (at least one when the fraction is
+    positive and the class has more than one image), the last part keeps the rest."""
+    labels = np.asarray(labels)
+    fractions = list(fractions)
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        start = 0
+        for i, frac in enumerate(fractions):
+            take = int(round(frac * len(members)))
+            if frac > 0 and take == 0 and len(members) - start > 1:
+                take = 1
+            parts[i].extend(members[start : start + take].tolist())
+            start += take
+        parts[-1].extend(members[start:].tolist())
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def _folder_splits(root: Path, image_size: int, val_fraction: float, test_fraction: float,
+                   data_seed: int) -> DataSplits:
+    if not root.is_dir():
+        raise DataError(f"data folder {str(root)!r} does not exist")
+    if _split_roots(root):
+        train_full = _folder_dataset(root, image_size, split="train")
+        names = list(train_full.class_names)
+        val = _optional_split(root, "val", image_size, names)
+        test = _optional_split(root, "test", image_size, names)
+        layout = "split folders"
+    else:
+        train_full = _folder_dataset(root, image_size)
+        names = list(train_full.class_names)
+        sibling = root.parent / f"{root.name}_test"
+        test = _folder_dataset(sibling, image_size, names) if sibling.is_dir() else None
+        val = None
+        layout = "ROOT + ROOT_test" if test is not None else "one folder"
+    carve = [val_fraction if val is None else 0.0, test_fraction if test is None else 0.0]
+    val_idx, test_idx, train_idx = stratified_split(train_full.labels, carve, data_seed)
+    train = Subset(train_full, train_idx.tolist())
+    val = val if val is not None else Subset(train_full, val_idx.tolist())
+    test = test if test is not None else Subset(train_full, test_idx.tolist())
+    for split, ds in zip(SPLITS, (train, val, test), strict=True):
+        if len(ds) == 0:
+            raise DataError(f"the {split} split of {str(root)!r} is empty; add images or change the fractions")
+    description = {
+        "kind": "folder", "spec": str(root), "layout": layout, "data_seed": int(data_seed),
+        "val_fraction": val_fraction, "test_fraction": test_fraction,
+        "sizes": {s: len(d) for s, d in zip(SPLITS, (train, val, test), strict=True)},
+    }
+    return DataSplits(train, val, test, names, image_size, description)
+
+
+def resolve_data(spec: str, image_size: int, *, train_size: int, val_size: int, test_size: int,
+                 val_fraction: float = 0.1, test_fraction: float = 0.1, data_seed: int = 0,
+                 device="cpu") -> DataSplits:
+    """The train/val/test datasets of ``spec`` at ``image_size`` (see the module docstring).
+
+    Simulated splits render on ``device``; a folder is read on the CPU."""
+    if is_folder_spec(spec):
+        return _folder_splits(Path(spec), image_size, val_fraction, test_fraction, data_seed)
+    sizes = {"train": train_size, "val": val_size, "test": test_size}
+    made = {s: _simulated_dataset(spec, s, n, data_seed, image_size, device) if n > 0 else None
+            for s, n in sizes.items()}
+    names = list(made["train"].class_names)
+    description = {"kind": "simulated", "spec": spec, "data_seed": int(data_seed), "sizes": sizes}
+    return DataSplits(made["train"], made["val"], made["test"], names, image_size, description)
+
+
+def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: list[str], *,
+                         size: int | None = None, data_seed: int = 0, device="cpu") -> Dataset:
+    """One split of ``spec`` for evaluation, with classes in ``class_names`` order.
+
+    Simulated data: the ``split`` stream of ``data_seed`` (``size`` images, default 1000). A split
+    root: that split; a data root: all of it (to re-create a split carved out of a folder at
+    training time, use :func:`resolve_data` with the checkpoint's fractions and seed). Raises
+    :class:`DataError` when the classes differ from ``class_names``."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if not is_folder_spec(spec):
+        ds = _simulated_dataset(spec, split, size or 1000, data_seed, image_size, device)
+    else:
+        root = Path(spec)
+        if not root.is_dir():
+            raise DataError(f"data folder {spec!r} does not exist")
+        chosen = split if _split_roots(root) else None
+        found = list(_folder_dataset(root, image_size, split=chosen).class_names)
+        if sorted(found) != sorted(class_names):
+            raise DataError(f"folder {spec!r} has classes {found}, the checkpoint was trained on {list(class_names)}")
+        ds = _folder_dataset(root, image_size, list(class_names), chosen)
+        if size is not None and size < len(ds):
+            # Files are listed class by class: take a random (seeded) subset, not the first classes.
+            ds = Subset(ds, np.sort(np.random.default_rng(data_seed).permutation(len(ds))[:size]).tolist())
+    if list(_base(ds)[0].class_names) != list(class_names):
+        raise DataError(f"data {spec!r} has classes {list(_base(ds)[0].class_names)}, "
+                        f"the checkpoint was trained on {list(class_names)}")
+    return ds
+
+
+def _base(ds) -> tuple[Dataset, list[int] | None]:
+    """The dataset under any Subset wrappers, and the index map into it (None: identity)."""
+    mapping = None
+    while isinstance(ds, Subset):
+        idx = list(ds.indices)
+        mapping = idx if mapping is None else [idx[i] for i in mapping]
+        ds = ds.dataset
+    return ds, mapping
+
+
+def describe_item(ds, index: int) -> dict:
+    """Where image ``index`` of ``ds`` comes from: ``{"file": path}`` for a folder,
+    ``{"config", "split", "seed", "index"}`` for the simulator, ``{"index"}`` otherwise."""
+    base, mapping = _base(ds)
+    i = int(mapping[index] if mapping is not None else index)
+    if hasattr(base, "file_path"):
+        return {"file": str(base.file_path(i))}
+    if hasattr(base, "batch"):
+        config = getattr(base, "config", None)
+        return {"config": getattr(config, "name", str(config)), "split": getattr(base, "split", None),
+                "seed": getattr(base, "seed", None), "index": i}
+    return {"index": i}
+
+
+def iterate_batches(ds, index_batches: Iterable, device,
+                    workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x [B, 1, S, S], y [B])`` on ``device`` for each index batch of ``ds``.
+
+    A simulator (``batch`` method) renders each batch in one call on its own device; anything else
+    goes through a DataLoader with ``workers`` processes."""
+    device = torch.device(device)
+    base, mapping = _base(ds)
+    if hasattr(base, "batch"):
+        for idx in index_batches:
+            idx = [int(i) for i in idx]
+            x, y = base.batch([mapping[i] for i in idx] if mapping is not None else idx)
+            yield x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
+        return
+    batches = [[int(i) for i in idx] for idx in index_batches]
+    loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)

@@ -1,0 +1,432 @@
+"""The training loop: ``train(TrainConfig) -> TrainResult``.
+
+Per epoch: shuffle the training indices with a generator seeded by ``(seed, epoch)``, give each
+rank its shard, render/load each batch on the device, augment (random rotation, flips for D_N,
+circular mask), take an Adam step; then evaluate the validation split, keep the best epoch by
+``config.select_on`` and write ``OUT/last`` (and ``OUT/`` when the epoch is the best so far).
+After the last epoch the best weights are evaluated once on the test split, which never takes part
+in selection, and the best checkpoint is rewritten with those test metrics.
+
+Because every random draw of an epoch derives from ``(seed, epoch)`` and the resume state restores
+weights, optimizer, schedule and global RNG states, an interrupted run resumed with
+``resume=True`` ends with the same weights as an uninterrupted one (on a deterministic device).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import DataError, TrainingError
+from ..groups import get_group
+from . import checkpoint, distributed
+from .augment import Augmenter
+from .config import TrainConfig
+from .data_sources import DataSplits, native_image_size, resolve_data
+from .evaluate import evaluate_model
+
+# Settings that define what a run computes: resuming with any of them changed would silently mix runs.
+RUN_DEFINING = ("model", "group", "data", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
+                "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
+                "test_fraction", "augment", "circular_mask", "model_kwargs")
+SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stalls a GPU pipeline)
+
+
+@dataclass
+class Progress:
+    """What the progress callback receives. ``phase``: ``"train"`` (every few steps), ``"val"``
+    (after an epoch's validation; ``val`` holds its metrics), ``"test"`` (after the final test)."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float  # running mean over the epoch so far
+    acc: float
+    images_per_s: float
+    val: dict | None = None
+    best_epoch: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """The best model (eval mode, on the training device), its card and metrics.
+
+    ``cancelled``: the stop event ended the run early (the unfinished epoch is dropped; test
+    metrics are then None). ``test_metrics`` is the full :func:`evaluate_model` report (ROC curves,
+    predictions); the card keeps a summary."""
+
+    model: torch.nn.Module
+    card: dict
+    checkpoint: Path | None
+    history: list[dict]
+    val_metrics: dict | None
+    test_metrics: dict | None
+    best_epoch: int | None
+    cancelled: bool
+    train_time_s: float
+    images_per_s: float
+    device: str
+    extra: dict = field(default_factory=dict)
+
+
+def choose_image_size(requested: int | None, native: int, model_spec) -> int:
+    """``requested`` if given; else the data's size, minus one when the model needs odd sizes to be
+    exactly invariant (stride-2 grids on even sizes are not symmetric under rot90)."""
+    if requested is not None:
+        return int(requested)
+    if model_spec.odd_size_for_exactness and native % 2 == 0:
+        return native - 1
+    return native
+
+
+def _epoch_generator(*key: int) -> torch.Generator:
+    seed = int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(seed)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def _selection_score(select_on: str, val: dict) -> tuple[float, ...]:
+    """Higher is better; ties on the main metric go to the lower validation loss."""
+    def finite(v):
+        return v if v is not None and math.isfinite(v) else -math.inf
+
+    loss = -val["loss"] if math.isfinite(val["loss"]) else -math.inf
+    if select_on == "val_loss":
+        return (loss,)
+    main = val["accuracy"] if select_on == "val_accuracy" else val["auc_macro"]
+    return (finite(main), loss)
+
+
+def _summary(report: dict) -> dict:
+    """The part of an evaluation report that goes into a model card (no curves, no per-image rows)."""
+    return {k: v for k, v in report.items() if k not in ("roc", "predictions")}
+
+
+def _oom_error(batch_size: int, err: Exception) -> TrainingError:
+    return TrainingError(f"CUDA out of memory at batch size {batch_size}: try --batch-size {max(batch_size // 2, 1)}"
+                         f" ({str(err).splitlines()[0]})")
+
+
+class _Run:
+    """One call of :func:`train`: holds the state the epoch loop shares."""
+
+    def __init__(self, config: TrainConfig, context, progress, stop_event, data: DataSplits | None, progress_bar):
+        self.config, self.context = config, context
+        self.progress, self.stop_event, self.progress_bar = progress, stop_event, progress_bar
+        self.device = distributed.resolve_device(config.device, context)
+        self.out = Path(config.out) if config.out else None
+        self.writes = self.out is not None and context.is_main
+        _seed_everything(config.seed)
+        self.splits = self._resolve_data(data)
+        self.model = self._build_model()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
+                                          weight_decay=config.weight_decay)
+        if config.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda epoch: 1.0)
+        self.augmenter = Augmenter(get_group(config.group), config.augment, config.circular_mask)
+        self.epochs_done, self.history = 0, []
+        self.best: dict | None = None  # {"epoch", "score", "val"}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.train_time, self.images_seen = 0.0, 0
+        if config.resume and self.out is not None:
+            self._resume()
+
+    # ------------------------------------------------------------ setup
+
+    def _resolve_data(self, data: DataSplits | None) -> DataSplits:
+        from .. import models
+
+        try:
+            self.model_spec = models.spec(self.config.model)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        c = self.config
+        if data is None:
+            size = choose_image_size(c.image_size, native_image_size(c.data), self.model_spec)
+            data = resolve_data(c.data, size, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size,
+                                val_fraction=c.val_fraction, test_fraction=c.test_fraction, data_seed=c.data_seed,
+                                device=self.device)
+        elif c.image_size is not None and int(c.image_size) != data.image_size:
+            raise TrainingError(f"image_size {c.image_size} requested, the given data is {data.image_size}")
+        if len(data.train) == 0:
+            raise DataError("the training split is empty")
+        if data.val is None or len(data.val) == 0:
+            raise DataError("the validation split is empty: the best epoch cannot be selected")
+        if len(data.class_names) < 2:
+            raise DataError(f"need at least two classes, found {data.class_names}")
+        return data
+
+    def _build_model(self):
+        from .. import models
+
+        c, size = self.config, self.splits.image_size
+        try:
+            model = models.create(c.model, num_classes=len(self.splits.class_names), group=c.group, image_size=size,
+                                  **c.model_kwargs)
+        except (ValueError, TypeError) as err:
+            raise TrainingError(str(err)) from None
+        model.to(self.device)
+        try:
+            with torch.no_grad(), checkpoint.eval_mode(model):
+                model(torch.zeros(1, 1, size, size, device=self.device))
+        except RuntimeError as err:
+            raise TrainingError(f"model {c.model!r} cannot take {size}x{size} images: "
+                                f"{str(err).splitlines()[0]}") from None
+        return model
+
+    def _resume(self) -> None:
+        last = checkpoint.find_last(self.out)
+        if last is None:
+            return  # no epoch finished yet: start from scratch
+        state = checkpoint.load_state(last)
+        saved, now = state["config"], self._config_record()
+        for key in RUN_DEFINING + (("epochs",) if self.config.schedule == "cosine" else ()):
+            if saved.get(key) != now.get(key):
+                raise TrainingError(f"cannot resume from {last}: {key} was {saved.get(key)!r}, now {now.get(key)!r}")
+        tensors, _ = checkpoint.read_checkpoint(last)
+        checkpoint.load_weights_into(self.model, tensors, str(last))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epochs_done, self.history, self.best = int(state["epoch"]), list(state["history"]), state["best"]
+        self.train_time, self.images_seen = float(state["train_time_s"]), int(state["images_seen"])
+        if (self.out / checkpoint.WEIGHTS_FILE).exists():
+            self.best_state, _ = checkpoint.read_checkpoint(self.out)
+        checkpoint.restore_rng_state(state["rng"])
+
+    def _config_record(self) -> dict:
+        record = self.config.to_dict()
+        record["image_size"] = self.splits.image_size
+        return record
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> TrainResult:
+        c = self.config
+        net = self.model
+        if self.context.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        cancelled = False
+        try:
+            for epoch in range(self.epochs_done + 1, c.epochs + 1):
+                if not self._train_epoch(net, epoch):
+                    cancelled = True
+                    break
+                self._end_epoch(epoch)
+            test_report = None if cancelled else self._test()
+        except torch.cuda.OutOfMemoryError as err:
+            raise _oom_error(c.batch_size, err) from None
+        return self._result(cancelled, test_report)
+
+    def _index_batches(self, epoch: int) -> list[list[int]]:
+        c = self.config
+        order = torch.randperm(len(self.splits.train), generator=_epoch_generator(c.seed, epoch, 0))
+        mine = distributed.shard_indices(order, self.context).tolist()
+        full = len(mine) // c.batch_size
+        count = full if full > 0 else 1  # a remainder batch only when no full batch exists
+        return [mine[i * c.batch_size : (i + 1) * c.batch_size] for i in range(count)]
+
+    def _train_epoch(self, net, epoch: int) -> bool:
+        """One pass over the training shard; False if the stop event cut it short."""
+        from .data_sources import iterate_batches
+
+        c = self.config
+        batches = self._index_batches(epoch)
+        augment_rng = _epoch_generator(c.seed, epoch, 1, self.context.rank)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.amp and self.device.type == "cuda")
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, correct, n (all ranks)
+        bar = self._bar(epoch, len(batches))
+        net.train()
+        start = time.perf_counter()
+        for step, (x, y) in enumerate(iterate_batches(self.splits.train, batches, self.device, c.workers), start=1):
+            if self.stop_event is not None and self.stop_event.is_set():
+                if bar is not None:
+                    bar.close()
+                return False
+            x = self.augmenter.training(x, augment_rng)
+            with autocast:
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            batch = torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                 torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+            sums += distributed.all_reduce_sum(batch, self.context)
+            if step % SYNC_EVERY == 0 or step == len(batches):
+                loss_sum, correct, n = sums.tolist()
+                if not math.isfinite(loss_sum):
+                    self._raise_nan(epoch, step)
+                elapsed = time.perf_counter() - start
+                self._report(Progress("train", epoch, c.epochs, step, len(batches), loss_sum / n, correct / n,
+                                      n / max(elapsed, 1e-9), best_epoch=self._best_epoch()), bar, step)
+        elapsed = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        loss_sum, correct, n = sums.tolist()
+        self.train_time += elapsed
+        self.images_seen += int(n)
+        self._epoch_train = {"train_loss": loss_sum / n, "train_accuracy": correct / n, "time_s": elapsed,
+                             "images_per_s": n / max(elapsed, 1e-9)}
+        return True
+
+    def _raise_nan(self, epoch: int, step: int):
+        kept = f"the last good checkpoint is {self.out / checkpoint.LAST_DIR}" if self.writes and \
+            checkpoint.find_last(self.out) else "no checkpoint was written yet"
+        raise TrainingError(f"loss is not finite (epoch {epoch}, by step {step}); {kept}. "
+                            f"Try a lower --lr (now {self.config.lr:g}) or check the data for NaN pixels")
+
+    def _end_epoch(self, epoch: int) -> None:
+        c = self.config
+        distributed.broadcast_buffers(self.model, self.context)
+        val = evaluate_model(self.model, self.splits.val, self.splits.class_names, batch_size=c.eval_batch_size,
+                             device=self.device, mask=c.circular_mask, robustness_size=0, with_predictions=False,
+                             with_roc=False, workers=c.workers, amp=c.amp, context=self.context)
+        val = _summary(val)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        self.history.append({"epoch": epoch, **self._epoch_train, "val_loss": val["loss"],
+                             "val_accuracy": val["accuracy"], "val_auc_macro": val["auc_macro"], "lr": lr})
+        score = list(_selection_score(c.select_on, val))
+        improved = self.best is None or score > list(self.best["score"])
+        if improved:
+            self.best = {"epoch": epoch, "score": score, "val": val}
+            self.best_state = checkpoint.eval_state_dict(self.model)
+        self.epochs_done = epoch
+        if self.writes:
+            card = self._card(epoch, {"val": val})
+            checkpoint.write_last(self.out, self.model, card, self._resume_state(epoch))
+            if improved:
+                checkpoint.write_checkpoint(self.out, self.model, card)
+        distributed.barrier(self.context)
+        self._report(Progress("val", epoch, c.epochs, 0, 0, self._epoch_train["train_loss"],
+                              self._epoch_train["train_accuracy"], self._epoch_train["images_per_s"], val=val,
+                              best_epoch=self._best_epoch()), None, 0)
+
+    def _test(self) -> dict | None:
+        c = self.config
+        if self.best_state is not None:
+            checkpoint.load_weights_into(self.model, self.best_state, "best epoch")
+        if self.splits.test is None or len(self.splits.test) == 0:
+            return None
+        report = evaluate_model(self.model, self.splits.test, self.splits.class_names,
+                                batch_size=c.eval_batch_size, device=self.device, mask=c.circular_mask,
+                                robustness_size=c.robustness_size if self.context.is_main else 0,
+                                group=c.group, workers=c.workers, amp=c.amp, context=self.context)
+        if self.writes and self.best is not None:
+            metrics = {"val": self.best["val"], "test": _summary(report)}
+            checkpoint.write_checkpoint(self.out, self.model, self._card(self.best["epoch"], metrics))
+        distributed.barrier(self.context)
+        self._report(Progress("test", self.epochs_done, c.epochs, 0, 0, math.nan, report["accuracy"],
+                              self._images_per_s(), val=_summary(report), best_epoch=self._best_epoch()), None, 0)
+        return report
+
+    # ------------------------------------------------------------ records
+
+    def _best_epoch(self) -> int | None:
+        return None if self.best is None else int(self.best["epoch"])
+
+    def _images_per_s(self) -> float:
+        return self.images_seen / self.train_time if self.train_time > 0 else 0.0
+
+    def _card(self, epoch: int, metrics: dict) -> dict:
+        training = {
+            "config": self._config_record(),
+            "epoch": epoch,
+            "epochs_done": self.epochs_done,
+            "best_epoch": self._best_epoch(),
+            "selected_on": self.config.select_on,
+            "device": _device_name(self.device),
+            "world_size": self.context.world_size,
+            "train_time_s": self.train_time,
+            "images_per_s": self._images_per_s(),
+        }
+        input_spec = {"image_size": self.splits.image_size, "circular_mask": self.config.circular_mask,
+                      "normalisation": "per-image min-max to [0, 1]"}
+        return checkpoint.make_card(self.model, class_names=self.splits.class_names, group=self.config.group,
+                                    data=self.splits.description, training=training, metrics=metrics,
+                                    history=self.history, input_spec=input_spec)
+
+    def _resume_state(self, epoch: int) -> dict:
+        return {
+            "format": checkpoint.FORMAT,
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best": self.best,
+            "history": self.history,
+            "train_time_s": self.train_time,
+            "images_seen": self.images_seen,
+            "config": self._config_record(),
+            "rng": checkpoint.capture_rng_state(),
+        }
+
+    def _bar(self, epoch: int, steps: int):
+        if not (self.progress_bar and self.context.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=steps, desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=True)
+
+    def _report(self, p: Progress, bar, step: int) -> None:
+        if bar is not None:
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{p.loss:.4f}", acc=f"{p.acc:.3f}", img_s=f"{p.images_per_s:.0f}")
+        if self.progress is not None and self.context.is_main:
+            self.progress(p)
+
+    def _result(self, cancelled: bool, test_report: dict | None) -> TrainResult:
+        if cancelled and self.best_state is not None:
+            checkpoint.load_weights_into(self.model, self.best_state, "best epoch")
+        self.model.eval()
+        metrics = {"val": None if self.best is None else self.best["val"],
+                   "test": None if test_report is None else _summary(test_report)}
+        card = self._card(self._best_epoch() or 0, metrics) if self.best is not None else {}
+        return TrainResult(
+            model=self.model, card=card, checkpoint=self.out if self.writes and self.best is not None else None,
+            history=self.history, val_metrics=metrics["val"], test_metrics=test_report,
+            best_epoch=self._best_epoch(), cancelled=cancelled, train_time_s=self.train_time,
+            images_per_s=self._images_per_s(), device=_device_name(self.device),
+        )
+
+
+def train(config: TrainConfig, progress: Callable[[Progress], None] | None = None,
+          stop_event: threading.Event | None = None, data: DataSplits | None = None,
+          progress_bar: bool = False) -> TrainResult:
+    """Train ``config.model`` on ``config.data`` (or on ready ``data`` splits) and return the best model.
+
+    ``progress(Progress)`` is called every few steps and after each validation (rank 0 only);
+    setting ``stop_event`` ends the run at the next step, dropping the unfinished epoch (the
+    ``last`` checkpoint of the previous one stays). ``progress_bar``: tqdm bars on stderr (the CLI).
+    Raises :class:`TrainingError` for bad settings, a non-finite loss or CUDA running out of memory,
+    :class:`DataError` for unusable data. Under ``torchrun`` the run is distributed (see
+    :mod:`eqlens.training.distributed`)."""
+    context = distributed.init_distributed(config.device)
+    try:
+        return _Run(config, context, progress, stop_event, data, progress_bar).run()
+    finally:
+        distributed.shutdown(context)

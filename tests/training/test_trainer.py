@@ -1,0 +1,128 @@
+"""Promises of eqlens.training.train on tiny in-memory data (CPU, a 4-8 channel CNN, 24x24 images)."""
+
+import threading
+
+import pytest
+import torch
+
+from eqlens.errors import DataError, TrainingError
+from eqlens.groups import get_group, rotate
+from eqlens.training import TrainConfig, train
+from eqlens.training import checkpoint as ck
+from eqlens.training.augment import Augmenter, apply_circular_mask, random_symmetry
+from eqlens.training.data_sources import DataSplits
+
+from .conftest import TINY_CNN, BlobDataset, blob_splits
+
+
+def _config(out=None, **kw):
+    base = dict(model="cnn", data="blobs", out=str(out) if out else None, epochs=2, batch_size=4, lr=3e-3,
+                robustness_size=0, model_kwargs=TINY_CNN)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_two_epochs_write_finite_checkpoints_and_report_val_and_test(splits, tmp_path):
+    seen = []
+    result = train(_config(tmp_path / "run"), progress=seen.append, data=splits)
+    assert not result.cancelled and len(result.history) == 2
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
+    assert {p.phase for p in seen} == {"train", "val", "test"}
+    assert (tmp_path / "run" / ck.WEIGHTS_FILE).exists() and ck.find_last(tmp_path / "run") is not None
+    model, card = ck.load_checkpoint(tmp_path / "run")
+    assert card["metrics"]["test"]["n"] == 16 and card["metrics"]["val"]["n"] == 16
+    assert card["training"]["images_per_s"] > 0 and card["input"] == {
+        "image_size": 24, "circular_mask": True, "normalisation": "per-image min-max to [0, 1]"}
+    assert result.test_metrics["accuracy"] == card["metrics"]["test"]["accuracy"]
+
+
+def test_the_best_epoch_is_the_one_with_the_best_validation_score(splits):
+    result = train(_config(epochs=3, select_on="val_loss"), data=splits)
+    losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == 1 + losses.index(min(losses))
+    assert result.val_metrics["loss"] == pytest.approx(min(losses))
+
+
+def test_an_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path):
+    train(_config(tmp_path / "straight"), data=blob_splits())
+    stop = threading.Event()
+
+    def stop_in_epoch_two(p):  # callbacks come every 10 steps: stop mid-way through epoch 2 (12 steps)
+        if p.epoch == 2 and p.phase == "train":
+            stop.set()
+
+    cut = train(_config(tmp_path / "cut"), progress=stop_in_epoch_two, stop_event=stop, data=blob_splits())
+    assert cut.cancelled and len(cut.history) == 1 and cut.test_metrics is None
+    resumed = train(_config(tmp_path / "cut", resume=True), data=blob_splits())
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    for sub in (ck.LAST_DIR, "."):
+        a, _ = ck.read_checkpoint(tmp_path / "straight" / sub)
+        b, _ = ck.read_checkpoint(tmp_path / "cut" / sub)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_resuming_with_a_different_run_setting_is_refused(tmp_path, splits):
+    train(_config(tmp_path / "run", epochs=1), data=splits)
+    with pytest.raises(TrainingError, match="lr"):
+        train(_config(tmp_path / "run", lr=1e-2, resume=True), data=splits)
+
+
+def test_a_nan_loss_raises_training_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = blob_splits()
+
+    def poison_after_epoch_one(p):
+        if p.phase == "val" and p.epoch == 1:
+            data.train.poisoned = True
+
+    with pytest.raises(TrainingError, match="not finite"):
+        train(_config(tmp_path / "run", epochs=3), progress=poison_after_epoch_one, data=data)
+    last = ck.find_last(tmp_path / "run")
+    model, card = ck.load_checkpoint(last)  # loading checks every weight is finite
+    assert card["training"]["epoch"] == 1 and ck.load_state(last)["epoch"] == 1
+
+
+def test_unknown_model_and_group_names_raise_eqlens_errors(splits):
+    with pytest.raises(TrainingError, match="unknown model"):
+        train(_config(model="no_such_model"), data=splits)
+    with pytest.raises(TrainingError, match="unknown group"):
+        _config(group="Q7")
+
+
+def test_an_image_size_the_model_cannot_take_raises_training_error():
+    tiny = DataSplits.from_datasets(*(torch.utils.data.TensorDataset(torch.rand(4, 1, 8, 8), torch.arange(4) % 2)
+                                      for _ in range(3)), class_names=["a", "b"])
+    with pytest.raises(TrainingError, match="8x8"):
+        train(_config(), data=tiny)
+
+
+def test_an_empty_dataset_raises_data_error():
+    empty = torch.utils.data.TensorDataset(torch.zeros(0, 1, 24, 24), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(DataError, match="empty"):
+        DataSplits.from_datasets(empty, empty, class_names=["a", "b"])
+    with pytest.raises(DataError, match="empty"):
+        train(_config(), data=DataSplits(BlobDataset(8, 0), empty, None, ["no_sub", "sub"], 24))
+
+
+def test_augmentation_draws_from_its_generator_alone_and_masks_outside_the_disk():
+    x = torch.rand(4, 1, 17, 17)
+    a = Augmenter(get_group("D4")).training(x, torch.Generator().manual_seed(3))
+    b = Augmenter(get_group("D4")).training(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, apply_circular_mask(x))
+    outside = apply_circular_mask(torch.ones(17, 17)[None, None]) == 0
+    assert (a[:, :, outside[0, 0]] == 0).all()
+
+
+def test_cyclic_groups_only_rotate_and_dihedral_groups_also_mirror_half_the_images():
+    x = torch.rand(64, 1, 17, 17)
+
+    def draws(seed):
+        g = torch.Generator().manual_seed(seed)
+        angles = (torch.rand(64, generator=g, dtype=torch.float64) * 360).float()
+        return angles, torch.rand(64, generator=g) < 0.5
+
+    angles, flips = draws(0)
+    assert torch.equal(random_symmetry(x, get_group("C4"), torch.Generator().manual_seed(0)), rotate(x, angles))
+    mirrored = torch.where(flips[:, None, None, None], torch.flip(x, dims=[-1]), x)
+    assert torch.equal(random_symmetry(x, get_group("D4"), torch.Generator().manual_seed(0)), rotate(mirrored, angles))
+    assert 0 < int(flips.sum()) < 64
