@@ -11,6 +11,7 @@ from .deeplense import (
     natural_key,
 )
 from .images import DecodedImage, decode_image, load_image
+from .simulated import SimulatedLensDataset
 from .transforms import normalize_image, prepare_batch, resize_image
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "LAYOUTS",
     "DecodedImage",
     "DeepLenseFolderDataset",
+    "SimulatedLensDataset",
     "class_order",
     "decode_image",
     "detect_layout",

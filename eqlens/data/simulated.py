@@ -1,0 +1,109 @@
+"""A torch Dataset of simulated lenses, rendered on demand (or once, with ``cache=True``).
+
+Splits draw from fixed, disjoint seed streams: the simulator seed of a split is
+``3 * seed + {"train": 0, "val": 1, "test": 2}[split]``, an injective map, so no (seed, split) pair
+shares a stream with another and a test set never overlaps any training set of any seed. Image i of
+a split is simulator index i with label ``i % num_classes`` (balanced classes, fixed order from
+``config.class_names``), so item i is the same whatever the batch, device or worker asks for it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from ..simulation import LensSimulator, LensTruth, SimulationConfig, get_config
+from .transforms import prepare_batch
+
+SPLITS = ("train", "val", "test")
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The simulator seed of ``split`` of data set ``seed`` (see the module notes)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use one of {SPLITS}")
+    if not 0 <= seed < 2**61:
+        raise ValueError(f"seed must be in [0, 2**61), got {seed}")
+    return 3 * seed + SPLITS.index(split)
+
+
+class SimulatedLensDataset(Dataset):
+    """``size`` simulated images of one split: item i -> ``(image [1, S, S] float32 in [0, 1], label)``.
+
+    Images are noisy counts passed through :func:`eqlens.data.transforms.prepare_batch` (resize to
+    ``image_size`` if given, per-image min-max). :meth:`batch` renders many items in one call on the
+    dataset's ``device`` (the trainer's path on a GPU); ``cache=True`` renders everything once.
+    """
+
+    def __init__(
+        self,
+        config: str | SimulationConfig = "model_i",
+        split: str = "train",
+        size: int = 1000,
+        seed: int = 0,
+        image_size: int | None = None,
+        device="cpu",
+        dtype=torch.float32,
+        cache: bool = False,
+        cache_batch_size: int = 64,
+    ):
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.config = get_config(config)
+        self.split = split
+        self.size = int(size)
+        self.seed = int(seed)
+        self.simulator_seed = split_seed(self.seed, split)
+        self.image_size = int(image_size or self.config.image_size)
+        self._resize = image_size if image_size and image_size != self.config.image_size else None
+        self.device = torch.device(device)
+        self.simulator = LensSimulator(self.config, device=self.device, dtype=dtype)
+        self._cache = None
+        if cache:
+            starts = range(0, self.size, cache_batch_size)
+            chunks = [self._render(range(s, min(s + cache_batch_size, self.size))) for s in starts]
+            self._cache = (
+                torch.cat([c[0] for c in chunks]) if chunks else torch.empty(0, 1, self.image_size, self.image_size),
+                torch.cat([c[1] for c in chunks]) if chunks else torch.empty(0, dtype=torch.int64),
+            )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.config.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _check(self, indices: torch.Tensor) -> torch.Tensor:
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.size):
+            raise IndexError(f"index out of range for a data set of {self.size} images")
+        return indices
+
+    def _render(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(list(indices) if isinstance(indices, range) else indices, dtype=torch.int64)
+        batch = self.simulator.simulate(self.simulator_seed, idx.to(self.device))
+        x = prepare_batch(batch.images, self._resize).to(torch.float32)
+        return x, batch.labels
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``indices`` rendered together: ``(x [B, 1, S, S] float32, y [B] int64)`` on the dataset's device."""
+        idx = self._check(torch.as_tensor(indices, dtype=torch.int64).reshape(-1))
+        if self._cache is not None:
+            return self._cache[0][idx.to(self._cache[0].device)], self._cache[1][idx.to(self._cache[1].device)]
+        return self._render(idx)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if index < 0:
+            index += self.size
+        x, y = self.batch([index])
+        return x[0], int(y[0])
+
+    def truth(self, index: int) -> dict:
+        """Ground truth of item ``index`` as plain Python values (see ``LensTruth.for_image``)."""
+        self._check(torch.tensor([index]))
+        params_batch = self.simulator.sample(self.simulator_seed, [index])
+        return LensTruth.from_parameters(params_batch, self.config).for_image(0)

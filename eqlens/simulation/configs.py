@@ -1,0 +1,149 @@
+"""Simulation configs: plain frozen data, one per named recipe, edited with ``dataclasses.replace``.
+
+Class order is FIXED and alphabetical, and a label is the position of its name in
+``config.class_names``: ``model_i`` / ``model_ii`` -> ("axion", "cdm", "no_sub") = (0, 1, 2);
+``binary`` -> ("no_sub", "sub") = (0, 1). The substructure a class name means is
+:data:`SUBSTRUCTURE` ("sub" is CDM subhalos).
+
+Every ``*_range`` field is a randomisation option for harder data: ``None`` keeps the fixed recipe
+value, ``(lo, hi)`` draws uniformly per image (see :mod:`eqlens.simulation.sampling`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import EqlensError
+
+SUBSTRUCTURE = {"no_sub": "none", "cdm": "subhalos", "sub": "subhalos", "axion": "vortex"}
+NOISE_MODELS = ("deeplense", "poisson")
+VORTEX_MODELS = ("line", "points")
+
+Range = tuple[float, float] | None
+
+
+class SimulationConfigError(EqlensError, ValueError):
+    """An unknown config name or an inconsistent setting."""
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that defines a simulated data set. Angles in arcsec, masses in Msun, phi in radians."""
+
+    name: str = "model_i"
+    class_names: tuple[str, ...] = ("axion", "cdm", "no_sub")
+    # instrument
+    image_size: int = 150
+    pixel_scale: float = 0.05
+    supersampling: int = 1
+    psf_fwhm: float = 0.087
+    psf_truncation: float = 3.0  # kernel half-width in PSF sigmas
+    background_rms: float = 0.01  # counts/s per pixel
+    log10_exposure_range: tuple[float, float] = (3.0, 3.5)  # exposure time 10^U(3, 3.5)
+    noise_model: str = "deeplense"
+    # cosmology and main lens (SIE + external shear)
+    halo_mass: float = 1e12
+    z_lens: float = 0.5
+    z_source: float = 1.0
+    H0: float = 70.0
+    Om0: float = 0.3
+    distance_convention: str = "deeplense"
+    theta_E: float | None = None  # None: the Einstein radius of halo_mass (1.2815" for Model I)
+    lens_e1: float = 0.1
+    lens_e2: float = 0.0
+    gamma1: float = 0.05
+    gamma2: float = 0.0
+    # source: elliptical Sersic
+    source_amp: float = 20.0
+    source_R_sersic: float = 0.25
+    source_n_sersic: float = 1.0
+    source_e1: float = -0.1
+    source_e2: float = 0.1
+    source_center_half_width: float = 0.35  # centre ~ U[-w, w] on each axis
+    # CDM: point-mass subhalos, dN/dm ~ m^slope, radius ~ U[r_lo, r_hi], uniform angle
+    n_subhalos: int = 25
+    subhalo_mass_range: tuple[float, float] = (1e6, 1e10)
+    subhalo_mass_slope: float = -0.9
+    subhalo_radius_range: tuple[float, float] = (0.25, 2.0)
+    # axion: a vortex line through the lens centre at a uniform angle
+    vortex_mass: float = 3e10
+    log10_axion_mass_range: tuple[float, float] = (-24.0, -22.0)  # eV
+    vortex_half_length_at_1e22: float = 0.03  # half-length = this * 1e-22 eV / m
+    vortex_model: str = "line"  # "line": closed-form uniform segment; "points": sum of point masses
+    vortex_points: int = 100
+    # randomisation options (None = fixed recipe value)
+    theta_E_range: Range = None
+    lens_ellipticity_range: Range = None  # |e| = (1 - q) / (1 + q)
+    lens_orientation_range: Range = None  # phi of the lens major axis
+    shear_range: Range = None  # |gamma|, angle uniform
+    source_R_sersic_range: Range = None
+    source_n_sersic_range: Range = None
+    source_position_range: Range = None  # replaces (-w, w) for each axis of the source centre
+    psf_fwhm_range: Range = None
+    background_rms_range: Range = None
+
+    def __post_init__(self):
+        unknown = [c for c in self.class_names if c not in SUBSTRUCTURE]
+        if unknown or len(set(self.class_names)) != len(self.class_names) or not self.class_names:
+            raise SimulationConfigError(f"class_names {self.class_names!r}: each must be one of {sorted(SUBSTRUCTURE)}")
+        if list(self.class_names) != sorted(self.class_names):
+            raise SimulationConfigError(f"class_names {self.class_names!r} must be in alphabetical order")
+        if self.image_size < 2 or self.supersampling < 1 or self.pixel_scale <= 0:
+            raise SimulationConfigError("image_size >= 2, supersampling >= 1 and pixel_scale > 0 are required")
+        if self.noise_model not in NOISE_MODELS:
+            raise SimulationConfigError(f"noise_model {self.noise_model!r}: use one of {NOISE_MODELS}")
+        if self.vortex_model not in VORTEX_MODELS:
+            raise SimulationConfigError(f"vortex_model {self.vortex_model!r}: use one of {VORTEX_MODELS}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_range") and value is not None and (len(value) != 2 or value[0] > value[1]):
+                raise SimulationConfigError(f"{f.name} = {value!r}: expected (lo, hi) with lo <= hi")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def field_of_view(self) -> float:
+        """Side of the image in arcsec."""
+        return self.image_size * self.pixel_scale
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists); ``SimulationConfig.from_dict`` inverts it."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SimulationConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(data) - names
+        if extra:
+            raise SimulationConfigError(f"unknown simulation config fields: {sorted(extra)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+_CONFIGS = {
+    # DeepLense Model I (DeepLenseSim, lenstronomy): 150 x 150 at 0.05".
+    "model_i": SimulationConfig(),
+    # In the spirit of Models II/III: 64 x 64, Euclid-like 0.1" pixels (6.4" field, close to Model I's
+    # 7.5"), a Euclid VIS-like PSF, and 2x supersampling since these pixels are coarse.
+    "model_ii": SimulationConfig(name="model_ii", image_size=64, pixel_scale=0.1, psf_fwhm=0.16, supersampling=2),
+    # The binary sub / no_sub task of the EqCvT work; "sub" is CDM subhalos as in Model I.
+    "binary": SimulationConfig(name="binary", class_names=("no_sub", "sub")),
+}
+
+
+def config_names() -> tuple[str, ...]:
+    """Names accepted by :func:`get_config`."""
+    return tuple(_CONFIGS)
+
+
+def get_config(name: str | SimulationConfig) -> SimulationConfig:
+    """The named config (a config passes through); unknown names raise :class:`SimulationConfigError`."""
+    if isinstance(name, SimulationConfig):
+        return name
+    try:
+        return _CONFIGS[name]
+    except KeyError:
+        known = ", ".join(_CONFIGS)
+        raise SimulationConfigError(f"unknown simulation config {name!r}; choose one of {known}") from None

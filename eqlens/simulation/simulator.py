@@ -1,0 +1,246 @@
+"""The batched lens simulator: scene parameters -> ray-traced, PSF-blurred, noisy count images.
+
+    sim = LensSimulator(get_config("model_i"), device="cpu", dtype=torch.float32)
+    batch = sim.simulate(seed, indices)          # LensBatch(images [B, H, W], labels [B], truth)
+
+Pipeline (each step a function you can call alone, which the tests do):
+``sample`` (priors, :mod:`.sampling`) -> ``deflection`` (SIE + shear + subhalos + vortex,
+:mod:`.profiles`) -> ``render`` (lens equation beta = theta - alpha, Sersic source, supersampling,
+PSF; noiseless counts/s per pixel) -> noise (:func:`.instrument.add_noise`, counts).
+
+Determinism: every random number is a function of (seed, index, stream, element) only, so the same
+(seed, index) gives the same image whatever the batch size, its batch-mates, or the order.
+
+Cost: the grid is separable (x depends on the column, y on the row), so per-subhalo offsets are 1-D
+and only r^2 and the accumulation touch the full [B, H, W] field; the sum over subhalos is a loop
+accumulating into two fields (never a [B, n_sub, H, W] tensor), which ``torch.compile`` fuses into
+one kernel (``compile=True``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from . import instrument
+from .configs import SimulationConfig, get_config
+from .light import SersicEllipse
+from .profiles import SIE, Shear, UniformLine
+from .sampling import LensParameters, sample_parameters
+
+
+def _col(t: torch.Tensor) -> torch.Tensor:
+    """``[B]`` -> ``[B, 1, 1]`` to broadcast against a ``[1, H, W]`` grid."""
+    return t[:, None, None]
+
+
+def point_mass_sum(x, y, theta_E, center_x, center_y):
+    """Deflection of ``n`` point masses per image, ``theta_E, center_* [B, n]``, on the separable grid
+    ``x [1, 1, W]``, ``y [1, H, 1]`` -> ``(alpha_x, alpha_y) [B, H, W]``, accumulated one mass at a time."""
+    tiny = torch.finfo(x.dtype).tiny
+    ax = ay = None
+    for j in range(theta_E.shape[1]):
+        dx = x - _col(center_x[:, j])  # [B, 1, W]
+        dy = y - _col(center_y[:, j])  # [B, H, 1]
+        a = _col(theta_E[:, j] ** 2) / (dx * dx + dy * dy + tiny)
+        ax = a * dx if ax is None else torch.addcmul(ax, a, dx)
+        ay = a * dy if ay is None else torch.addcmul(ay, a, dy)
+    return ax, ay
+
+
+def vortex_points(params: LensParameters, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The vortex as ``n`` equal point masses evenly spaced end to end: ``(theta_E, x, y)``, each ``[B, n]``."""
+    s = torch.linspace(-1.0, 1.0, n, device=params.vortex_angle.device, dtype=params.vortex_angle.dtype)
+    along = params.vortex_half_length[:, None] * s[None]
+    x = params.vortex_center_x[:, None] + along * torch.cos(params.vortex_angle)[:, None]
+    y = params.vortex_center_y[:, None] + along * torch.sin(params.vortex_angle)[:, None]
+    theta = (params.vortex_theta_E / math.sqrt(n))[:, None].expand(-1, n)  # theta_E^2 adds up
+    return theta, x, y
+
+
+@dataclass
+class LensTruth:
+    """Ground truth of a batch (tensors, batch first) for overlays, metrics and JSON.
+
+    Angles in arcsec on the sky grid of :mod:`.instrument` (array row index grows with y);
+    :meth:`for_image` also gives pixel coordinates (col, row) so an overlay needs no convention.
+    """
+
+    labels: torch.Tensor  # [B]
+    class_names: tuple[str, ...]
+    theta_E: torch.Tensor  # [B]
+    source_center: torch.Tensor  # [B, 2] (x, y)
+    subhalo_positions: torch.Tensor  # [B, n_max, 2]; padding rows are 0 with mass 0
+    subhalo_masses: torch.Tensor  # [B, n_max] Msun
+    n_subhalos: torch.Tensor  # [B]
+    vortex_endpoints: torch.Tensor  # [B, 2, 2] ((x0, y0), (x1, y1)); NaN without a vortex
+    log10_axion_mass: torch.Tensor  # [B] log10(m / eV); NaN without a vortex
+    exposure: torch.Tensor  # [B] seconds (arbitrary units, as DeepLense)
+    pixel_scale: float
+    image_size: int
+
+    @classmethod
+    def from_parameters(cls, params: LensParameters, config: SimulationConfig) -> LensTruth:
+        has_vortex = ~torch.isnan(params.log10_axion_mass)
+        u = torch.stack([torch.cos(params.vortex_angle), torch.sin(params.vortex_angle)], dim=-1)
+        centre = torch.stack([params.vortex_center_x, params.vortex_center_y], dim=-1)
+        half = (params.vortex_half_length[:, None] * u)
+        ends = torch.stack([centre - half, centre + half], dim=1)
+        ends = torch.where(has_vortex[:, None, None], ends, torch.full_like(ends, math.nan))
+        return cls(
+            labels=params.labels,
+            class_names=tuple(config.class_names),
+            theta_E=params.theta_E,
+            source_center=torch.stack([params.source_center_x, params.source_center_y], dim=-1),
+            subhalo_positions=torch.stack([params.subhalo_x, params.subhalo_y], dim=-1),
+            subhalo_masses=params.subhalo_mass,
+            n_subhalos=params.n_subhalos,
+            vortex_endpoints=ends,
+            log10_axion_mass=params.log10_axion_mass,
+            exposure=params.exposure,
+            pixel_scale=float(config.pixel_scale),
+            image_size=int(config.image_size),
+        )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def to_pixel(self, xy) -> list[float]:
+        """Sky (x, y) arcsec -> (col, row) array coordinates (fractional; pixel centres are integers)."""
+        c = (self.image_size - 1) / 2
+        return [float(xy[0]) / self.pixel_scale + c, float(xy[1]) / self.pixel_scale + c]
+
+    def for_image(self, i: int) -> dict:
+        """Image ``i``'s truth as plain Python floats/lists (``None`` where absent): JSON-ready."""
+        n = int(self.n_subhalos[i])
+        positions = self.subhalo_positions[i, :n].detach().cpu().double().tolist()
+        log_m = float(self.log10_axion_mass[i])
+        ends = None if math.isnan(log_m) else self.vortex_endpoints[i].detach().cpu().double().tolist()
+        label = int(self.labels[i])
+        return {
+            "label": label,
+            "class_name": self.class_names[label],
+            "theta_E": float(self.theta_E[i]),
+            "source_center": [float(v) for v in self.source_center[i]],
+            "subhalo_positions": positions,
+            "subhalo_masses": self.subhalo_masses[i, :n].detach().cpu().double().tolist(),
+            "subhalo_pixels": [self.to_pixel(p) for p in positions],
+            "vortex_endpoints": ends,
+            "vortex_pixels": None if ends is None else [self.to_pixel(p) for p in ends],
+            "log10_axion_mass": None if math.isnan(log_m) else log_m,
+            "axion_mass_ev": None if math.isnan(log_m) else 10.0**log_m,
+            "exposure": float(self.exposure[i]),
+            "pixel_scale": self.pixel_scale,
+            "image_size": self.image_size,
+        }
+
+
+@dataclass
+class LensBatch:
+    """``images [B, H, W]`` noisy counts (float, on the simulator's device), ``labels [B]`` int64, ``truth``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    truth: LensTruth
+
+
+class LensSimulator:
+    """Batched, deterministic simulator of one :class:`SimulationConfig` on ``device`` in ``dtype``.
+
+    ``compile=True`` wraps the per-pixel work (deflections + source) in ``torch.compile``; the first
+    call per batch size then pays a compilation (seconds), later calls run fused kernels.
+    """
+
+    def __init__(self, config: SimulationConfig | str = "model_i", device="cpu", dtype=torch.float32, compile=False):
+        self.config = get_config(config)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        cfg = self.config
+        s = cfg.supersampling
+        self._x = instrument.pixel_axis(cfg.image_size, cfg.pixel_scale, s, self.device, dtype)[None, None, :]
+        self._y = instrument.pixel_axis(cfg.image_size, cfg.pixel_scale, s, self.device, dtype)[None, :, None]
+        widest = cfg.psf_fwhm_range[1] if cfg.psf_fwhm_range else cfg.psf_fwhm
+        self.psf_radius = instrument.psf_radius_pixels(widest, cfg.pixel_scale, cfg.psf_truncation)
+        self.compiled = bool(compile)
+        self._surface_brightness = torch.compile(self._lensed_surface_brightness) if compile else (
+            self._lensed_surface_brightness
+        )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.config.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def grid(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ray-tracing grid: ``x [1, 1, W*s]`` and ``y [1, H*s, 1]`` (arcsec), s the supersampling."""
+        return self._x, self._y
+
+    # -- the pipeline, step by step -------------------------------------------------------------
+    def sample(self, seed: int, indices, labels=None) -> LensParameters:
+        """Scene parameters of images ``indices`` in the simulator's dtype and device."""
+        return sample_parameters(self.config, seed, indices, labels, self.device).to(dtype=self.dtype)
+
+    def deflection(self, params: LensParameters, x=None, y=None, skip_absent=True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total deflection ``(alpha_x, alpha_y) [B, H, W]`` at ``x [.., 1, W]``, ``y [.., H, 1]`` (default: grid).
+
+        ``skip_absent`` skips substructure that no image of the batch has (exact: absent terms are
+        zeros); the compiled path turns it off to keep one graph without data-dependent branches."""
+        x = self._x if x is None else x
+        y = self._y if y is None else y
+        p = params
+        ax, ay = SIE.deflection(x, y, _col(p.theta_E), _col(p.lens_e1), _col(p.lens_e2),
+                                _col(p.lens_center_x), _col(p.lens_center_y))  # fmt: skip
+        sx, sy = Shear.deflection(x, y, _col(p.gamma1), _col(p.gamma2))
+        ax, ay = ax + sx, ay + sy
+        if p.subhalo_theta_E.shape[1] and not (skip_absent and bool((p.subhalo_theta_E == 0).all())):
+            dx, dy = point_mass_sum(x, y, p.subhalo_theta_E, p.subhalo_x, p.subhalo_y)
+            ax, ay = ax + dx, ay + dy
+        if not (skip_absent and bool((p.vortex_theta_E == 0).all())):
+            if self.config.vortex_model == "line":
+                line = (p.vortex_theta_E, p.vortex_half_length, p.vortex_angle, p.vortex_center_x, p.vortex_center_y)
+                dx, dy = UniformLine.deflection(x, y, *(_col(t) for t in line))
+            else:
+                dx, dy = point_mass_sum(x, y, *vortex_points(p, self.config.vortex_points))
+            ax, ay = ax + dx, ay + dy
+        return ax, ay
+
+    def source_brightness(self, params: LensParameters, x, y) -> torch.Tensor:
+        """Unlensed source surface brightness at source-plane positions ``x, y`` (broadcast with ``[B, 1, 1]``)."""
+        p = params
+        return SersicEllipse.surface_brightness(
+            x, y, _col(p.source_amp), _col(p.source_R_sersic), _col(p.source_n_sersic),
+            _col(p.source_e1), _col(p.source_e2), _col(p.source_center_x), _col(p.source_center_y),
+        )  # fmt: skip
+
+    def _lensed_surface_brightness(self, params: LensParameters) -> torch.Tensor:
+        ax, ay = self.deflection(params, skip_absent=not self.compiled)
+        return self.source_brightness(params, self._x - ax, self._y - ay)
+
+    def render(self, params: LensParameters, psf: bool = True) -> torch.Tensor:
+        """Noiseless image ``[B, H, W]`` in counts/s per pixel (surface brightness x pixel area)."""
+        sb = self._surface_brightness(params)
+        flux = instrument.downsample(sb, self.config.supersampling) * self.config.pixel_scale**2
+        if not psf:
+            return flux
+        kernels = instrument.gaussian_kernels_1d(params.psf_fwhm, self.config.pixel_scale, self.psf_radius)
+        return instrument.convolve_psf(flux, kernels)
+
+    def add_noise(self, flux: torch.Tensor, params: LensParameters, seed: int, indices) -> torch.Tensor:
+        """Noisy counts ``[B, H, W]`` of the noiseless ``flux`` (see :func:`.instrument.add_noise`)."""
+        idx = torch.as_tensor(indices, dtype=torch.int64, device=self.device).reshape(-1)
+        return instrument.add_noise(flux, params.exposure, params.background_rms, seed, idx, self.config.noise_model)
+
+    def simulate(self, seed: int, indices: Sequence[int] | torch.Tensor, labels=None) -> LensBatch:
+        """Images ``indices`` of the data set ``seed``; ``labels=None`` -> ``index % num_classes``."""
+        idx = torch.as_tensor(indices, dtype=torch.int64, device=self.device).reshape(-1)
+        params = self.sample(seed, idx, labels)
+        images = self.add_noise(self.render(params), params, seed, idx)
+        return LensBatch(images=images, labels=params.labels, truth=LensTruth.from_parameters(params, self.config))
+
