@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint: accuracy, AUC, confusion, robustness")
+    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint: accuracy, AUC, confusion (regression: MSE, "
+                              "MAE, R^2), robustness")
     p.add_argument("checkpoint", help="checkpoint directory or .safetensors file")
     p.add_argument("--data", default=None, help="simulation config or DeepLense folder (default: the training data)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -26,6 +27,26 @@ def run(args) -> int:
                                  batch_size=args.batch_size, robustness_size=args.robustness_size,
                                  workers=args.workers)
     print(f"{report['checkpoint']['model']} on {report['data']['spec']} [{args.split}], n = {report['n']}")
+    if "mse" in report:
+        _print_regression(report)
+    else:
+        _print_classification(report)
+    if args.json:
+        write_json(args.json, report)
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _print_regression(report: dict) -> None:
+    print(f"{report['target']} [{report['unit']}]: MSE {_fmt(report['mse'])}   MAE {_fmt(report['mae'])}   "
+          f"R^2 {_fmt(report['r2'])}")
+    if report["invariance_error"] is not None:
+        robust = report["robustness"]
+        print(f"invariance error {report['invariance_error']:.3g} (largest change under exact rotations), "
+              f"worst-angle MAE {_fmt(robust['worst_angle_mae'])}, spread over angles {_fmt(robust['orbit_std'])}")
+
+
+def _print_classification(report: dict) -> None:
     print(f"accuracy {report['accuracy']:.4f}   macro AUC {_fmt(report['auc_macro'])}")
     for name, auc in report["per_class_auc"].items():
         print(f"  AUC {name:<10} {_fmt(auc)}")
@@ -37,10 +58,6 @@ def run(args) -> int:
         robust = report["robustness"]
         print(f"invariance error {report['invariance_error']:.3g}, worst-angle accuracy "
               f"{_fmt(robust.get('worst_angle_accuracy'))}, seed logit std {_fmt(robust.get('seed_logit_std'))}")
-    if args.json:
-        write_json(args.json, report)
-        print(f"report written to {args.json}")
-    return 0
 
 
 def _fmt(value) -> str:

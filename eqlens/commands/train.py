@@ -7,6 +7,7 @@ from dataclasses import fields
 
 def register(subparsers) -> None:
     from ..training.config import SCHEDULES, SELECTION_METRICS, TrainConfig
+    from ..training.targets import TASKS
 
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "model_kwargs"}
     p = subparsers.add_parser("train", help="train a model; checkpoints every epoch, resumable")
@@ -14,14 +15,16 @@ def register(subparsers) -> None:
     p.add_argument("--group", default=defaults["group"], help="symmetry group: C4, C8, D4, D8")
     p.add_argument("--data", default=defaults["data"],
                    help="simulation config (model_i, model_ii, binary) or a DeepLense folder")
+    p.add_argument("--task", choices=TASKS, default=defaults["task"],
+                   help="classify, or regress log10 axion mass (axion lenses) / log10 total subhalo mass (cdm lenses)")
     p.add_argument("--out", default=None, help="checkpoint directory (default: checkpoints/<model>)")
     p.add_argument("--epochs", type=int, default=defaults["epochs"])
     p.add_argument("--batch-size", type=int, default=defaults["batch_size"])
     p.add_argument("--lr", type=float, default=defaults["lr"])
     p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
     p.add_argument("--schedule", choices=SCHEDULES, default=defaults["schedule"])
-    p.add_argument("--select-on", choices=SELECTION_METRICS, default=defaults["select_on"],
-                   help="validation metric that picks the best epoch")
+    p.add_argument("--select-on", choices=SELECTION_METRICS, default=None,
+                   help="validation metric that picks the best epoch (default: val_accuracy; regression: val_mse)")
     p.add_argument("--image-size", type=int, default=None,
                    help="model input size (default: the data's, minus one for models needing odd sizes)")
     p.add_argument("--seed", type=int, default=defaults["seed"], help="initialisation, shuffling, augmentation")
@@ -44,7 +47,8 @@ def config_from_args(args):
     from ..training.config import TrainConfig
 
     return TrainConfig(
-        model=args.model, group=args.group, data=args.data, out=args.out or f"checkpoints/{args.model}",
+        model=args.model, group=args.group, data=args.data, task=args.task,
+        out=args.out or f"checkpoints/{args.model}",
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, select_on=args.select_on, image_size=args.image_size, seed=args.seed,
         data_seed=args.data_seed, device=args.device, amp=args.amp, train_size=args.train_size,
@@ -56,6 +60,7 @@ def config_from_args(args):
 
 def run(args) -> int:
     import os
+    from math import nan
 
     from ..training.trainer import train
 
@@ -64,12 +69,14 @@ def run(args) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     val, test = result.val_metrics or {}, result.test_metrics or {}
+    shown = ("mse", "mae", "r2") if "mse" in val else ("accuracy", "auc_macro")
     print(f"best epoch {result.best_epoch} (selected on {config.select_on}): "
-          f"val accuracy {val.get('accuracy', float('nan')):.4f}, val AUC {val.get('auc_macro', float('nan')):.4f}")
+          + ", ".join(f"val {k} {val.get(k, nan):.4f}" for k in shown))
     if test:
         inv = test.get("invariance_error")
-        print(f"test: accuracy {test['accuracy']:.4f}, macro AUC {test['auc_macro']:.4f}, n {test['n']}"
-              + (f", invariance error {inv:.3g}" if inv is not None else ""))
+        unit = f" {test['unit']}" if "unit" in test else ""
+        print("test: " + ", ".join(f"{k} {test[k]:.4f}" for k in shown) + f", n {test['n']}"
+              + (f", invariance error {inv:.3g}{unit}" if inv is not None else ""))
     print(f"{result.images_per_s:.0f} img/s on {result.device}, {result.train_time_s:.1f} s training; "
           f"checkpoint: {result.checkpoint}")
     return 0

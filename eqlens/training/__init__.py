@@ -1,7 +1,9 @@
 """Training, evaluation and checkpoints.
 
-    from eqlens.training import TrainConfig, train, load_checkpoint, evaluate_model
+    from eqlens.training import TrainConfig, train, load_checkpoint, evaluate_model, predict
     result = train(TrainConfig(model="cnn", data="binary", epochs=5, out="checkpoints/cnn"))
+    result = train(TrainConfig(model="gcnn", data="model_i", task="axion_mass", out="checkpoints/axion"))
+    model, card = load_checkpoint("checkpoints/axion"); log10_mass = predict(model, card, images)
 
 Names are imported on first use, so ``eqlens.training.metrics`` does not pull in the models.
 """
@@ -21,6 +23,10 @@ _EXPORTS = {
     "write_checkpoint": "checkpoint",
     "evaluate_model": "evaluate",
     "evaluate_checkpoint": "evaluate",
+    "evaluate_regression": "evaluate_regression",
+    "predict": "targets",
+    "TargetScaler": "targets",
+    "TASKS": "targets",
     "run_bench": "bench",
 }
 

@@ -4,7 +4,9 @@ For every data set and model, :func:`run_bench` trains one run per seed (``Train
 data seed stays fixed, so every run sees the same images), reads the held-out test metrics and the
 robustness report of the best epoch, and :func:`format_table` writes ONE markdown table: parameters,
 test accuracy and macro AUC (mean and std over seeds), exact invariance error, the seed's 8 x 45 deg
-logit std, worst-angle accuracy, training time, img/s, device and date.
+logit std, worst-angle accuracy, training time, img/s, device and date. A regression bench
+(``task="axion_mass"`` or ``"subhalo_mass"``) has test R^2, MAE and RMSE in the target's unit, the
+invariance error in that unit and the worst-angle MAE instead.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig
+from .targets import CLASSIFICATION, is_regression
 
 COLUMNS = ("data", "model", "group", "params", "seeds", "test acc", "macro AUC", "invariance err",
            "seed logit std", "worst-angle acc", "train time (s)", "img/s", "device", "date")
+REGRESSION_COLUMNS = ("data", "model", "group", "params", "seeds", "test R^2", "test MAE", "test RMSE",
+                      "invariance err", "worst-angle MAE", "train time (s)", "img/s", "device", "date")
+_AVERAGED = ("accuracy", "auc_macro", "r2", "mae", "rmse", "invariance_error", "seed_logit_std",
+             "worst_angle_accuracy", "worst_angle_mae", "train_time_s", "images_per_s")
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
@@ -56,13 +63,12 @@ def run_bench(models: Sequence[str], datasets: Sequence[str] = ("binary", "model
                                progress_bar=progress_bar)
                 test = result.test_metrics or {}
                 robust = test.get("robustness") or {}
-                run = {"accuracy": test.get("accuracy"), "auc_macro": test.get("auc_macro"),
-                       "invariance_error": test.get("invariance_error"),
-                       "seed_logit_std": robust.get("seed_logit_std"),
-                       "worst_angle_accuracy": robust.get("worst_angle_accuracy"),
-                       "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
-                       "parameters": result.card["model"]["parameters"], "group": result.card["group"],
-                       "device": result.device}
+                run = {key: test.get(key) for key in ("accuracy", "auc_macro", "r2", "mae", "rmse",
+                                                      "invariance_error")}
+                run |= {key: robust.get(key) for key in ("seed_logit_std", "worst_angle_accuracy", "worst_angle_mae")}
+                run |= {"task": result.card["task"]["name"], "train_time_s": result.train_time_s,
+                        "images_per_s": result.images_per_s, "parameters": result.card["model"]["parameters"],
+                        "group": result.card["group"], "device": result.device}
                 runs.append(run)
                 if on_run is not None:
                     on_run(data, model, int(seed), run)
@@ -72,10 +78,9 @@ def run_bench(models: Sequence[str], datasets: Sequence[str] = ("binary", "model
 
 def _aggregate(data: str, model: str, runs: list[dict]) -> dict:
     row = {"data": data, "model": model, "group": runs[0]["group"], "parameters": runs[0]["parameters"],
-           "seeds": len(runs), "device": runs[0]["device"],
+           "seeds": len(runs), "device": runs[0]["device"], "task": runs[0]["task"],
            "date": _dt.date.today().isoformat()}
-    for key in ("accuracy", "auc_macro", "invariance_error", "seed_logit_std", "worst_angle_accuracy",
-                "train_time_s", "images_per_s"):
+    for key in _AVERAGED:
         row[key], row[f"{key}_std"] = _mean_std([r[key] for r in runs])
     return row
 
@@ -91,18 +96,46 @@ def _g(value: float) -> str:
 
 
 def format_table(rows: list[dict], title: str | None = None) -> str:
-    """ONE markdown table of :func:`run_bench` rows (means over seeds, ± the sample std)."""
+    """ONE markdown table of :func:`run_bench` rows (means over seeds, ± the sample std); the
+    regression columns when the rows are of a regression task."""
+    if rows and is_regression(rows[0].get("task", CLASSIFICATION)):
+        return _regression_table(rows, title)
     lines = [f"# {title}", ""] if title else []
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        cells = [r["data"], r["model"], r["group"], f"{r['parameters']:,}", str(r["seeds"]),
+        cells = [*_lead_cells(r),
                  _pm(r["accuracy"], r["accuracy_std"]), _pm(r["auc_macro"], r["auc_macro_std"]),
                  _g(r["invariance_error"]), _pm(r["seed_logit_std"], r["seed_logit_std_std"], 3),
-                 _pm(r["worst_angle_accuracy"], r["worst_angle_accuracy_std"], 3),
-                 f"{r['train_time_s']:.1f}", f"{r['images_per_s']:.0f}", r["device"], r["date"]]
+                 _pm(r["worst_angle_accuracy"], r["worst_angle_accuracy_std"], 3), *_tail_cells(r)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Test metrics on a held-out split never used for selection (best epoch picked on validation); "
               "AUC: macro one-vs-rest on softmax; invariance err: max relative logit change over the group's "
               "exact elements; seed logit std: the EqCvT seed's 8 x 45 deg figure; worst-angle acc: over "
               "a circle of angles, masked and supersampled."]
+    return "\n".join(lines) + "\n"
+
+
+def _lead_cells(r: dict) -> list[str]:
+    return [r["data"], r["model"], r["group"], f"{r['parameters']:,}", str(r["seeds"])]
+
+
+def _tail_cells(r: dict) -> list[str]:
+    return [f"{r['train_time_s']:.1f}", f"{r['images_per_s']:.0f}", r["device"], r["date"]]
+
+
+def _regression_table(rows: list[dict], title: str | None) -> str:
+    from ..data.regression import get_target
+
+    target = get_target(rows[0]["task"])
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| " + " | ".join(REGRESSION_COLUMNS) + " |", "|" + "---|" * len(REGRESSION_COLUMNS)]
+    for r in rows:
+        cells = [*_lead_cells(r), _pm(r["r2"], r["r2_std"], 3), _pm(r["mae"], r["mae_std"], 3),
+                 _pm(r["rmse"], r["rmse_std"], 3), _g(r["invariance_error"]),
+                 _pm(r["worst_angle_mae"], r["worst_angle_mae_std"], 3), *_tail_cells(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Regression of {target.name} [{target.unit}] on the held-out test lenses (best epoch picked on "
+              f"validation MSE); MAE, RMSE and the invariance error (largest change of the prediction under the "
+              f"group's exact elements) in {target.unit}; worst-angle MAE over a circle of angles, masked and "
+              f"supersampled."]
     return "\n".join(lines) + "\n"

@@ -37,6 +37,7 @@ import torch
 from .. import __version__
 from ..errors import CheckpointError
 from .jsonio import atomic_write_bytes, dumps, jsonable
+from .targets import card_task
 
 FORMAT = "eqlens-checkpoint"
 FORMAT_VERSION = 1
@@ -50,8 +51,11 @@ CARD_METADATA_KEY = "eqlens_card"
 # ---------------------------------------------------------------- model card
 
 def make_card(model, *, class_names, group: str, data: dict, training: dict, metrics: dict | None = None,
-              history: list | None = None, input_spec: dict | None = None) -> dict:
-    """The model card: everything needed to rebuild, feed and judge the model, as plain data."""
+              history: list | None = None, input_spec: dict | None = None, task: dict | None = None) -> dict:
+    """The model card: everything needed to rebuild, feed and judge the model, as plain data.
+
+    ``task``: :func:`eqlens.training.targets.task_record` (default: classification); a regression
+    card's ``class_names`` is the one output's name."""
     from ..models import count_parameters
 
     if getattr(model, "build_config", None) is None:
@@ -64,6 +68,7 @@ def make_card(model, *, class_names, group: str, data: dict, training: dict, met
         "model": {"name": model.build_config["name"], "build_config": dict(model.build_config),
                   "parameters": count_parameters(model)},
         "group": group,
+        "task": task or {"name": "classification"},
         "class_names": list(class_names),
         "input": input_spec or {},
         "data": data,
@@ -91,6 +96,9 @@ def validate_card(card, source: str = "checkpoint") -> dict:
         raise CheckpointError(f"{source}: model card lacks class_names")
     if int(build.get("num_classes", len(names))) != len(names):
         raise CheckpointError(f"{source}: {len(names)} class names for a {build.get('num_classes')}-class model")
+    task, scaler = card_task(card, source)
+    if scaler is not None and len(names) != 1:
+        raise CheckpointError(f"{source}: a {task} model has one output, the card names {len(names)}")
     return dict(card)
 
 

@@ -12,9 +12,17 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import TrainingError
 from ..groups import get_group
+from .targets import TASKS, is_regression
 
 SCHEDULES = ("constant", "cosine")
-SELECTION_METRICS = ("val_accuracy", "val_auc", "val_loss")
+CLASSIFICATION_SELECTION = ("val_accuracy", "val_auc", "val_loss")
+REGRESSION_SELECTION = ("val_mse", "val_loss")  # the same ranking: val_loss is the standardised MSE
+SELECTION_METRICS = CLASSIFICATION_SELECTION + ("val_mse",)
+
+
+def selection_metrics(task: str) -> tuple[str, ...]:
+    """The ``select_on`` values a task accepts; the first is its default."""
+    return REGRESSION_SELECTION if is_regression(task) else CLASSIFICATION_SELECTION
 
 
 @dataclass
@@ -29,11 +37,16 @@ class TrainConfig:
     data. ``image_size=None``: the data's own size, minus one for models that need odd sizes to be
     exactly invariant. ``out=None`` writes no checkpoint. ``robustness_size``: test images given to
     the robustness report at the end (0: skip it).
+
+    ``task``: ``"classification"`` or a regression target, ``"axion_mass"`` / ``"subhalo_mass"``
+    (:mod:`eqlens.training.targets`); the sizes then count lenses of the target's class.
+    ``select_on=None``: the task's default, ``val_accuracy`` or (regression) ``val_mse``.
     """
 
     model: str
     group: str = "C4"
     data: str = "model_i"
+    task: str = "classification"
     out: str | None = None
     epochs: int = 40
     batch_size: int = 32
@@ -41,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 1e-7
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "constant"
-    select_on: str = "val_accuracy"
+    select_on: str | None = None
     image_size: int | None = None
     seed: int = 0
     data_seed: int = 0
@@ -62,6 +75,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        if self.select_on is None and self.task in TASKS:
+            self.select_on = selection_metrics(self.task)[0]
         self.validate()
 
     def validate(self) -> None:
@@ -85,8 +100,11 @@ class TrainConfig:
             raise TrainingError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
-        if self.select_on not in SELECTION_METRICS:
-            raise TrainingError(f"unknown select_on {self.select_on!r}; use one of {', '.join(SELECTION_METRICS)}")
+        if self.task not in TASKS:
+            raise TrainingError(f"unknown task {self.task!r}; use one of {', '.join(TASKS)}")
+        if self.select_on not in selection_metrics(self.task):
+            raise TrainingError(f"select_on {self.select_on!r} does not fit the {self.task} task; use one of "
+                                f"{', '.join(selection_metrics(self.task))}")
         if self.image_size is not None and int(self.image_size) < 1:
             raise TrainingError(f"image_size must be positive, got {self.image_size}")
         for name in ("val_fraction", "test_fraction"):

@@ -14,6 +14,11 @@ Carving is stratified by class and fixed by ``data_seed``. The test split never 
 model selection. Every dataset yields ``(image [1, S, S] normalised, label)``; a dataset with a
 ``batch(indices)`` method (the simulator) renders whole batches on the training device instead of
 going through a DataLoader.
+
+A regression ``task`` (``"axion_mass"``, ``"subhalo_mass"``) gives the same splits restricted to
+the lenses that carry the target, yielding ``(image, physical target)``
+(:mod:`eqlens.data.regression`): the simulator's lenses of that class, or a folder's ``axion``
+class folder with the masses its files store.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import DataError
+from .targets import CLASSIFICATION, is_regression
 
 SPLITS = ("train", "val", "test")
 
@@ -60,7 +66,9 @@ def is_folder_spec(spec: str) -> bool:
     return os.path.sep in str(spec) or Path(spec).exists()
 
 
-def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: int | None, device):
+def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: int | None, device,
+                       task: str = CLASSIFICATION):
+    from ..data.regression import SimulatedRegressionDataset
     from ..data.simulated import SimulatedLensDataset
     from ..simulation import get_config
 
@@ -70,13 +78,22 @@ def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: 
         raise DataError(
             f"unknown data {spec!r}: neither an existing folder nor a simulation config ({err})"
         ) from None
+    if is_regression(task):
+        return SimulatedRegressionDataset(task, config, split=split, size=int(size), seed=int(seed),
+                                          image_size=image_size, device=device)
     return SimulatedLensDataset(config, split=split, size=int(size), seed=int(seed), image_size=image_size,
                                 device=device)
 
 
-def _folder_dataset(root: Path, image_size: int | None, classes=None, split: str | None = None):
+def _folder_dataset(root: Path, image_size: int | None, classes=None, split: str | None = None,
+                    task: str = CLASSIFICATION):
+    """A classification folder dataset (classes in ``classes`` order), or the regression dataset of
+    ``task`` (its one class folder; ``classes`` must then be None or its one output name)."""
     from ..data.deeplense import DeepLenseFolderDataset
+    from ..data.regression import FolderRegressionDataset
 
+    if is_regression(task):
+        return FolderRegressionDataset(root, task, image_size, split=split)
     return DeepLenseFolderDataset(root, image_size=image_size, classes=classes, split=split)
 
 
@@ -87,10 +104,10 @@ def _split_roots(root: Path) -> bool:
     return bool(list_splits(root))
 
 
-def _optional_split(root: Path, split: str, image_size: int, classes) -> Dataset | None:
+def _optional_split(root: Path, split: str, image_size: int, classes, task: str) -> Dataset | None:
     """Split ``split`` of a split root, None when the root has no such split."""
     try:
-        return _folder_dataset(root, image_size, classes, split)
+        return _folder_dataset(root, image_size, None if is_regression(task) else classes, split, task)
     except DataError as err:
         if "no split" in str(err):
             return None
@@ -130,20 +147,21 @@ def stratified_split(labels, fractions: Iterable[float], seed: int) -> list[np.n
 
 
 def _folder_splits(root: Path, image_size: int, val_fraction: float, test_fraction: float,
-                   data_seed: int) -> DataSplits:
+                   data_seed: int, task: str = CLASSIFICATION) -> DataSplits:
     if not root.is_dir():
         raise DataError(f"data folder {str(root)!r} does not exist")
     if _split_roots(root):
-        train_full = _folder_dataset(root, image_size, split="train")
+        train_full = _folder_dataset(root, image_size, split="train", task=task)
         names = list(train_full.class_names)
-        val = _optional_split(root, "val", image_size, names)
-        test = _optional_split(root, "test", image_size, names)
+        val = _optional_split(root, "val", image_size, names, task)
+        test = _optional_split(root, "test", image_size, names, task)
         layout = "split folders"
     else:
-        train_full = _folder_dataset(root, image_size)
+        train_full = _folder_dataset(root, image_size, task=task)
         names = list(train_full.class_names)
         sibling = root.parent / f"{root.name}_test"
-        test = _folder_dataset(sibling, image_size, names) if sibling.is_dir() else None
+        classes = None if is_regression(task) else names
+        test = _folder_dataset(sibling, image_size, classes, task=task) if sibling.is_dir() else None
         val = None
         layout = "ROOT + ROOT_test" if test is not None else "one folder"
     carve = [val_fraction if val is None else 0.0, test_fraction if test is None else 0.0]
@@ -159,28 +177,36 @@ def _folder_splits(root: Path, image_size: int, val_fraction: float, test_fracti
         "val_fraction": val_fraction, "test_fraction": test_fraction,
         "sizes": {s: len(d) for s, d in zip(SPLITS, (train, val, test), strict=True)},
     }
-    return DataSplits(train, val, test, names, image_size, description)
+    return DataSplits(train, val, test, names, image_size, _with_task(description, task))
+
+
+def _with_task(description: dict, task: str) -> dict:
+    """A regression run's data description names its task (a classification one stays as it was)."""
+    return {**description, "task": task} if is_regression(task) else description
 
 
 def resolve_data(spec: str, image_size: int, *, train_size: int, val_size: int, test_size: int,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, data_seed: int = 0,
-                 device="cpu") -> DataSplits:
-    """The train/val/test datasets of ``spec`` at ``image_size`` (see the module docstring).
+                 device="cpu", task: str = CLASSIFICATION) -> DataSplits:
+    """The train/val/test datasets of ``spec`` at ``image_size`` for ``task`` (see the module docstring).
 
-    Simulated splits render on ``device``; a folder is read on the CPU."""
+    Simulated splits render on ``device``; a folder is read on the CPU. For a regression task the
+    simulated sizes count lenses of the target's class."""
     if is_folder_spec(spec):
-        return _folder_splits(Path(spec), image_size, val_fraction, test_fraction, data_seed)
+        return _folder_splits(Path(spec), image_size, val_fraction, test_fraction, data_seed, task)
     sizes = {"train": train_size, "val": val_size, "test": test_size}
-    made = {s: _simulated_dataset(spec, s, n, data_seed, image_size, device) if n > 0 else None
+    made = {s: _simulated_dataset(spec, s, n, data_seed, image_size, device, task) if n > 0 else None
             for s, n in sizes.items()}
     names = list(made["train"].class_names)
     description = {"kind": "simulated", "spec": spec, "data_seed": int(data_seed), "sizes": sizes}
-    return DataSplits(made["train"], made["val"], made["test"], names, image_size, description)
+    return DataSplits(made["train"], made["val"], made["test"], names, image_size, _with_task(description, task))
 
 
 def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: list[str], *,
-                         size: int | None = None, data_seed: int = 0, device="cpu") -> Dataset:
-    """One split of ``spec`` for evaluation, with classes in ``class_names`` order.
+                         size: int | None = None, data_seed: int = 0, device="cpu",
+                         task: str = CLASSIFICATION) -> Dataset:
+    """One split of ``spec`` for evaluation, with classes in ``class_names`` order (for a regression
+    ``task``: the one output name).
 
     Simulated data: the ``split`` stream of ``data_seed`` (``size`` images, default 1000). A split
     root: that split; a data root: all of it (to re-create a split carved out of a folder at
@@ -189,16 +215,16 @@ def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: li
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if not is_folder_spec(spec):
-        ds = _simulated_dataset(spec, split, size or 1000, data_seed, image_size, device)
+        ds = _simulated_dataset(spec, split, size or 1000, data_seed, image_size, device, task)
     else:
         root = Path(spec)
         if not root.is_dir():
             raise DataError(f"data folder {spec!r} does not exist")
         chosen = split if _split_roots(root) else None
-        found = list(_folder_dataset(root, image_size, split=chosen).class_names)
+        found = list(_folder_dataset(root, image_size, split=chosen, task=task).class_names)
         if sorted(found) != sorted(class_names):
             raise DataError(f"folder {spec!r} has classes {found}, the checkpoint was trained on {list(class_names)}")
-        ds = _folder_dataset(root, image_size, list(class_names), chosen)
+        ds = _folder_dataset(root, image_size, None if is_regression(task) else list(class_names), chosen, task)
         if size is not None and size < len(ds):
             # Files are listed class by class: take a random (seeded) subset, not the first classes.
             ds = Subset(ds, np.sort(np.random.default_rng(data_seed).permutation(len(ds))[:size]).tolist())
@@ -223,6 +249,8 @@ def describe_item(ds, index: int) -> dict:
     ``{"config", "split", "seed", "index"}`` for the simulator, ``{"index"}`` otherwise."""
     base, mapping = _base(ds)
     i = int(mapping[index] if mapping is not None else index)
+    if hasattr(base, "item_source"):  # a dataset that knows better than its attributes say
+        return base.item_source(i)
     if hasattr(base, "file_path"):
         return {"file": str(base.file_path(i))}
     if hasattr(base, "batch"):
@@ -230,6 +258,15 @@ def describe_item(ds, index: int) -> dict:
         return {"config": getattr(config, "name", str(config)), "split": getattr(base, "split", None),
                 "seed": getattr(base, "seed", None), "index": i}
     return {"index": i}
+
+
+def dataset_targets(ds) -> np.ndarray:
+    """Regression targets ``[N]`` (float64) of every item of ``ds``: from its base dataset's
+    ``regression_targets`` when it has one (no images are read or rendered), else item by item."""
+    base, mapping = _base(ds)
+    if hasattr(base, "regression_targets"):
+        return np.asarray(base.regression_targets(mapping), dtype=np.float64)
+    return np.array([float(ds[i][1]) for i in range(len(ds))], dtype=np.float64)
 
 
 def iterate_batches(ds, index_batches: Iterable, device,

@@ -10,6 +10,9 @@
 - ``robustness``: :func:`eqlens.analysis.equivariance.robustness_report` on the first
   ``robustness_size`` images (None when skipped), and ``invariance_error``: its worst exact
   in-group logit error (``robustness["invariance_error"]["max"]``; None when skipped).
+
+Regression models have their own report (:mod:`eqlens.training.evaluate_regression`);
+:func:`evaluate_checkpoint` picks the one the checkpoint's task needs.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def _autocast(device: torch.device, amp: bool):
 @torch.no_grad()
 def predict(model, dataset, *, batch_size: int = 64, device=None, mask: bool = True, workers: int = 0,
             amp: bool = False, context: distributed.DistributedContext | None = None):
-    """Logits ``[N, K]`` (float32, CPU), labels ``[N]`` and dataset indices ``[N]`` of ``dataset``.
+    """Logits ``[N, K]`` (float32, CPU), labels ``[N]`` (int64; regression targets keep their float
+    dtype) and dataset indices ``[N]`` of ``dataset``.
 
     Run in eval mode (the mode is restored). In a distributed run each rank predicts its shard and
     every rank gets all rows."""
@@ -48,7 +52,7 @@ def predict(model, dataset, *, batch_size: int = 64, device=None, mask: bool = T
             x = apply_circular_mask(x) if mask else x
             with _autocast(device, amp):
                 logits.append(model(x).float())
-            labels.append(y.long())
+            labels.append(y if y.is_floating_point() else y.long())  # regression targets stay float
     k = getattr(model, "build_config", {}).get("num_classes") or (logits[0].shape[1] if logits else 0)
     logits_t = torch.cat(logits) if logits else torch.zeros(0, k, device=device)
     labels_t = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device)
@@ -104,17 +108,28 @@ def evaluate_model(model, dataset, class_names, *, batch_size: int = 64, device=
     return report
 
 
-def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> dict | None:
-    from ..groups import get_group
-    from .checkpoint import eval_mode
-
+def first_images(model, dataset, size: int, device, mask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` items of ``dataset`` as model input ``x [n, 1, S, S]`` (masked if ``mask``)
+    and their labels or targets ``y [n]``, on ``device`` (default: the model's)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     take = list(range(min(int(size), len(dataset))))
     x, y = next(iterate_batches(dataset, [take], device))
-    x = apply_circular_mask(x) if mask else x
-    group = get_group(group or getattr(model, "group", None) or model.build_config.get("group", "C4"))
+    return (apply_circular_mask(x) if mask else x), y
+
+
+def model_group(model, group=None):
+    """``group`` (a name or Group) if given, else the group the model was built for."""
+    from ..groups import get_group
+
+    return get_group(group or getattr(model, "group", None) or model.build_config.get("group", "C4"))
+
+
+def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> dict | None:
+    from .checkpoint import eval_mode
+
+    x, y = first_images(model, dataset, size, device, mask)
     with eval_mode(model):
-        report = robustness(model, x, y, group, angles)
+        report = robustness(model, x, y, model_group(model, group), angles)
     return None if report is None else {k: _plain(v) for k, v in report.items()}
 
 
@@ -138,12 +153,17 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
                         device="auto", batch_size: int = 64, robustness_size: int = 64, workers: int = 0) -> dict:
     """Load a checkpoint and evaluate it on ``split`` of ``data`` (default: the data it was trained on).
 
-    The report gets ``checkpoint`` (model name, group, the card's metrics) and ``data`` entries."""
+    A regression checkpoint (``card["task"]``) gets :func:`eqlens.training.evaluate_regression.evaluate_regression`'s
+    report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
+    gets ``checkpoint`` (model name, group, task, the card's metrics) and ``data`` entries."""
     from .checkpoint import load_checkpoint
     from .data_sources import resolve_data, resolve_eval_dataset
+    from .evaluate_regression import evaluate_regression
+    from .targets import card_task
 
     device = distributed.resolve_device(device)
     model, card = load_checkpoint(source, device=device)
+    task, scaler = card_task(card, str(source))
     spec = data or card.get("data", {}).get("spec")
     if not spec:
         raise DataError("the checkpoint does not name its data; pass --data")
@@ -157,17 +177,20 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
         # The split may have been carved out of the folder: carve it again, the same way.
         splits = resolve_data(spec, image_size, train_size=1, val_size=1, test_size=1,
                               val_fraction=described.get("val_fraction", 0.1),
-                              test_fraction=described.get("test_fraction", 0.1), data_seed=data_seed)
+                              test_fraction=described.get("test_fraction", 0.1), data_seed=data_seed, task=task)
         if splits.class_names != list(card["class_names"]):
             raise DataError(f"folder {spec!r} has classes {splits.class_names}, the checkpoint {card['class_names']}")
         dataset = getattr(splits, split)
     else:
         dataset = resolve_eval_dataset(spec, split, image_size, card["class_names"], size=size,
-                                       data_seed=data_seed, device=device)
-    report = evaluate_model(model, dataset, card["class_names"], batch_size=batch_size, device=device,
-                            mask=bool(card["input"].get("circular_mask", False)), robustness_size=robustness_size,
-                            group=card.get("group"), workers=workers)
+                                       data_seed=data_seed, device=device, task=task)
+    common = dict(batch_size=batch_size, device=device, mask=bool(card["input"].get("circular_mask", False)),
+                  robustness_size=robustness_size, group=card.get("group"), workers=workers)
+    if scaler is None:
+        report = evaluate_model(model, dataset, card["class_names"], **common)
+    else:
+        report = evaluate_regression(model, dataset, task, scaler, **common)
     report["checkpoint"] = {"source": str(source), "model": card["model"]["name"], "group": card.get("group"),
-                            "card_metrics": card.get("metrics", {})}
+                            "task": task, "card_metrics": card.get("metrics", {})}
     report["data"] = {"spec": spec, "split": split, "data_seed": data_seed, "image_size": image_size}
     return report

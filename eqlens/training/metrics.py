@@ -1,4 +1,4 @@
-"""Classification metrics on softmax probabilities, in numpy: accuracy, ROC curves, AUC, confusion.
+"""Metrics in numpy: classification (accuracy, ROC curves, AUC, confusion) and regression (MSE, MAE, R^2).
 
 Everything takes ``probs [N, K]`` (softmax of the logits, rows sum to 1) and integer ``labels [N]``.
 AUC is the Mann-Whitney statistic: the probability that a random positive scores above a random
@@ -9,16 +9,23 @@ One-vs-rest AUC of class ``k`` ranks every image by ``probs[:, k]`` with class `
 the macro AUC is the unweighted mean over classes (the DeepLense papers' "macro OvR"). Scores are
 softmax probabilities, not raw logits: a logit of one class is not comparable across images once the
 other logits move (the seed computed AUC on logits).
+
+Regression metrics take predicted and true values ``[N]`` in the same (physical) units:
+MSE ``mean (p - t)^2``, MAE ``mean |p - t|`` and ``R^2 = 1 - sum (p - t)^2 / sum (t - mean t)^2``
+(NaN when the true values do not vary, as for fewer than two images).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 
 def _as_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+        # float64, not float32: a regression target near -23 (log10 eV) would lose ~1e-6 of its value
+        x = x.detach().double().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
     return np.asarray(x)
 
 
@@ -126,3 +133,19 @@ def classification_report(probs, labels, class_names: list[str], with_roc: bool 
             fpr, tpr, thr = roc_curve(probs[:, k], labels == k)
             report["roc"][name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()}
     return report
+
+
+def regression_report(predicted, true) -> dict:
+    """``{"n", "mse", "mae", "rmse", "r2"}`` of ``predicted [N]`` against ``true [N]``, in float64."""
+    p = _as_numpy(predicted).astype(np.float64).reshape(-1)
+    t = _as_numpy(true).astype(np.float64).reshape(-1)
+    if p.shape != t.shape:
+        raise ValueError(f"{p.size} predictions for {t.size} true values")
+    if p.size == 0:
+        nan = float("nan")
+        return {"n": 0, "mse": nan, "mae": nan, "rmse": nan, "r2": nan}
+    residual = p - t
+    mse = float(np.mean(residual**2))
+    total = float(np.sum((t - t.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan")
+    return {"n": int(p.size), "mse": mse, "mae": float(np.mean(np.abs(residual))), "rmse": math.sqrt(mse), "r2": r2}

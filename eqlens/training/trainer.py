@@ -7,6 +7,10 @@ circular mask), take an Adam step; then evaluate the validation split, keep the 
 After the last epoch the best weights are evaluated once on the test split, which never takes part
 in selection, and the best checkpoint is rewritten with those test metrics.
 
+``config.task`` picks the objective (:mod:`eqlens.training.targets`): classification (cross-entropy,
+accuracy) or a regression target (one output, MSE on the target standardised with the training
+split's mean and std, MAE in physical units; the best epoch has the lowest validation MSE).
+
 Because every random draw of an epoch derives from ``(seed, epoch)`` and the resume state restores
 weights, optimizer, schedule and global RNG states, an interrupted run resumed with
 ``resume=True`` ends with the same weights as an uninterrupted one (on a deterministic device).
@@ -19,23 +23,24 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import DataError, TrainingError
 from ..groups import get_group
 from . import checkpoint, distributed
 from .augment import Augmenter
 from .config import TrainConfig
-from .data_sources import DataSplits, native_image_size, resolve_data
+from .data_sources import DataSplits, dataset_targets, native_image_size, resolve_data
 from .evaluate import evaluate_model
+from .evaluate_regression import SUMMARY_EXCLUDES, evaluate_regression
+from .targets import Objective, TargetScaler, is_regression, task_record
 
 # Settings that define what a run computes: resuming with any of them changed would silently mix runs.
-RUN_DEFINING = ("model", "group", "data", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
+RUN_DEFINING = ("model", "group", "data", "task", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
                 "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
                 "test_fraction", "augment", "circular_mask", "model_kwargs")
 SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stalls a GPU pipeline)
@@ -44,7 +49,8 @@ SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stall
 @dataclass
 class Progress:
     """What the progress callback receives. ``phase``: ``"train"`` (every few steps), ``"val"``
-    (after an epoch's validation; ``val`` holds its metrics), ``"test"`` (after the final test)."""
+    (after an epoch's validation; ``val`` holds its metrics), ``"test"`` (after the final test).
+    Regression runs have ``acc`` NaN and report ``mae`` (physical units) instead."""
 
     phase: str
     epoch: int
@@ -56,6 +62,7 @@ class Progress:
     images_per_s: float
     val: dict | None = None
     best_epoch: int | None = None
+    mae: float | None = None
 
 
 @dataclass
@@ -115,13 +122,15 @@ def _selection_score(select_on: str, val: dict) -> tuple[float, ...]:
     loss = -val["loss"] if math.isfinite(val["loss"]) else -math.inf
     if select_on == "val_loss":
         return (loss,)
+    if select_on == "val_mse":
+        return (-val["mse"] if math.isfinite(val["mse"]) else -math.inf, loss)
     main = val["accuracy"] if select_on == "val_accuracy" else val["auc_macro"]
     return (finite(main), loss)
 
 
 def _summary(report: dict) -> dict:
     """The part of an evaluation report that goes into a model card (no curves, no per-image rows)."""
-    return {k: v for k, v in report.items() if k not in ("roc", "predictions")}
+    return {k: v for k, v in report.items() if k not in ("roc", "predictions", *SUMMARY_EXCLUDES)}
 
 
 def _oom_error(batch_size: int, err: Exception) -> TrainingError:
@@ -140,6 +149,7 @@ class _Run:
         self.writes = self.out is not None and context.is_main
         _seed_everything(config.seed)
         self.splits = self._resolve_data(data)
+        self.objective = Objective(config.task, self._fit_scaler())
         self.model = self._build_model()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
@@ -169,24 +179,31 @@ class _Run:
             size = choose_image_size(c.image_size, native_image_size(c.data), self.model_spec)
             data = resolve_data(c.data, size, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size,
                                 val_fraction=c.val_fraction, test_fraction=c.test_fraction, data_seed=c.data_seed,
-                                device=self.device)
+                                device=self.device, task=c.task)
         elif c.image_size is not None and int(c.image_size) != data.image_size:
             raise TrainingError(f"image_size {c.image_size} requested, the given data is {data.image_size}")
         if len(data.train) == 0:
             raise DataError("the training split is empty")
         if data.val is None or len(data.val) == 0:
             raise DataError("the validation split is empty: the best epoch cannot be selected")
-        if len(data.class_names) < 2:
+        if not is_regression(c.task) and len(data.class_names) < 2:
             raise DataError(f"need at least two classes, found {data.class_names}")
         return data
+
+    def _fit_scaler(self) -> TargetScaler | None:
+        """Regression: the training split's target mean and std (the same on every rank and on resume:
+        the split is fixed by the data settings)."""
+        if not is_regression(self.config.task):
+            return None
+        return TargetScaler.fit(dataset_targets(self.splits.train))
 
     def _build_model(self):
         from .. import models
 
         c, size = self.config, self.splits.image_size
         try:
-            model = models.create(c.model, num_classes=len(self.splits.class_names), group=c.group, image_size=size,
-                                  **c.model_kwargs)
+            model = models.create(c.model, num_classes=self.objective.num_outputs(self.splits.class_names),
+                                  group=c.group, image_size=size, **c.model_kwargs)
         except (ValueError, TypeError) as err:
             raise TrainingError(str(err)) from None
         model.to(self.device)
@@ -203,7 +220,9 @@ class _Run:
         if last is None:
             return  # no epoch finished yet: start from scratch
         state = checkpoint.load_state(last)
-        saved, now = state["config"], self._config_record()
+        # A setting added after the state was written has its default there (e.g. task: classification).
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        saved, now = {**defaults, **state["config"]}, self._config_record()
         for key in RUN_DEFINING + (("epochs",) if self.config.schedule == "cosine" else ()):
             if saved.get(key) != now.get(key):
                 raise TrainingError(f"cannot resume from {last}: {key} was {saved.get(key)!r}, now {now.get(key)!r}")
@@ -258,7 +277,7 @@ class _Run:
         batches = self._index_batches(epoch)
         augment_rng = _epoch_generator(c.seed, epoch, 1, self.context.rank)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.amp and self.device.type == "cuda")
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, correct, n (all ranks)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, running sum, n (all ranks)
         bar = self._bar(epoch, len(batches))
         net.train()
         start = time.perf_counter()
@@ -270,29 +289,53 @@ class _Run:
             x = self.augmenter.training(x, augment_rng)
             with autocast:
                 logits = net(x)
-            loss = F.cross_entropy(logits.float(), y)
+            loss = self.objective.loss(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            batch = torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+            batch = torch.stack([loss.detach().double() * len(y), self.objective.running_sum(logits, y),
                                  torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
             sums += distributed.all_reduce_sum(batch, self.context)
             if step % SYNC_EVERY == 0 or step == len(batches):
-                loss_sum, correct, n = sums.tolist()
+                loss_sum, running, n = sums.tolist()
                 if not math.isfinite(loss_sum):
                     self._raise_nan(epoch, step)
                 elapsed = time.perf_counter() - start
-                self._report(Progress("train", epoch, c.epochs, step, len(batches), loss_sum / n, correct / n,
-                                      n / max(elapsed, 1e-9), best_epoch=self._best_epoch()), bar, step)
+                self._report(self._progress("train", epoch, step, len(batches), loss_sum / n, running / n,
+                                            n / max(elapsed, 1e-9)), bar, step)
         elapsed = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        loss_sum, correct, n = sums.tolist()
+        loss_sum, running, n = sums.tolist()
         self.train_time += elapsed
         self.images_seen += int(n)
-        self._epoch_train = {"train_loss": loss_sum / n, "train_accuracy": correct / n, "time_s": elapsed,
-                             "images_per_s": n / max(elapsed, 1e-9)}
+        self._epoch_train = {"train_loss": loss_sum / n, f"train_{self.objective.running}": running / n,
+                             "time_s": elapsed, "images_per_s": n / max(elapsed, 1e-9)}
         return True
+
+    def _progress(self, phase: str, epoch: int, step: int, steps: int, loss: float, running: float,
+                  images_per_s: float, val: dict | None = None) -> Progress:
+        """A Progress event; the running figure goes to ``acc`` or (regression) ``mae``."""
+        acc, mae = (running, None) if self.objective.running == "accuracy" else (math.nan, running)
+        return Progress(phase, epoch, self.config.epochs, step, steps, loss, acc, images_per_s, val=val,
+                        best_epoch=self._best_epoch(), mae=mae)
+
+    def _evaluate(self, dataset, final: bool) -> dict:
+        """Validation (``final=False``: metrics only) or the test report (curves, per-image rows,
+        robustness on the main rank) of the task."""
+        c = self.config
+        common = dict(batch_size=c.eval_batch_size, device=self.device, mask=c.circular_mask, group=c.group,
+                      robustness_size=c.robustness_size if final and self.context.is_main else 0,
+                      workers=c.workers, amp=c.amp, context=self.context)
+        if self.objective.scaler is None:
+            return evaluate_model(self.model, dataset, self.splits.class_names, with_predictions=final,
+                                  with_roc=final, **common)
+        return evaluate_regression(self.model, dataset, c.task, self.objective.scaler, with_pairs=final, **common)
+
+    def _history_entry(self, epoch: int, val: dict, lr: float) -> dict:
+        keys = ("mse", "mae", "r2") if self.objective.scaler is not None else ("accuracy", "auc_macro")
+        return {"epoch": epoch, **self._epoch_train, "val_loss": val["loss"],
+                **{f"val_{k}": val[k] for k in keys}, "lr": lr}
 
     def _raise_nan(self, epoch: int, step: int):
         kept = f"the last good checkpoint is {self.out / checkpoint.LAST_DIR}" if self.writes and \
@@ -303,14 +346,10 @@ class _Run:
     def _end_epoch(self, epoch: int) -> None:
         c = self.config
         distributed.broadcast_buffers(self.model, self.context)
-        val = evaluate_model(self.model, self.splits.val, self.splits.class_names, batch_size=c.eval_batch_size,
-                             device=self.device, mask=c.circular_mask, robustness_size=0, with_predictions=False,
-                             with_roc=False, workers=c.workers, amp=c.amp, context=self.context)
-        val = _summary(val)
+        val = _summary(self._evaluate(self.splits.val, final=False))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
-        self.history.append({"epoch": epoch, **self._epoch_train, "val_loss": val["loss"],
-                             "val_accuracy": val["accuracy"], "val_auc_macro": val["auc_macro"], "lr": lr})
+        self.history.append(self._history_entry(epoch, val, lr))
         score = list(_selection_score(c.select_on, val))
         improved = self.best is None or score > list(self.best["score"])
         if improved:
@@ -323,26 +362,23 @@ class _Run:
             if improved:
                 checkpoint.write_checkpoint(self.out, self.model, card)
         distributed.barrier(self.context)
-        self._report(Progress("val", epoch, c.epochs, 0, 0, self._epoch_train["train_loss"],
-                              self._epoch_train["train_accuracy"], self._epoch_train["images_per_s"], val=val,
-                              best_epoch=self._best_epoch()), None, 0)
+        self._report(self._progress("val", epoch, 0, 0, self._epoch_train["train_loss"],
+                                    self._epoch_train[f"train_{self.objective.running}"],
+                                    self._epoch_train["images_per_s"], val=val), None, 0)
 
     def _test(self) -> dict | None:
-        c = self.config
         if self.best_state is not None:
             checkpoint.load_weights_into(self.model, self.best_state, "best epoch")
         if self.splits.test is None or len(self.splits.test) == 0:
             return None
-        report = evaluate_model(self.model, self.splits.test, self.splits.class_names,
-                                batch_size=c.eval_batch_size, device=self.device, mask=c.circular_mask,
-                                robustness_size=c.robustness_size if self.context.is_main else 0,
-                                group=c.group, workers=c.workers, amp=c.amp, context=self.context)
+        report = self._evaluate(self.splits.test, final=True)
         if self.writes and self.best is not None:
             metrics = {"val": self.best["val"], "test": _summary(report)}
             checkpoint.write_checkpoint(self.out, self.model, self._card(self.best["epoch"], metrics))
         distributed.barrier(self.context)
-        self._report(Progress("test", self.epochs_done, c.epochs, 0, 0, math.nan, report["accuracy"],
-                              self._images_per_s(), val=_summary(report), best_epoch=self._best_epoch()), None, 0)
+        running = report["accuracy"] if self.objective.running == "accuracy" else report["mae"]
+        self._report(self._progress("test", self.epochs_done, 0, 0, math.nan, running, self._images_per_s(),
+                                    val=_summary(report)), None, 0)
         return report
 
     # ------------------------------------------------------------ records
@@ -369,7 +405,8 @@ class _Run:
                       "normalisation": "per-image min-max to [0, 1]"}
         return checkpoint.make_card(self.model, class_names=self.splits.class_names, group=self.config.group,
                                     data=self.splits.description, training=training, metrics=metrics,
-                                    history=self.history, input_spec=input_spec)
+                                    history=self.history, input_spec=input_spec,
+                                    task=task_record(self.config.task, self.objective.scaler))
 
     def _resume_state(self, epoch: int) -> dict:
         return {
@@ -395,7 +432,8 @@ class _Run:
     def _report(self, p: Progress, bar, step: int) -> None:
         if bar is not None:
             bar.update(step - bar.n)
-            bar.set_postfix(loss=f"{p.loss:.4f}", acc=f"{p.acc:.3f}", img_s=f"{p.images_per_s:.0f}")
+            running = {"acc": f"{p.acc:.3f}"} if p.mae is None else {"mae": f"{p.mae:.4f}"}
+            bar.set_postfix(loss=f"{p.loss:.4f}", **running, img_s=f"{p.images_per_s:.0f}")
         if self.progress is not None and self.context.is_main:
             self.progress(p)
 
