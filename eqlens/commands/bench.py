@@ -9,6 +9,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", default="binary,model_i", help="comma-separated simulation configs or folders")
     p.add_argument("--seeds", type=int, default=3, help="number of training seeds (0..N-1)")
     p.add_argument("--group", default="C4")
+    p.add_argument("--task", default="classification", help="classification, axion_mass or subhalo_mass")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -29,8 +30,8 @@ def run(args) -> int:
     from ..training.jsonio import atomic_write_bytes
 
     def report(data, model, seed, r):
-        print(f"{data} {model} seed {seed}: test accuracy {r['accuracy']:.4f}, macro AUC {r['auc_macro']:.4f}, "
-              f"{r['images_per_s']:.0f} img/s")
+        scores = ", ".join(f"{k} {r[k]:.4f}" for k in ("accuracy", "auc_macro", "r2", "mae") if r.get(k) is not None)
+        print(f"{data} {model} seed {seed}: test {scores}, {r['images_per_s']:.0f} img/s")
 
     rows = run_bench(
         [m.strip() for m in args.models.split(",") if m.strip()],
@@ -38,7 +39,7 @@ def run(args) -> int:
         range(args.seeds), out_dir=args.checkpoints, progress_bar=True, on_run=report,
         group=args.group, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
         train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
-        robustness_size=args.robustness_size, device=args.device, amp=args.amp,
+        robustness_size=args.robustness_size, device=args.device, amp=args.amp, task=args.task,
     )
     table = format_table(rows, title="eqlens bench")
     atomic_write_bytes(args.out, table.encode())

@@ -4,7 +4,7 @@
 package registers all models.
 """
 
-from . import cnn, cvt, eqcvt, gcnn, resnet, vit  # noqa: F401  (registers models)
+from . import cnn, cvt, eqcvt, gcnn, gsa, resnet, vit  # noqa: F401  (registers models)
 from .inspection import AttentionMap, AttentionRecorder, Inspection, LensModel, Tap
 from .registry import ModelSpec, count_parameters, create, create_from_config, names, register, spec
 
