@@ -5,8 +5,11 @@ Sersic source + PSF + noise), printed as a markdown table with the machine.
     python benchmarks/bench_simulator.py --quick         # tiny sizes: proves the script runs
 
 CPU: each worker process sets torch.set_num_threads(1) and simulates batches of --cpu-batch images
-(8-16 stay in cache); the total rate is the sum over workers running at the same time. CUDA: batch
-sizes 256..4096, eager and torch.compile (compilation excluded from the timing, one warm-up call).
+(8-16 stay in cache); the total rate is the sum over workers running at the same time. Each worker
+also reports its CPU time per image (``time.process_time``), which other load on the machine
+distorts far less than the wall-clock rate; a single-process row gives the per-image stage costs.
+CUDA: batch sizes 256..4096, eager and torch.compile (compilation excluded from the timing, one
+warm-up call; a compiled simulator recompiles per batch size).
 "full" = sample + render + noise + truth (``simulate``); "render" = noiseless image of pre-sampled
 parameters. lenstronomy is timed on the same scene only if it is importable (never a dependency).
 """
@@ -33,22 +36,49 @@ def _cdm_indices(start: int, n: int) -> torch.Tensor:
     return torch.arange(start, start + n) * 3 + 1  # index % 3 == 1: cdm, 25 subhalos
 
 
-def _cpu_worker(args) -> tuple[int, float]:
+def _cpu_worker(args) -> tuple[int, float, float]:
     image_size, batch, seconds, rank, compile_ = args
     torch.set_num_threads(1)
     sim = LensSimulator(_config(image_size), device="cpu", dtype=torch.float32, compile=compile_)
     sim.simulate(rank, _cdm_indices(0, batch))  # warm-up (and compilation)
-    done, start, i = 0, time.perf_counter(), 1
+    done, start, cpu_start, i = 0, time.perf_counter(), time.process_time(), 1
     while time.perf_counter() - start < seconds:
         sim.simulate(rank, _cdm_indices(i * batch, batch))
         done, i = done + batch, i + 1
-    return done, time.perf_counter() - start
+    return done, time.perf_counter() - start, time.process_time() - cpu_start
 
 
-def bench_cpu(image_size: int, batch: int, workers: int, seconds: float, compile_: bool) -> float:
+def bench_cpu(image_size: int, batch: int, workers: int, seconds: float, compile_: bool) -> tuple[float, float]:
+    """(images/s summed over ``workers`` processes, CPU ms per image averaged over them)."""
     with mp.get_context("spawn").Pool(workers) as pool:
         results = pool.map(_cpu_worker, [(image_size, batch, seconds, r, compile_) for r in range(workers)])
-    return sum(done / elapsed for done, elapsed in results)
+    rate = sum(done / elapsed for done, elapsed, _ in results)
+    cpu_ms = 1e3 * sum(cpu for _, _, cpu in results) / sum(done for done, _, _ in results)
+    return rate, cpu_ms
+
+
+def cpu_stage_costs(image_size: int, batch: int, seconds: float) -> dict[str, float]:
+    """CPU ms per image of each stage in this process with one thread (best of a few rounds)."""
+    torch.set_num_threads(1)
+    sim = LensSimulator(_config(image_size), device="cpu", dtype=torch.float32)
+    idx = _cdm_indices(0, batch)
+    params = sim.sample(0, idx)
+    flux = sim.render(params)
+    stages = {"sample": lambda: sim.sample(0, idx), "render": lambda: sim.render(params),
+              "noise": lambda: sim.add_noise(flux, params, 0, idx), "full": lambda: sim.simulate(0, idx)}  # fmt: skip
+    costs = {}
+    for name, fn in stages.items():
+        fn()
+        best, deadline = float("inf"), time.perf_counter() + seconds
+        while True:
+            start = time.process_time()
+            for _ in range(3):
+                fn()
+            best = min(best, (time.process_time() - start) / 3)
+            if time.perf_counter() > deadline:
+                break
+        costs[name] = 1e3 * best / batch
+    return costs
 
 
 def _time(fn, repeats: int, sync) -> float:
@@ -121,18 +151,19 @@ def main(argv=None) -> None:
     ap.add_argument("--cpu-batch", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0, help="CPU timing per configuration")
-    ap.add_argument("--cuda-batches", default="256,1024,4096")
+    ap.add_argument("--cuda-batches", default="256,512,1024,2048,4096")
     ap.add_argument("--cpu-compile", action="store_true", help="also time torch.compile on CPU (needs a C++ compiler)")
     args = ap.parse_args(argv)
     if args.quick:
         args.image_size, args.seconds, args.cuda_batches = 48, 0.5, "32"
 
     rows = []
-    rate = bench_cpu(args.image_size, args.cpu_batch, args.workers, args.seconds, False)
-    rows.append((f"eqlens CPU eager, {args.workers} proc x 1 thread, batch {args.cpu_batch}", "full", rate))
-    if args.cpu_compile:
-        rate = bench_cpu(args.image_size, args.cpu_batch, args.workers, args.seconds, True)
-        rows.append((f"eqlens CPU compiled, {args.workers} proc x 1 thread, batch {args.cpu_batch}", "full", rate))
+    stages = cpu_stage_costs(args.image_size, args.cpu_batch, args.seconds / 4)
+    for compile_ in (False, True) if args.cpu_compile else (False,):
+        rate, cpu_ms = bench_cpu(args.image_size, args.cpu_batch, args.workers, args.seconds, compile_)
+        mode = "compiled" if compile_ else "eager"
+        name = f"eqlens CPU {mode}, {args.workers} proc x 1 thread, batch {args.cpu_batch}"
+        rows.append((name, f"full ({cpu_ms:.2f} CPU ms/image)", rate))
     if torch.cuda.is_available():
         for compile_ in (False, True):
             for batch in (int(b) for b in args.cuda_batches.split(",")):
@@ -149,6 +180,8 @@ def main(argv=None) -> None:
     print("\n| simulator | what | images/s |\n|---|---|---:|")
     for name, what, rate in rows:
         print(f"| {name} | {what} | {rate:,.0f} |")
+    print(f"\nCPU ms per image, 1 process x 1 thread, batch {args.cpu_batch}: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))  # fmt: skip
 
 
 if __name__ == "__main__":

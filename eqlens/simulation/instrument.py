@@ -92,17 +92,36 @@ def add_noise(
     Every draw comes from :mod:`eqlens.simulation.rng` keyed by (seed, index), so an image's noise
     does not depend on its batch.
     """
+    return add_noise_from_keys(flux, exposure, background_rms, *noise_keys(seed, indices), model)
+
+
+def noise_keys(seed: int, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``[B, 2]`` RNG keys of the noise of images ``indices``: (Gaussian stream, Poisson stream)."""
+    return (rng.image_keys(seed, indices, rng.STREAMS["noise_gauss"]),
+            rng.image_keys(seed, indices, rng.STREAMS["poisson"]))  # fmt: skip
+
+
+def add_noise_from_keys(
+    flux: torch.Tensor,
+    exposure: torch.Tensor,
+    background_rms: torch.Tensor,
+    normal_keys: torch.Tensor,
+    poisson_keys: torch.Tensor,
+    model: str = "deeplense",
+) -> torch.Tensor:
+    """:func:`add_noise` given the keys of :func:`noise_keys`: tensors only (no Python integers derived from
+    the seed), so ``torch.compile`` traces it once for every seed. Same arithmetic, in place."""
+    if model not in ("deeplense", "poisson"):
+        raise ValueError(f"unknown noise model {model!r}: use 'deeplense' or 'poisson'")
     t = exposure.reshape(-1, 1, 1).to(flux.dtype)
     sigma = background_rms.reshape(-1, 1, 1).to(flux.dtype)
-    mean = t * flux.clamp(min=0)
-    z1, z2 = rng.normal_pair(rng.image_keys(seed, indices, rng.STREAMS["noise_gauss"]), flux.shape[1:], flux.dtype)
-    poisson_keys = rng.image_keys(seed, indices, rng.STREAMS["poisson"])
+    mean = flux.clamp(min=0).mul_(t)
+    z1, z2 = rng.normal_pair(normal_keys, flux.shape[1:], flux.dtype)
+    background = z2.mul_(t * sigma)
     if model == "deeplense":
-        rate = (mean + torch.sqrt(mean) * z1 + t * sigma * z2).clamp(min=0)
+        rate = torch.sqrt(mean).mul_(z1).add_(mean).add_(background).clamp_(min=0)
         return rng.poisson(rate, poisson_keys)
-    if model == "poisson":
-        return rng.poisson(mean, poisson_keys) + t * sigma * z2
-    raise ValueError(f"unknown noise model {model!r}: use 'deeplense' or 'poisson'")
+    return rng.poisson(mean, poisson_keys).add_(background)
 
 
 def noise_variance(flux: torch.Tensor, exposure: torch.Tensor, background_rms: torch.Tensor, model: str):

@@ -49,20 +49,10 @@ def _to_major_axis_frame(x, y, phi, center_x, center_y):
     return cos * dx + sin * dy, -sin * dx + cos * dy, cos, sin
 
 
-def _atan_over(f, t):
-    """atan(f t) / f, smooth through f -> 0 (series to f**4: error < 1e-19 for f < 1e-3)."""
-    small = f < 1e-3
-    f_safe = torch.where(small, torch.ones_like(f), f)
-    ft2 = (f * t) ** 2
-    return torch.where(small, t * (1 - ft2 / 3 + ft2 * ft2 / 5), torch.atan(f_safe * t) / f_safe)
-
-
-def _atanh_over(f, t):
-    """atanh(f t) / f, smooth through f -> 0 (|f t| < 1 always holds for the SIE)."""
-    small = f < 1e-3
-    f_safe = torch.where(small, torch.ones_like(f), f)
-    ft2 = (f * t) ** 2
-    return torch.where(small, t * (1 + ft2 / 3 + ft2 * ft2 / 5), torch.atanh(f_safe * t) / f_safe)
+# Floor of the SIE's f = sqrt(1 - q^2): atan(f t) / f and atanh(f t) / f are then evaluated directly, to
+# a few ulps for every f (f t stays a normal float; both are odd with f t as their leading term), and at
+# f = 1e-15 they equal their q -> 1 limit t to within t^3 f^2 / 3 ~ 1e-30 t^3: the SIS needs no series.
+_SIE_MIN_F = 1e-15
 
 
 class SIE:
@@ -70,7 +60,8 @@ class SIE:
 
     kappa = theta_E / (2 sqrt(q x'^2 + y'^2 / q)) in the frame rotated by phi. As in lenstronomy it
     is evaluated as a non-singular ellipsoid with a 1e-10" core (``s_scale``): that core also keeps
-    the centre finite (deflection 0 there, no NaN). q -> 1 (SIS) uses series for atan/atanh(f t)/f.
+    the centre finite (deflection 0 there, no NaN). q -> 1 (SIS): f = sqrt(1 - q^2) is floored at
+    1e-15, where atan(f t) / f = t to double precision (see ``_SIE_MIN_F``).
     """
 
     s_scale = 1e-10
@@ -85,12 +76,15 @@ class SIE:
     @staticmethod
     def deflection(x, y, theta_E, e1=0.0, e2=0.0, center_x=0.0, center_y=0.0):
         xr, yr, cos, sin, q, s = SIE._frame(x, y, theta_E, e1, e2, center_x, center_y)
-        f = torch.sqrt((1 - q * q).clamp(min=0))
+        f = torch.sqrt((1 - q * q).clamp(min=0)).clamp(min=_SIE_MIN_F)
         psi = torch.sqrt(q * q * (s * s + xr * xr) + yr * yr)
-        b = theta_E * torch.sqrt(q)
-        ax = b * _atan_over(f, xr / (psi + s))
-        ay = b * _atanh_over(f, yr / (psi + q * q * s))
-        return cos * ax - sin * ay, sin * ax + cos * ay
+        b_over_f = theta_E * torch.sqrt(q) / f
+        # atan(f xr / (psi + s)) as atan2 (psi + s > 0): one division fewer, and vectorised on CPU
+        ax = torch.atan2(f * xr, psi + s)
+        ay = torch.atanh(f * yr / (psi + q * q * s))
+        # back to the sky frame with b / f folded into the rotation: two passes per component
+        cos_b, sin_b = b_over_f * cos, b_over_f * sin
+        return torch.mul(ax, cos_b).addcmul_(ay, sin_b, value=-1.0), torch.mul(ax, sin_b).addcmul_(ay, cos_b)
 
     @staticmethod
     def convergence(x, y, theta_E, e1=0.0, e2=0.0, center_x=0.0, center_y=0.0):

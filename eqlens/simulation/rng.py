@@ -17,13 +17,15 @@ tensors against a pure-Python reference of the same hash, bit for bit.
 * Uniforms in the open interval (0, 1): float64 uses all 32 bits, ``(w + 0.5) / 2**32``; float32 the
   top 24, ``((w >> 8) + 0.5) / 2**24``, which is exact in float32 and never rounds to 0 or 1.
 * Normals: Box-Muller on two uniforms, both outputs used (they are independent).
-* Poisson: inversion of one uniform per element, see :func:`poisson`.
+* Poisson: inversion of one uniform per element, see :func:`poisson` (index lists on the CPU, fixed
+  steps with no host syncs on accelerators and under ``torch.compile``: the same counts).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 # Two well-studied 32-bit mixers: (shift, multiplier, shift, multiplier, shift).
@@ -51,7 +53,10 @@ STREAMS = {
 
 # Poisson means below this use exact inversion; above it the corrected normal approximation.
 POISSON_INVERSION_MAX_MEAN = 20.0
-_POISSON_MAX_STEPS = 200  # inversion steps; P(X > 200 | mean 20) is far below 2**-53
+# Inversion steps: counts are capped at this. P(X >= 56 | mean 20) = 3e-11, below the smallest
+# float64 uniform tail (2**-33 from the top); float32 uniforms stop at 2**-25 (X <= 49 at mean 20).
+POISSON_INVERSION_STEPS = 56
+_COMPACT_EVERY = 16  # CPU: drop finished elements (and stop when none are left) every this many steps
 
 
 def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -59,38 +64,76 @@ def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
     return (x >> s) & ((1 << (32 - s)) - 1)
 
 
-def _mix(x: torch.Tensor, lane: tuple[int, int, int, int, int]) -> torch.Tensor:
+def _prepare(lane) -> tuple:
+    """``(s1, m1, s2, m2, s3)`` -> ((shift, mask, multiplier), ...) with the logical-shift masks and the
+    multipliers as int32 values; ints, or ``[2]`` int32 tensors when two lanes are mixed at once."""
     s1, m1, s2, m2, s3 = lane
-    x = x ^ _shr(x, s1)
-    x = x * _signed(m1)
-    x = x ^ _shr(x, s2)
-    x = x * _signed(m2)
-    return x ^ _shr(x, s3)
+    steps = ((s1, m1), (s2, m2), (s3, None))
+    return tuple((s, (1 << (32 - s)) - 1, None if m is None else _signed(m)) for s, m in steps)
 
 
-def _words(value: int | torch.Tensor, device) -> list[torch.Tensor]:
-    """A non-negative integer (< 2**63) or int64 tensor as its low and high 32-bit words (int32)."""
-    t = torch.as_tensor(value, dtype=torch.int64, device=device)
-    if bool((t < 0).any()):
-        raise ValueError("seeds and image indices must be non-negative")
-    words = []
-    for w in (t & 0xFFFFFFFF, (t >> 32) & 0xFFFFFFFF):
-        words.append(torch.where(w >= 1 << 31, w - (1 << 32), w).to(torch.int32))
-    return words
+def _mix_(x: torch.Tensor, lane: tuple) -> torch.Tensor:
+    """A mixer (from :func:`_prepare`) applied in place to ``x``, which the caller owns."""
+    for shift, mask, mult in lane:
+        x ^= (x >> shift).bitwise_and_(mask)
+        if mult is not None:
+            x *= mult
+    return x
+
+
+def _mix(x: torch.Tensor, lane: tuple[int, int, int, int, int]) -> torch.Tensor:
+    return _mix_(x.clone(), _prepare(lane))
+
+
+def _mix_int(x: int, lane: tuple[int, int, int, int, int]) -> int:
+    """The same mixer on a Python int (a 32-bit pattern): for the words a whole batch shares."""
+    s1, m1, s2, m2, s3 = lane
+    x ^= x >> s1
+    x = (x * m1) & 0xFFFFFFFF
+    x ^= x >> s2
+    x = (x * m2) & 0xFFFFFFFF
+    return x ^ (x >> s3)
+
+
+_MIX_A, _MIX_B = _prepare(_LANE_A), _prepare(_LANE_B)
+_BOTH_LANES_CACHE: dict = {}
+
+
+def _both_lanes(device) -> tuple:
+    """Lanes A and B side by side: each shift, mask and multiplier a ``[2]`` int32 tensor on ``device``."""
+    key = str(device)
+    if key not in _BOTH_LANES_CACHE:
+        _BOTH_LANES_CACHE[key] = tuple(
+            tuple(None if va is None else torch.tensor([va, vb], dtype=torch.int32, device=device)
+                  for va, vb in zip(step_a, step_b, strict=True))
+            for step_a, step_b in zip(_MIX_A, _MIX_B, strict=True)
+        )  # fmt: skip
+    return _BOTH_LANES_CACHE[key]
 
 
 def image_keys(seed: int, indices: torch.Tensor, stream: int) -> torch.Tensor:
-    """64-bit keys of ``(seed, index, stream)`` as two 32-bit lanes: ``indices [B] -> [B, 2]`` int32."""
+    """64-bit keys of ``(seed, index, stream)`` as two 32-bit lanes: ``indices [B] -> [B, 2]`` int32.
+
+    The words are absorbed in the order seed (low, high), index (low, high), stream. The seed's words
+    are the same for the whole batch, so they are absorbed in Python; the rest runs on both lanes at
+    once (``[B, 2]`` tensors). Negative indices raise ``ValueError`` when ``indices`` is on the CPU;
+    on an accelerator that check would be a host sync, so :class:`LensSimulator` checks on the host."""
     indices = torch.as_tensor(indices, dtype=torch.int64)
     if not 0 <= int(seed) < 2**63:
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-    words = [*_words(int(seed), indices.device), *_words(indices, indices.device), _words(stream, indices.device)[0]]
-    ka = torch.full(indices.shape, _INIT_A, dtype=torch.int32, device=indices.device)
-    kb = torch.full(indices.shape, _INIT_B, dtype=torch.int32, device=indices.device)
-    for w in words:
-        ka = _mix(ka ^ w, _LANE_A)
-        kb = _mix(kb ^ w, _LANE_B)
-    return torch.stack([ka, kb], dim=-1)
+    if indices.device.type == "cpu" and bool((indices < 0).any()):
+        raise ValueError("seeds and image indices must be non-negative")
+    state = [_INIT_A, _INIT_B]
+    for word in (int(seed) & 0xFFFFFFFF, int(seed) >> 32):
+        state = [_mix_int(state[0] ^ word, _LANE_A), _mix_int(state[1] ^ word, _LANE_B)]
+    lanes = _both_lanes(indices.device)
+    low = (indices & 0xFFFFFFFF) - ((indices & 0x80000000) << 1)  # low word as the int32 with its bits
+    low = low.to(torch.int32)
+    # the seed's states enter as scalars, not as a tensor copied to the device (a host sync on CUDA)
+    keys = _mix_(torch.stack([low ^ _signed(state[0]), low ^ _signed(state[1])], dim=-1), lanes)
+    keys = _mix_(keys ^ (indices >> 32).to(torch.int32)[..., None], lanes)
+    keys ^= _signed(stream)
+    return _mix_(keys, lanes)
 
 
 def random_words(keys: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
@@ -98,14 +141,16 @@ def random_words(keys: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
     shape = (keys.shape[0],) + (1,) * max(elements.dim() - 1, 0)
     ka = keys[:, 0].reshape(shape)
     kb = keys[:, 1].reshape(shape)
-    return _mix(_mix(elements ^ ka, _LANE_A) ^ kb, _LANE_B)
+    x = _mix_(elements ^ ka, _MIX_A)
+    x ^= kb
+    return _mix_(x, _MIX_B)
 
 
 def words_to_uniform(words: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """32-bit words -> uniforms in the open interval (0, 1) (see the module notes for the bits used)."""
     if dtype == torch.float64:
         return ((words.to(torch.int64) & 0xFFFFFFFF).to(dtype) + 0.5) * 2.0**-32
-    return (_shr(words, 8).to(dtype) + 0.5) * 2.0**-24
+    return _shr(words, 8).to(dtype).add_(0.5).mul_(2.0**-24)
 
 
 def uniform(keys: torch.Tensor, n: int, dtype: torch.dtype = torch.float64, offset: int = 0) -> torch.Tensor:
@@ -116,18 +161,23 @@ def uniform(keys: torch.Tensor, n: int, dtype: torch.dtype = torch.float64, offs
 
 def box_muller(u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent standard normals from two independent uniforms in (0, 1)."""
-    r = torch.sqrt(-2.0 * torch.log(u1))
-    angle = (2.0 * math.pi) * u2
-    return r * torch.cos(angle), r * torch.sin(angle)
+    return _box_muller_(u1.clone(), u2.clone())
+
+
+def _box_muller_(u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`box_muller` overwriting its inputs (same arithmetic, no temporaries)."""
+    r = u1.log_().mul_(-2.0).sqrt_()
+    angle = u2.mul_(2.0 * math.pi)
+    return torch.cos(angle).mul_(r), angle.sin_().mul_(r)
 
 
 def normal_pair(keys: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent ``[B, *shape]`` standard-normal fields of one stream (element e uses words 2e, 2e+1)."""
     n = math.prod(shape)
-    e = torch.arange(n, device=keys.device, dtype=torch.int32)[None]
-    u1 = words_to_uniform(random_words(keys, 2 * e), dtype)
-    u2 = words_to_uniform(random_words(keys, 2 * e + 1), dtype)
-    z1, z2 = box_muller(u1, u2)
+    e2 = torch.arange(0, 2 * n, 2, device=keys.device, dtype=torch.int32)[None]
+    u1 = words_to_uniform(random_words(keys, e2), dtype)
+    u2 = words_to_uniform(random_words(keys, e2 + 1), dtype)
+    z1, z2 = _box_muller_(u1, u2)
     return z1.reshape(-1, *shape), z2.reshape(-1, *shape)
 
 
@@ -136,43 +186,90 @@ def poisson(mean: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
     One uniform u per element, mapped through (an approximation of) the inverse Poisson CDF:
 
-    * mean < ``POISSON_INVERSION_MAX_MEAN`` (20): exact inversion, X = #{k : F(k) < u}, summing the pmf
-      term by term. All elements start at k = 0 together, so the step k is shared and the inner steps
-      are branch-free; elements already done are dropped between steps (most sky pixels stop at 0).
+    * mean < ``POISSON_INVERSION_MAX_MEAN`` (20): exact inversion, X = #{k < 56 : F(k) < u}, with F
+      the running sum of the pmf (see :func:`_invert_poisson_cdf`).
     * larger means: normal approximation with the Cornish-Fisher skewness term and a continuity
       correction, ``X = floor(m + sqrt(m) z + (z**2 - 1) / 6 + 1/2)`` with z = Phi^-1(u): mean m and
       variance m up to O(1/sqrt(m)), skewness 1/sqrt(m) as a Poisson's. Its CDF differs from the
       exact one by at most 7e-4 at m = 20, less above (tested against the exact pmf).
-    Returns counts in ``mean``'s float dtype.
+
+    The counts are a function of (mean, u) only, computed two ways with the same arithmetic: on the
+    CPU, the elements that need work are gathered first (index lists: the sky is mostly mean 0 or
+    large); on other devices and under ``torch.compile`` every element takes the same fixed steps
+    (no data-dependent shapes, no host syncs). Returns counts in ``mean``'s float dtype.
     """
     shape = mean.shape
-    flat = mean.reshape(shape[0], -1)
-    e = torch.arange(flat.shape[1], device=mean.device, dtype=torch.int32)[None]
-    u = words_to_uniform(random_words(keys, e), flat.dtype)
+    flat = mean.reshape(-1)
+    e = torch.arange(flat.numel() // shape[0], device=mean.device, dtype=torch.int32)[None]
+    u = words_to_uniform(random_words(keys, e), flat.dtype).reshape(-1)
+    if mean.device.type != "cpu" or torch.compiler.is_compiling():
+        return _poisson_fixed_steps(flat, u).reshape(shape)
 
+    counts = torch.zeros_like(flat)
+    means = flat.detach().numpy()  # numpy's masks and flatnonzero are several times faster than torch's here
+    big = torch.from_numpy(np.flatnonzero(means >= POISSON_INVERSION_MAX_MEAN))  # typically 10-25% of pixels
+    counts.index_copy_(0, big, _normal_approximation(flat.index_select(0, big), u.index_select(0, big)))
+    # mean 0 (the clipped half of the sky) always gives 0: only 0 < mean < 20 needs the inversion
+    idx = torch.from_numpy(np.flatnonzero((means > 0) & (means < POISSON_INVERSION_MAX_MEAN)))
+    counts.index_copy_(0, idx, _invert_poisson_cdf(flat.index_select(0, idx), u.index_select(0, idx), compact=True))
+    return counts.reshape(shape)
+
+
+def _true_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of the true elements of a 1-D CPU bool tensor (numpy's flatnonzero: ~2x torch's nonzero)."""
+    return torch.from_numpy(np.flatnonzero(mask.numpy()))
+
+
+def _normal_approximation(m: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    z = torch.special.ndtri(u)
+    x = torch.sqrt(m).mul_(z).add_(m)
+    return x.add_(z.mul_(z).sub_(1.0).div_(6.0)).add_(0.5).floor_().clamp_(min=0.0)
+
+
+def _poisson_fixed_steps(flat: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`poisson` without data-dependent shapes: both branches everywhere, then a select."""
     small = flat < POISSON_INVERSION_MAX_MEAN
-    counts = torch.zeros_like(flat).reshape(-1)
-    big = (~small).reshape(-1).nonzero().squeeze(1)  # typically ~10% of the pixels: the arcs
-    m = flat.reshape(-1)[big]
-    z = torch.special.ndtri(u.reshape(-1)[big])
-    counts[big] = torch.floor(m + torch.sqrt(m) * z + (z * z - 1.0) / 6.0 + 0.5).clamp(min=0.0)
+    inverted = _invert_poisson_cdf(torch.where(small, flat, torch.zeros_like(flat)), u, compact=False)
+    approximated = _normal_approximation(torch.where(small, torch.full_like(flat, 1e3), flat), u)
+    return torch.where(small, inverted, approximated)
 
-    idx = small.reshape(-1).nonzero().squeeze(1)
-    lam = flat.reshape(-1)[idx]
-    target = u.reshape(-1)[idx]
+
+def _invert_poisson_cdf(lam: torch.Tensor, u: torch.Tensor, compact: bool) -> torch.Tensor:
+    """X = #{k < POISSON_INVERSION_STEPS : F(k) < u}, F(k) = sum of exp(-lam) lam^j / j! for j <= k (1-D inputs).
+
+    Step k adds pmf(k) = pmf(k - 1) * lam / k to the running CDF and counts whether u is still above
+    it; these are the same float operations in both modes, so both give the same counts. All elements
+    share the step k (branch-free). ``compact`` (eager CPU): every few steps, drop the elements that are
+    done and stop when none is left -- most stop at X <= mean + a few sqrt(mean)."""
     term = torch.exp(-lam)
     cdf = term.clone()
-    k = torch.zeros_like(lam)
-    step = 0
-    while idx.numel() and step < _POISSON_MAX_STEPS:
-        # Most pixels stop at k = 0 or 1: drop finished ones after each of the first steps, then every 4.
-        for _ in range(1 if step < 4 else 4):
-            going = target > cdf
-            k = k + going
-            step += 1
-            term = term * lam * (1.0 / step)
-            cdf = cdf + term
-        going = target > cdf
-        counts[idx] = k  # final for those done; overwritten later for the rest
-        idx, lam, target, term, cdf, k = (t[going] for t in (idx, lam, target, term, cdf, k))
-    return counts.reshape(shape)
+    count = torch.zeros_like(lam)
+    above = torch.empty_like(lam) if compact else None
+    pieces, positions = [], None  # (positions in the input, None = all; their counts): later ones win
+    for step in range(1, POISSON_INVERSION_STEPS + 1):
+        if compact:  # eager CPU: into a float buffer, skipping a bool temporary and its conversion
+            count += torch.gt(u, cdf, out=above)  # F(step - 1) < u
+        else:
+            count = count + (u > cdf).to(count.dtype)
+        if step == POISSON_INVERSION_STEPS:
+            break
+        term.mul_(lam).mul_(1.0 / step)
+        cdf += term
+        if compact and step % _COMPACT_EVERY == 0:
+            going = _true_positions(torch.gt(u, cdf))
+            if going.numel() == lam.numel():
+                continue
+            pieces.append((positions, count))
+            if not going.numel():
+                return _scatter_pieces(pieces)
+            positions = going if positions is None else positions.index_select(0, going)
+            lam, u, term, cdf, count = (t.index_select(0, going) for t in (lam, u, term, cdf, count))
+            above = torch.empty_like(lam)
+    return _scatter_pieces(pieces + [(positions, count)])
+
+
+def _scatter_pieces(pieces: list) -> torch.Tensor:
+    out = pieces[0][1]  # the first piece covers every element
+    for positions, values in pieces[1:]:
+        out.index_copy_(0, positions, values)
+    return out

@@ -39,15 +39,23 @@ def _col(t: torch.Tensor) -> torch.Tensor:
 
 def point_mass_sum(x, y, theta_E, center_x, center_y):
     """Deflection of ``n`` point masses per image, ``theta_E, center_* [B, n]``, on the separable grid
-    ``x [1, 1, W]``, ``y [1, H, 1]`` -> ``(alpha_x, alpha_y) [B, H, W]``, accumulated one mass at a time."""
+    ``x [1, 1, W]``, ``y [1, H, 1]`` -> ``(alpha_x, alpha_y) [B, H, W]``, accumulated one mass at a time.
+
+    Only three passes over the full field per mass: r^2 (a broadcast sum of two 1-D squares) and one
+    ``addcdiv`` per component, whose numerator theta_E^2 dx is 1-D; all in place in reused buffers."""
     tiny = torch.finfo(x.dtype).tiny
-    ax = ay = None
+    shape = torch.broadcast_shapes(x.shape, y.shape, (theta_E.shape[0], 1, 1))
+    ax = torch.zeros(shape, device=x.device, dtype=x.dtype)
+    ay = torch.zeros_like(ax)
+    r2 = torch.empty_like(ax)
+    theta2 = theta_E * theta_E
     for j in range(theta_E.shape[1]):
         dx = x - _col(center_x[:, j])  # [B, 1, W]
         dy = y - _col(center_y[:, j])  # [B, H, 1]
-        a = _col(theta_E[:, j] ** 2) / (dx * dx + dy * dy + tiny)
-        ax = a * dx if ax is None else torch.addcmul(ax, a, dx)
-        ay = a * dy if ay is None else torch.addcmul(ay, a, dy)
+        # tiny keeps r = 0 finite (0 / tiny = 0); it is below half an ulp of any nonzero dy^2 + dx^2 term
+        torch.add(dx * dx, dy * dy + tiny, out=r2)
+        ax.addcdiv_(_col(theta2[:, j]) * dx, r2)
+        ay.addcdiv_(_col(theta2[:, j]) * dy, r2)
     return ax, ay
 
 
@@ -87,7 +95,7 @@ class LensTruth:
         has_vortex = ~torch.isnan(params.log10_axion_mass)
         u = torch.stack([torch.cos(params.vortex_angle), torch.sin(params.vortex_angle)], dim=-1)
         centre = torch.stack([params.vortex_center_x, params.vortex_center_y], dim=-1)
-        half = (params.vortex_half_length[:, None] * u)
+        half = params.vortex_half_length[:, None] * u
         ends = torch.stack([centre - half, centre + half], dim=1)
         ends = torch.where(has_vortex[:, None, None], ends, torch.full_like(ends, math.nan))
         return cls(
@@ -150,8 +158,12 @@ class LensBatch:
 class LensSimulator:
     """Batched, deterministic simulator of one :class:`SimulationConfig` on ``device`` in ``dtype``.
 
-    ``compile=True`` wraps the per-pixel work (deflections + source) in ``torch.compile``; the first
-    call per batch size then pays a compilation (seconds), later calls run fused kernels.
+    ``compile=True`` wraps the per-pixel work (``render``, and render + noise in ``simulate``) in
+    ``torch.compile``; the first call per batch size then pays a compilation (tens of seconds), later
+    calls run fused kernels. Sampling and the RNG keys stay eager (a few ``[B]`` tensors).
+
+    No host syncs in the per-pixel path on accelerators: substructure that no image has is skipped
+    only on the CPU (a sync elsewhere), and the Poisson sampler takes fixed steps there.
     """
 
     def __init__(self, config: SimulationConfig | str = "model_i", device="cpu", dtype=torch.float32, compile=False):
@@ -165,9 +177,8 @@ class LensSimulator:
         widest = cfg.psf_fwhm_range[1] if cfg.psf_fwhm_range else cfg.psf_fwhm
         self.psf_radius = instrument.psf_radius_pixels(widest, cfg.pixel_scale, cfg.psf_truncation)
         self.compiled = bool(compile)
-        self._surface_brightness = torch.compile(self._lensed_surface_brightness) if compile else (
-            self._lensed_surface_brightness
-        )
+        self._render = torch.compile(self._render_eager) if compile else self._render_eager
+        self._noisy_image = torch.compile(self._noisy_image_eager) if compile else self._noisy_image_eager
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -198,17 +209,17 @@ class LensSimulator:
         ax, ay = SIE.deflection(x, y, _col(p.theta_E), _col(p.lens_e1), _col(p.lens_e2),
                                 _col(p.lens_center_x), _col(p.lens_center_y))  # fmt: skip
         sx, sy = Shear.deflection(x, y, _col(p.gamma1), _col(p.gamma2))
-        ax, ay = ax + sx, ay + sy
+        ax, ay = ax.add_(sx), ay.add_(sy)  # the SIE's fields are fresh: accumulate in place
         if p.subhalo_theta_E.shape[1] and not (skip_absent and bool((p.subhalo_theta_E == 0).all())):
             dx, dy = point_mass_sum(x, y, p.subhalo_theta_E, p.subhalo_x, p.subhalo_y)
-            ax, ay = ax + dx, ay + dy
+            ax, ay = ax.add_(dx), ay.add_(dy)
         if not (skip_absent and bool((p.vortex_theta_E == 0).all())):
             if self.config.vortex_model == "line":
                 line = (p.vortex_theta_E, p.vortex_half_length, p.vortex_angle, p.vortex_center_x, p.vortex_center_y)
                 dx, dy = UniformLine.deflection(x, y, *(_col(t) for t in line))
             else:
                 dx, dy = point_mass_sum(x, y, *vortex_points(p, self.config.vortex_points))
-            ax, ay = ax + dx, ay + dy
+            ax, ay = ax.add_(dx), ay.add_(dy)
         return ax, ay
 
     def source_brightness(self, params: LensParameters, x, y) -> torch.Tensor:
@@ -220,12 +231,17 @@ class LensSimulator:
         )  # fmt: skip
 
     def _lensed_surface_brightness(self, params: LensParameters) -> torch.Tensor:
-        ax, ay = self.deflection(params, skip_absent=not self.compiled)
-        return self.source_brightness(params, self._x - ax, self._y - ay)
+        skip = self.device.type == "cpu" and not torch.compiler.is_compiling()  # one graph, no syncs elsewhere
+        ax, ay = self.deflection(params, skip_absent=skip)
+        # beta = theta - alpha, in place: -alpha + theta rounds exactly as theta - alpha
+        return self.source_brightness(params, ax.neg_().add_(self._x), ay.neg_().add_(self._y))
 
     def render(self, params: LensParameters, psf: bool = True) -> torch.Tensor:
         """Noiseless image ``[B, H, W]`` in counts/s per pixel (surface brightness x pixel area)."""
-        sb = self._surface_brightness(params)
+        return self._render(params, psf)
+
+    def _render_eager(self, params: LensParameters, psf: bool = True) -> torch.Tensor:
+        sb = self._lensed_surface_brightness(params)
         flux = instrument.downsample(sb, self.config.supersampling) * self.config.pixel_scale**2
         if not psf:
             return flux
@@ -234,13 +250,23 @@ class LensSimulator:
 
     def add_noise(self, flux: torch.Tensor, params: LensParameters, seed: int, indices) -> torch.Tensor:
         """Noisy counts ``[B, H, W]`` of the noiseless ``flux`` (see :func:`.instrument.add_noise`)."""
-        idx = torch.as_tensor(indices, dtype=torch.int64, device=self.device).reshape(-1)
+        idx = self._indices(indices)
         return instrument.add_noise(flux, params.exposure, params.background_rms, seed, idx, self.config.noise_model)
+
+    def _noisy_image_eager(self, params: LensParameters, normal_keys, poisson_keys) -> torch.Tensor:
+        return instrument.add_noise_from_keys(self._render_eager(params), params.exposure, params.background_rms,
+                                              normal_keys, poisson_keys, self.config.noise_model)  # fmt: skip
+
+    def _indices(self, indices) -> torch.Tensor:
+        """Image indices as ``[B]`` int64 on the device, checked on the host when they come from it."""
+        idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        if idx.device.type == "cpu" and bool((idx < 0).any()):
+            raise ValueError("seeds and image indices must be non-negative")
+        return idx.to(self.device)
 
     def simulate(self, seed: int, indices: Sequence[int] | torch.Tensor, labels=None) -> LensBatch:
         """Images ``indices`` of the data set ``seed``; ``labels=None`` -> ``index % num_classes``."""
-        idx = torch.as_tensor(indices, dtype=torch.int64, device=self.device).reshape(-1)
+        idx = self._indices(indices)
         params = self.sample(seed, idx, labels)
-        images = self.add_noise(self.render(params), params, seed, idx)
+        images = self._noisy_image(params, *instrument.noise_keys(seed, idx))
         return LensBatch(images=images, labels=params.labels, truth=LensTruth.from_parameters(params, self.config))
-
