@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--group", default="C4")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="default: gpu if CUDA is present, else cpu")
     p.add_argument("--epochs", type=int, default=None, help="override the per-model defaults")
+    p.add_argument("--image-size", type=int, default=None, help="override the preset's image size")
+    p.add_argument("--train-size", type=int, default=None, help="override the preset's training-set size")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
@@ -64,7 +66,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    preset = PRESETS[args.preset or ("gpu" if device == "cuda" else "cpu")]
+    preset = dict(PRESETS[args.preset or ("gpu" if device == "cuda" else "cpu")])
+    if args.image_size:
+        preset["image_size"] = args.image_size
+    if args.train_size:
+        preset["train_size"] = args.train_size
     splits = cached_splits(args.data, preset, args.data_seed, device)
     for model in args.models.split(","):
         out = Path(args.out) / f"{args.data}_{model}"

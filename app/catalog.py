@@ -1,0 +1,154 @@
+"""The models the pages offer: checkpoints on disk, uploaded checkpoints, untrained registry models.
+
+Every model is built or loaded once per process (``st.cache_resource``) and shared by all
+sessions; it is never changed after loading except by forward hooks (inspection, Grad-CAM), so
+each :class:`LoadedModel` carries the lock that hook-based analysis must hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from app import settings
+from eqlens.errors import CheckpointError
+from eqlens.groups import Group, get_group
+
+DEFAULT_CLASS_NAMES = ("axion", "cdm", "no_sub")  # eqlens.simulation order (alphabetical)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A choice in a model selector; ``key`` identifies it across reruns and pages."""
+
+    key: str
+    label: str
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    key: str
+    label: str
+    model: torch.nn.Module
+    class_names: tuple[str, ...]
+    image_size: int
+    group: Group
+    trained: bool
+    card: dict = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    # Attributions and upright inspections per image (and angle, method, ...): shared, LRU, under lock.
+    results: OrderedDict = field(default_factory=OrderedDict)
+
+    @property
+    def name(self) -> str:
+        return (self.model.build_config or {}).get("name", "?")
+
+
+def _card_dict(card) -> dict:
+    if card is None:
+        return {}
+    if isinstance(card, dict):
+        return card
+    if hasattr(card, "to_dict"):
+        return card.to_dict()
+    return dict(vars(card))
+
+
+def _wrap(key: str, label: str, model, card, trained: bool) -> LoadedModel:
+    card = _card_dict(card)
+    config = model.build_config or {}
+    num_classes = int(config.get("num_classes", 3))
+    names = tuple(card.get("class_names") or ())
+    if len(names) != num_classes:
+        names = DEFAULT_CLASS_NAMES if num_classes == 3 else tuple(f"class {i}" for i in range(num_classes))
+    group = model.group or get_group(config.get("group", "C4"))
+    model.eval()
+    return LoadedModel(key, label, model.to(settings.device()), names, int(config.get("image_size", 65)),
+                       group, trained, card)
+
+
+def checkpoint_paths(folder: Path | None = None) -> list[Path]:
+    """Checkpoints in ``folder``: sub-folders holding a ``model_card.json`` and single files."""
+    folder = Path(folder or settings.CHECKPOINT_DIR)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir() and (path / "model_card.json").is_file():
+            found.append(path)
+        elif path.is_file() and path.suffix in (".pt", ".pth", ".ckpt", ".safetensors", ".eqlens"):
+            found.append(path)
+    return found
+
+
+def untrained_key(name: str, group: str) -> str:
+    return f"untrained:{name}:{group}"
+
+
+def entries(uploaded: dict | None = None) -> list[ModelEntry]:
+    """Checkpoints first (on disk, then uploaded this session), then every untrained registry model."""
+    from eqlens.models import names, spec
+
+    found = [ModelEntry(f"ckpt:{p}", f"{p.stem} (checkpoint)") for p in checkpoint_paths()]
+    found += [ModelEntry(key, f"{name} (uploaded)") for key, (name, _) in (uploaded or {}).items()]
+    for name in names():
+        group = "C4" if spec(name).uses_group else "C1"
+        found.append(ModelEntry(untrained_key(name, group), f"{name} (untrained)"))
+    return found
+
+
+@st.cache_resource(show_spinner="Loading checkpoint...", max_entries=16)
+def _load_path(path: str, mtime: float) -> LoadedModel:
+    from eqlens.training import load_checkpoint
+
+    model, card = load_checkpoint(path, device=settings.DEVICE)
+    return _wrap(f"ckpt:{path}", Path(path).stem, model, card, trained=True)
+
+
+@st.cache_resource(show_spinner="Loading uploaded checkpoint...", max_entries=8)
+def _load_bytes(key: str, name: str, data: bytes) -> LoadedModel:
+    from eqlens.training import load_checkpoint
+
+    model, card = load_checkpoint(data, device=settings.DEVICE)
+    return _wrap(key, f"{name} (uploaded)", model, card, trained=True)
+
+
+@st.cache_resource(show_spinner="Building model...", max_entries=16)
+def _build_untrained(name: str, group: str, image_size: int, num_classes: int) -> LoadedModel:
+    from eqlens.models import create
+
+    torch.manual_seed(0)  # the same untrained weights in every session and run
+    model = create(name, num_classes=num_classes, group=group, image_size=image_size)
+    return _wrap(untrained_key(name, group), f"{name} {group} (untrained)", model, None, trained=False)
+
+
+def load(key: str, uploaded: dict | None = None) -> LoadedModel:
+    """The model behind an entry key. Raises CheckpointError (with a message for the user) for a
+    checkpoint that cannot be read."""
+    kind, _, rest = key.partition(":")
+    if kind == "ckpt":
+        path = Path(rest)
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {path} is gone")
+        return _load_path(str(path), path.stat().st_mtime)
+    if kind == "upload":
+        if not uploaded or key not in uploaded:
+            raise CheckpointError("the uploaded checkpoint is no longer in this session: upload it again")
+        name, data = uploaded[key]
+        return _load_bytes(key, name, data)
+    if kind == "untrained":
+        name, _, group = rest.partition(":")
+        return _build_untrained(name, group or "C4", settings.UNTRAINED_IMAGE_SIZE, len(DEFAULT_CLASS_NAMES))
+    raise CheckpointError(f"unknown model entry {key!r}")
+
+
+def upload_key(data: bytes) -> str:
+    return "upload:" + hashlib.sha1(data).hexdigest()[:16]

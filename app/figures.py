@@ -1,0 +1,260 @@
+"""Every figure of the app, in one visual style.
+
+Plotly for what people hover and click (probabilities, orbit curves, confusion matrix, ROC,
+training curves); composed PNGs (numpy + PIL, 1-10 ms) for image grids (group channels,
+attention, attributions), each with a labelled colour bar. No st.* here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+
+BACKGROUND = (14, 17, 23)
+TEXT = (230, 230, 230)
+PALETTE = ("#f2a541", "#4cc9f0", "#f72585", "#7bd389", "#b388eb", "#ff8c61", "#a0a0a0", "#ffd166")
+TEMPLATE = "plotly_dark"
+
+
+def _figure(data: list[dict], title: str, height: int = 320, **layout) -> go.Figure:
+    """A figure from plain trace/layout dicts in the app's style. Built without plotly's
+    per-property validation (``_validate=False``): that validation was most of a slider move's
+    figure cost (~50 ms for the orbit plot); the dicts here are fixed and tested."""
+    # The template goes in whole: without validation plotly would not resolve its name.
+    base = dict(template=pio.templates[TEMPLATE].to_plotly_json(), title=dict(text=title, x=0.01, font=dict(size=14)),
+                height=height,
+                margin=dict(l=50, r=20, t=40, b=40), paper_bgcolor="rgba(0,0,0,0)",
+                legend=dict(orientation="h", y=-0.22))
+    return go.Figure(data=data, layout={**base, **layout}, _validate=False)
+
+
+def _vline(x: float, color: str, width: float = 1.0, dash: str = "solid") -> dict:
+    return dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1, line=dict(color=color, width=width,
+                                                                                       dash=dash))
+
+
+# ---- plotly ------------------------------------------------------------------------------------
+
+def probability_bar(class_names: Sequence[str], probabilities: np.ndarray, logits: np.ndarray,
+                    title: str = "Class probabilities") -> go.Figure:
+    labels = [f"p {p:.3f}<br>logit {z:+.3f}" for p, z in zip(probabilities, logits, strict=True)]
+    bar = dict(type="bar", x=list(class_names), y=np.asarray(probabilities).tolist(),
+               marker=dict(color=list(PALETTE[: len(class_names)])), text=labels, textposition="outside",
+               cliponaxis=False)
+    return _figure([bar], title, height=300, showlegend=False,
+                   yaxis=dict(range=[0, 1.15], title=dict(text="probability")))
+
+
+def orbit_figure(curves: dict, class_names: Sequence[str], current_angle: float, exact_angles: Sequence[float],
+                 quantity: str = "probabilities", title: str = "Over the whole orbit") -> go.Figure:
+    """``curves``: label -> OrbitResult. One line per (model, class); solid for the first model,
+    dashed for the second; the current angle as a vertical line; the group's exact angles dotted."""
+    data, dashes = [], ("solid", "dash", "dot")
+    for m, (label, res) in enumerate(curves.items()):
+        values = getattr(res, quantity)
+        angles = np.append(res.angles, 360.0).tolist()
+        for k, name in enumerate(class_names):
+            y = np.append(values[:, k], values[0, k]).tolist()  # close the circle at 360 deg
+            data.append(dict(type="scatter", x=angles, y=y, mode="lines",
+                             name=f"{label}: {name}" if len(curves) > 1 else name,
+                             line=dict(color=PALETTE[k % len(PALETTE)], dash=dashes[m % 3], width=2)))
+    shapes = [_vline(a, "rgba(255,255,255,0.25)", dash="dot") for a in exact_angles]
+    shapes.append(_vline(current_angle, "white", 1.5))
+    marker = dict(x=current_angle, y=1, xref="x", yref="paper", text=f"{current_angle:g} deg", showarrow=False,
+                  yanchor="bottom")
+    y_title = {"probabilities": "probability", "logits": "logit"}.get(quantity, quantity)
+    return _figure(data, title, height=340, shapes=shapes, annotations=[marker],
+                   xaxis=dict(title=dict(text="rotation angle (deg)"), range=[0, 360], dtick=45),
+                   yaxis=dict(title=dict(text=y_title), range=[0, 1] if quantity == "probabilities" else None))
+
+
+def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Counts heatmap (true class down, predicted across) with an almost invisible scatter over the
+    cells: plotly heatmaps return no click selection, scatter points do (point_index = row*K+col)."""
+    confusion = np.asarray(confusion)
+    k, names = len(class_names), list(class_names)
+    heat = dict(type="heatmap", z=confusion.tolist(), x=names, y=names, colorscale="Viridis",
+                colorbar=dict(title=dict(text="images")), text=confusion.tolist(), texttemplate="%{text}",
+                hoverinfo="skip")
+    cells = dict(type="scatter", x=[names[c] for r in range(k) for c in range(k)],
+                 y=[names[r] for r in range(k) for c in range(k)], mode="markers",
+                 marker=dict(size=60, opacity=0.01, symbol="square"), hoverinfo="none", showlegend=False)
+    return _figure([heat, cells], "Confusion matrix (click a cell)", height=380, clickmode="event+select",
+                   xaxis=dict(title=dict(text="predicted")),
+                   yaxis=dict(title=dict(text="true"), autorange="reversed"))
+
+
+def roc_figure(roc: dict) -> go.Figure:
+    """``roc``: class name -> dict(fpr=[...], tpr=[...], auc=float) (one-vs-rest)."""
+    data = []
+    for k, (name, curve) in enumerate(roc.items()):
+        auc = curve.get("auc")
+        data.append(dict(type="scatter", x=list(curve["fpr"]), y=list(curve["tpr"]), mode="lines",
+                         name=f"{name} (AUC {auc:.3f})" if auc is not None else name,
+                         line=dict(color=PALETTE[k % len(PALETTE)], width=2)))
+    data.append(dict(type="scatter", x=[0, 1], y=[0, 1], mode="lines", line=dict(color="gray", dash="dot"),
+                     showlegend=False))
+    return _figure(data, "ROC, one class against the rest", height=380,
+                   xaxis=dict(title=dict(text="false positive rate"), range=[0, 1]),
+                   yaxis=dict(title=dict(text="true positive rate"), range=[0, 1.02]))
+
+
+def training_curves(history: Sequence[dict]) -> go.Figure:
+    """Loss (left axis) and accuracy (right axis) against the step counted over all epochs
+    (``global_step`` of the job's history records)."""
+    steps = [h.get("global_step", i) for i, h in enumerate(history)]
+    data = []
+    for k, (key, axis, dash) in enumerate((("loss", "y", "solid"), ("val_loss", "y", "solid"),
+                                           ("accuracy", "y2", "dash"), ("val_accuracy", "y2", "dash"))):
+        ys = [h.get(key) for h in history]
+        if any(y is not None for y in ys):
+            data.append(dict(type="scatter", x=steps, y=ys, name=key, mode="lines+markers", connectgaps=True,
+                             yaxis=axis, line=dict(color=PALETTE[k], dash=dash)))
+    return _figure(data, "Training", height=320, xaxis=dict(title=dict(text="step")),
+                   yaxis=dict(title=dict(text="loss")),
+                   yaxis2=dict(title=dict(text="accuracy"), overlaying="y", side="right", range=[0, 1]))
+
+
+# ---- composed PNG grids ------------------------------------------------------------------------
+
+def _font(size: int = 13):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()
+
+
+def colorize(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> np.ndarray:
+    """``[H, W]`` -> ``[H, W, 3]`` uint8 through a matplotlib colormap."""
+    span = vmax - vmin if vmax > vmin else 1.0
+    scaled = np.clip((np.asarray(values, dtype=np.float64) - vmin) / span, 0, 1)
+    return (colormaps[cmap](scaled)[..., :3] * 255).astype(np.uint8)
+
+
+def overlay(base: np.ndarray, heat: np.ndarray, cmap: str = "inferno", alpha: float = 0.6,
+            symmetric: bool = False) -> np.ndarray:
+    """A heat map blended over a grey lens image, both ``[H, W]`` -> ``[H, W, 3]`` uint8.
+    The heat is scaled to ``[min(0, heat), max(heat)]`` (symmetric about 0 for signed attributions)."""
+    grey = np.asarray(base, dtype=np.float64)
+    grey = (grey - grey.min()) / max(grey.max() - grey.min(), 1e-12)
+    grey_rgb = np.repeat((grey * 255)[..., None], 3, axis=-1)
+    vmin, vmax = _range([heat], symmetric)
+    vmin = min(vmin, 0.0)  # non-negative maps (attention) start at 0, so a bar "0 .. max" reads true
+    heat_rgb = colorize(heat, cmap, vmin, vmax).astype(np.float64)
+    weight = alpha * (np.abs(heat) / max(np.abs(heat).max(), 1e-12) if symmetric else 1.0)
+    weight = np.asarray(weight)[..., None] if np.ndim(weight) else weight
+    return (grey_rgb * (1 - weight) + heat_rgb * weight).astype(np.uint8)
+
+
+def _range(arrays, symmetric: bool) -> tuple[float, float]:
+    lo = min(float(np.min(a)) for a in arrays)
+    hi = max(float(np.max(a)) for a in arrays)
+    if symmetric:
+        m = max(abs(lo), abs(hi), 1e-12)
+        return -m, m
+    return lo, hi if hi > lo else lo + 1e-12
+
+
+def _colorbar(height: int, cmap: str, vmin: float, vmax: float, label: str) -> Image.Image:
+    bar_w, pad = 14, 6
+    font = _font(12)
+    ramp = np.linspace(1, 0, height)[:, None].repeat(bar_w, axis=1)
+    strip = Image.fromarray(colorize(ramp, cmap, 0, 1))
+    canvas = Image.new("RGB", (bar_w + 76, height + 2 * pad + 24), BACKGROUND)
+    canvas.paste(strip, (0, pad + 16))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((0, 0), label[:14], fill=TEXT, font=font)
+    for frac, value in ((0.0, vmax), (0.5, (vmin + vmax) / 2), (1.0, vmin)):
+        y = pad + 16 + int(frac * (height - 1))
+        draw.line([(bar_w, y), (bar_w + 4, y)], fill=TEXT)
+        draw.text((bar_w + 6, y - 7), f"{value:.3g}", fill=TEXT, font=font)
+    return canvas
+
+
+def image_grid(panels: Sequence[tuple[str, np.ndarray]], cmap: str = "magma", symmetric: bool = False,
+               cell: int = 150, columns: int | None = None, shared_scale: bool = True,
+               colorbar_label: str = "value", overlay_range: tuple[float, float] | None = None) -> Image.Image:
+    """One PNG of titled panels. A panel is ``[H, W]`` (coloured through ``cmap`` on one shared
+    scale, shown in a colour bar) or ``[H, W, 3]`` uint8 (already coloured, e.g. an overlay; give
+    ``overlay_range``, the scale its colours stand for, to get a colour bar for it too)."""
+    if not panels:
+        raise ValueError("image_grid needs at least one panel")
+    columns = columns or min(len(panels), 8)
+    rows = math.ceil(len(panels) / columns)
+    scalar = [np.asarray(p) for _, p in panels if np.ndim(p) == 2]
+    vmin, vmax = _range(scalar, symmetric) if scalar else (overlay_range or (0.0, 1.0))
+    title_h, gap = 18, 6
+    width = columns * (cell + gap) + gap
+    height = rows * (cell + title_h + gap) + gap
+    bar = (_colorbar(cell * rows if rows > 1 else cell, cmap, vmin, vmax, colorbar_label)
+           if scalar or overlay_range else None)
+    height = max(height, bar.height + gap + title_h) if bar else height
+    canvas = Image.new("RGB", (width + (bar.width + gap if bar else 0), height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(13)
+    for i, (title, panel) in enumerate(panels):
+        panel = np.asarray(panel)
+        if panel.ndim == 2:
+            lo, hi = (vmin, vmax) if shared_scale else _range([panel], symmetric)
+            rgb = colorize(panel, cmap, lo, hi)
+        else:
+            rgb = panel.astype(np.uint8)
+        r, c = divmod(i, columns)
+        x0, y0 = gap + c * (cell + gap), gap + r * (cell + title_h + gap)
+        draw.text((x0, y0), str(title)[:24], fill=TEXT, font=font)
+        resample = Image.NEAREST if max(rgb.shape[:2]) < cell / 2 else Image.BILINEAR
+        canvas.paste(Image.fromarray(rgb).resize((cell, cell), resample), (x0, y0 + title_h))
+    if bar:
+        canvas.paste(bar, (width, gap + title_h - 16))
+    return canvas
+
+
+def lens_with_truth(image: np.ndarray, truth: dict | None, size: int = 360,
+                    marker: tuple = (76, 201, 240)) -> Image.Image:
+    """The lens (grey, log-stretched counts) with the simulator's truth drawn on: subhalos as
+    circles growing with log mass, the vortex line, the Einstein ring. Positions come from the
+    truth's pixel coordinates (``subhalo_pixels``, ``vortex_pixels``: (col, row), pixel centres
+    at integers), so the overlay follows the image's own array layout."""
+    img = np.asarray(image, dtype=np.float64)
+    img = np.log1p(np.clip(img - img.min(), 0, None))
+    grey = colorize(img, "gray", float(img.min()), float(img.max()))
+    canvas = Image.fromarray(grey).resize((size, size), Image.BILINEAR)
+    if not truth:
+        return canvas
+    h, w = img.shape
+    zoom = size / w  # display pixels per image pixel
+
+    def to_xy(col_row):
+        return (float(col_row[0]) + 0.5) * zoom, (float(col_row[1]) + 0.5) * zoom
+
+    draw = ImageDraw.Draw(canvas)
+    if truth.get("theta_E") and truth.get("pixel_scale"):
+        r = float(truth["theta_E"]) / float(truth["pixel_scale"]) * zoom
+        draw.ellipse([size / 2 - r, size / 2 - r, size / 2 + r, size / 2 + r], outline=(242, 165, 65), width=1)
+    pixels = truth.get("subhalo_pixels") or []
+    masses = np.asarray(truth.get("subhalo_masses") or [1.0] * len(pixels), dtype=np.float64)
+    if len(pixels):
+        logm = np.log10(np.clip(masses, 1.0, None))
+        radii = 2 + 5 * (logm - logm.min()) / max(logm.max() - logm.min(), 1e-9)
+        for p, r in zip(pixels, radii, strict=True):
+            cx, cy = to_xy(p)
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=marker, width=2)
+    ends = truth.get("vortex_pixels")
+    if ends:
+        draw.line([to_xy(ends[0]), to_xy(ends[1])], fill=(247, 37, 133), width=3)
+    return canvas
+
+
+def mark_point(rgb: np.ndarray, row: int, col: int, color=(255, 255, 255), arm: int = 2) -> np.ndarray:
+    """A small cross at pixel (row, col) of an ``[H, W, 3]`` image (the attention query)."""
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    out[max(row - arm, 0):min(row + arm + 1, h), col] = color
+    out[row, max(col - arm, 0):min(col + arm + 1, w)] = color
+    return out

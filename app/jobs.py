@@ -1,0 +1,137 @@
+"""A background training run: a plain object with its own thread, a stop event and a
+lock-protected snapshot of progress. It never calls st.*; a polling fragment reads
+:meth:`TrainingJob.snapshot`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+_NUMBER_KEYS = ("step", "steps", "epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy",
+                "learning_rate", "images_per_second")
+_ALIASES = {"acc": "accuracy", "train_loss": "loss", "train_accuracy": "accuracy", "val_acc": "val_accuracy",
+            "lr": "learning_rate", "images_per_s": "images_per_second"}
+_INTEGERS = ("step", "steps", "epoch", "epochs")
+
+
+def progress_record(event) -> dict:
+    """The numbers of one :class:`eqlens.training.trainer.Progress` event (or a dict like it) under
+    the app's names: ``step``/``steps`` within ``epoch`` of ``epochs`` (1-based), ``loss``,
+    ``accuracy``, and ``val_loss``/``val_accuracy`` from the ``val`` metrics when present."""
+    if dataclasses.is_dataclass(event) and not isinstance(event, type):
+        raw = dataclasses.asdict(event)
+    elif isinstance(event, dict):
+        raw = dict(event)
+    else:
+        raw = {k: v for k, v in vars(event).items() if not k.startswith("_")}
+    record = {}
+    val = raw.pop("val", None)
+    if isinstance(val, dict):
+        raw.update({f"val_{k}": v for k, v in val.items() if k in ("loss", "accuracy")})
+    for key, value in raw.items():
+        key = _ALIASES.get(key, key)
+        if key in _NUMBER_KEYS and isinstance(value, (int, float)) and value == value:
+            record[key] = int(value) if key in _INTEGERS else float(value)
+        elif key == "phase" and isinstance(value, str):
+            record[key] = value
+    return record
+
+
+@dataclass
+class JobSnapshot:
+    state: str  # "starting" | "running" | "done" | "cancelled" | "failed"
+    history: list = field(default_factory=list)
+    latest: dict = field(default_factory=dict)
+    fraction: float = 0.0
+    message: str = ""
+    result: object = None
+    elapsed_s: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "cancelled", "failed")
+
+
+class TrainingJob:
+    """Runs ``train_fn(config, progress=..., stop_event=...)`` in a daemon thread.
+
+    ``train_fn`` defaults to :func:`eqlens.training.train`. ``cancel()`` sets the stop event; the
+    trainer stops at its next check and the job ends "cancelled" (whatever it returns is kept)."""
+
+    def __init__(self, config, train_fn: Callable | None = None, on_done: Callable | None = None):
+        self.config = config
+        self._train_fn = train_fn
+        self._on_done = on_done
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._snapshot = JobSnapshot("starting")
+        self._thread = threading.Thread(target=self._run, name="eqlens-train", daemon=True)
+        self._started = time.perf_counter()
+
+    def start(self) -> TrainingJob:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def snapshot(self) -> JobSnapshot:
+        """A copy, safe to read while the thread goes on."""
+        with self._lock:
+            s = self._snapshot
+            return dataclasses.replace(s, history=list(s.history), latest=dict(s.latest),
+                                       elapsed_s=time.perf_counter() - self._started)
+
+    def _progress(self, event) -> None:
+        record = progress_record(event)
+        with self._lock:
+            s = self._snapshot
+            s.state = "running"
+            if record.get("phase") == "test":
+                s.latest["test_accuracy"] = record.get("accuracy")
+                return
+            if record.get("phase") == "val":
+                record = {k: v for k, v in record.items() if k not in ("step", "steps")}
+            s.latest.update(record)
+            epochs, epoch = s.latest.get("epochs"), s.latest.get("epoch", 1)
+            if epochs:
+                within = s.latest.get("step", 0) / s.latest["steps"] if s.latest.get("steps") else 0.0
+                if record.get("phase") == "val":
+                    within = 1.0
+                s.fraction = min(1.0, (epoch - 1 + within) / epochs)
+                s.latest["global_step"] = (epoch - 1 + within) * (s.latest.get("steps") or 1)
+            s.history.append(dict(s.latest))
+
+    def _run(self) -> None:
+        train_fn = self._train_fn
+        if train_fn is None:
+            from eqlens.training import train as train_fn
+        with self._lock:
+            self._snapshot.state = "running"
+        try:
+            result = train_fn(self.config, progress=self._progress, stop_event=self.stop_event)
+            state = "cancelled" if self.stop_event.is_set() else "done"
+            message = "cancelled" if state == "cancelled" else "finished"
+        except Exception as err:  # noqa: BLE001 - the message is shown in the app
+            result, state = None, "failed"
+            message = f"{type(err).__name__}: {err}"
+            traceback.print_exc()
+        if self._on_done is not None and result is not None:
+            try:
+                self._on_done(result)
+            except Exception as err:  # noqa: BLE001
+                state, message = "failed", f"after training: {type(err).__name__}: {err}"
+        with self._lock:
+            self._snapshot.state, self._snapshot.result = state, result
+            self._snapshot.message = message
+            if state == "done":
+                self._snapshot.fraction = 1.0

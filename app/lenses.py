@@ -1,0 +1,132 @@
+"""Where the lens image comes from: the simulator, a DeepLense folder, or an upload.
+
+A :class:`LensImage` is plain data (numpy, dicts) kept in each session's own state; the heavy
+objects behind it (simulator, folder index) are cached per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app import settings
+from eqlens.errors import DataError
+
+SIM_CONFIGS = ("model_i", "binary", "model_ii")
+
+
+@dataclass(frozen=True, eq=False)
+class LensImage:
+    """``image [H, W]`` (raw counts or values), where it came from, and what is known about it."""
+
+    image: np.ndarray
+    source: str
+    label: str | None = None
+    truth: dict = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(np.ascontiguousarray(self.image, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def prepared(lens: LensImage, image_size: int) -> torch.Tensor:
+    """The model input ``[1, 1, S, S]`` through the one normalisation of eqlens."""
+    from eqlens.data import prepare_batch
+
+    return prepare_batch(torch.as_tensor(np.asarray(lens.image, dtype=np.float32))[None], image_size)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def _simulator(config_name: str):
+    from eqlens.simulation import LensSimulator, get_config
+
+    config = get_config(config_name)
+    return config, LensSimulator(config, device="cpu", dtype=torch.float32)
+
+
+def class_names(config_name: str) -> tuple[str, ...]:
+    return tuple(_simulator(config_name)[0].class_names)
+
+
+@st.cache_data(show_spinner="Simulating...", max_entries=64)
+def _simulate(config_name: str, class_index: int, seed: int) -> tuple[np.ndarray, dict]:
+    _, simulator = _simulator(config_name)
+    batch = simulator.simulate(seed, [0], labels=[class_index])
+    image = batch.images[0].detach().cpu().numpy().astype(np.float32)
+    truth = batch.truth.for_image(0) if getattr(batch, "truth", None) is not None else {}
+    return image, _plain(truth)
+
+
+def _plain(value):
+    """Truth records as plain Python/numpy data (st.cache_data pickles them; overlays read them)."""
+    if torch.is_tensor(value):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def simulate(config_name: str, class_index: int, seed: int) -> LensImage:
+    image, truth = _simulate(config_name, int(class_index), int(seed))
+    name = class_names(config_name)[class_index]
+    return LensImage(image, f"simulated {config_name} / {name} / seed {seed}", name, truth)
+
+
+@st.cache_resource(show_spinner="Indexing folder...", max_entries=4)
+def _folder(root: str):
+    from eqlens.data.deeplense import DeepLenseFolderDataset
+
+    return DeepLenseFolderDataset(root)
+
+
+def folder_index(root: str):
+    """The DeepLense folder dataset at ``root`` (raises DataError with the reason)."""
+    return _folder(root)
+
+
+def from_folder(root: str, index: int) -> LensImage:
+    from eqlens.data.images import load_image
+
+    dataset = folder_index(root)
+    path = dataset.file_path(index)
+    image = np.asarray(load_image(path), dtype=np.float32)
+    label = _folder_label(dataset, index)
+    return LensImage(image, f"{path}", label)
+
+
+def _folder_label(dataset, index: int) -> str | None:
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        return None
+    return dataset.class_names[int(labels[index])]
+
+
+def from_upload(data: bytes, filename: str) -> LensImage:
+    """An uploaded .npy / PNG / FITS file -> LensImage; DataError for anything the app cannot show."""
+    from eqlens.data.images import load_image
+
+    if len(data) == 0:
+        raise DataError(f"{filename} is empty")
+    image = np.asarray(load_image(data, filename=filename))
+    check_image(image, filename)
+    return LensImage(image.astype(np.float32), f"upload {filename}")
+
+
+def check_image(image: np.ndarray, name: str) -> None:
+    """What the app itself needs beyond a readable file: 2-D, finite, square, not huge."""
+    if image.ndim != 2:
+        raise DataError(f"{name}: expected a single 2-D image, got shape {image.shape}")
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise DataError(f"{name}: {image.shape[0]}x{image.shape[1]} is too small (need at least 8x8)")
+    if image.shape[0] * image.shape[1] > settings.MAX_UPLOAD_PIXELS:
+        raise DataError(f"{name}: {image.shape[0]}x{image.shape[1]} is too large (at most 2048x2048 pixels)")
+    if image.shape[0] != image.shape[1]:
+        raise DataError(f"{name}: lens images must be square, got {image.shape[0]}x{image.shape[1]}")
+    if not np.isfinite(image).all():
+        raise DataError(f"{name}: the image holds NaN or infinite pixels")

@@ -1,0 +1,88 @@
+"""Screenshot every page of the app into docs/screenshots/ (Debian's Chromium + Playwright).
+
+    python docs/screenshots/capture.py            # untrained 65-px models, as a fresh checkout shows them
+    EQLENS_APP_TINY=1 python docs/screenshots/capture.py   # quick, 33-px models
+
+Training for the Train page's picture writes a small checkpoint into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from app.serve import CHROMIUM, CHROMIUM_ARGS, running_app, wait_idle  # noqa: E402
+
+
+def select(page, key: str, option: str) -> None:
+    page.locator(f".st-key-{key}").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def shoot(page, name: str, ready: str | None = None) -> None:
+    """Screenshot once ``ready`` (a text the finished page shows) is on screen and the app is idle."""
+    if ready:
+        page.get_by_text(ready).first.wait_for()
+    wait_idle(page)
+    page.wait_for_timeout(1500)  # plotly draws after the script ends
+    page.screenshot(path=str(HERE / f"{name}.png"))
+    print("wrote", HERE / f"{name}.png")
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    env = {"EQLENS_CHECKPOINT_DIR": tempfile.mkdtemp(prefix="eqlens-shots-"),
+           "EQLENS_APP_TINY": os.environ.get("EQLENS_APP_TINY", "0")}
+    with running_app(env) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1900})
+        page.set_default_timeout(300_000)
+        page.goto(url)
+        wait_idle(page)
+        select(page, "explore_model", "eqcvt (untrained)")
+        page.locator(".st-key-explore_angle_btn_1 button").click()
+        page.get_by_text("90.00").first.wait_for()
+        shoot(page, "explore_attention", ready="logits:")
+        page.locator(".st-key-explore_view").get_by_text("Group channels").click()
+        shoot(page, "explore_group_channels", ready="logits:")
+        page.locator(".st-key-explore_view").get_by_text("Attributions").click()
+        shoot(page, "explore_attributions", ready="attribution invariance error")
+
+        page.get_by_role("link", name="Compare").click()
+        wait_idle(page)
+        select(page, "compare_b_model", "gcnn (untrained)")
+        shoot(page, "compare", ready="Both models over the orbit")
+
+        page.get_by_role("link", name="Train").click()
+        wait_idle(page)
+        for key, value in (("train_epochs", "3"), ("train_size", "96")):
+            field = page.locator(f".st-key-{key} input")
+            field.fill(value)
+            field.press("Enter")
+            wait_idle(page)
+        page.locator(".st-key-train_start button").click()
+        page.get_by_text(re.compile(r"Training (finished|cancelled)")).wait_for()
+        shoot(page, "train")
+
+        page.get_by_role("link", name="Misclassified").click()
+        wait_idle(page)
+        page.locator(".st-key-mis_evaluate button").click()
+        page.locator("[class*='st-key-mis_open_'] button").first.wait_for()
+        shoot(page, "misclassified")
+
+        page.set_viewport_size({"width": 1500, "height": 2900})  # the guide is long
+        page.get_by_role("link", name="Learn").click()
+        shoot(page, "learn", ready="1. The group acting on a lens")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Model outputs over the whole orbit of rotation angles, in one batched forward, cached.
+
+``orbit(model, x, angles)`` rotates one prepared image ``[1, 1, H, W]`` (or ``[H, W]``) by every
+angle (exact rot90 at 90-deg multiples, supersampled bilinear otherwise; optionally inside the
+inscribed disk so every angle sees the same pixels), stacks the copies into ``[A, 1, H, W]`` and
+runs the model once. For an invariant model the logits are flat at the group's exact angles.
+The result is kept in a small LRU cache keyed by the model's identity, the image bytes and the
+angles, so a slider reading the orbit is a lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..groups import Group, get_group, rotate
+
+
+@dataclass(frozen=True)
+class OrbitResult:
+    """``angles [A]`` (deg), ``logits [A, K]``, ``probabilities [A, K]`` (softmax), on the CPU."""
+
+    angles: np.ndarray
+    logits: np.ndarray
+    probabilities: np.ndarray
+
+    def nearest(self, angle_deg: float) -> int:
+        """Index of the orbit angle closest to ``angle_deg`` (on the circle)."""
+        diff = (self.angles - angle_deg + 180.0) % 360.0 - 180.0
+        return int(np.argmin(np.abs(diff)))
+
+    def exact_spread(self, group: Group | str) -> float:
+        """Largest logit change across the group's pixel-exact angles that lie on the orbit
+        (0 for an exactly invariant model): ``max |f(g x) - f(x)| / |f(x)|``."""
+        group = get_group(group)
+        exact = [g.angle_deg for g in group.elements if g.is_exact_on_pixels and not g.flip]
+        rows = [i for i, a in enumerate(self.angles) if any(abs(a - e) < 1e-9 for e in exact)]
+        if not rows or not np.isclose(self.angles[rows[0]], 0.0):
+            raise ValueError("the orbit must contain 0 deg and the group's exact angles")
+        ref = self.logits[rows[0]]
+        scale = max(float(np.linalg.norm(ref)), 1e-12)
+        return max(float(np.linalg.norm(self.logits[i] - ref)) / scale for i in rows)
+
+
+def orbit_angles(steps: int = 72) -> np.ndarray:
+    """``steps`` equally spaced angles in [0, 360) deg (72 steps: every 5 deg, holding every
+    multiple of 45 and 90)."""
+    return np.arange(steps, dtype=np.float64) * (360.0 / steps)
+
+
+def rotated_copies(x: torch.Tensor, angles, mask: bool = True, supersample: int = 2) -> torch.Tensor:
+    """``[1, 1, H, W]`` (or ``[H, W]``) -> ``[A, 1, H, W]``, one copy per angle."""
+    x = x.reshape(1, 1, *x.shape[-2:])
+    copies = [rotate(x, float(a), mask=mask, supersample=supersample) for a in angles]
+    return torch.cat(copies, dim=0)
+
+
+def compute_orbit(model, x: torch.Tensor, angles, mask: bool = True, supersample: int = 2,
+                  batch_size: int | None = None) -> OrbitResult:
+    """Logits and probabilities of ``model`` over every rotation of ``x``, one forward per batch
+    (``batch_size=None``: all angles at once). The model is put in eval mode."""
+    angles = np.asarray(angles, dtype=np.float64)
+    device = next(iter(model.parameters())).device
+    batch = rotated_copies(x.to(device), angles, mask, supersample)
+    model.eval()
+    chunks = [batch] if batch_size is None else list(batch.split(batch_size))
+    with torch.no_grad():
+        logits = torch.cat([model(chunk) for chunk in chunks]).float().cpu()
+    return OrbitResult(angles, logits.numpy(), torch.softmax(logits, dim=-1).numpy())
+
+
+class OrbitCache:
+    """Thread-safe LRU of :class:`OrbitResult` per (model, image, angles, options).
+
+    Models are held weakly: a model that is dropped elsewhere drops its entries."""
+
+    def __init__(self, max_entries: int = 64):
+        self.max_entries = max_entries
+        self._entries: OrderedDict = OrderedDict()
+        self._models: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _key(model, x: torch.Tensor, angles, mask: bool, supersample: int):
+        digest = hashlib.sha1(x.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+        return (id(model), digest, tuple(np.round(np.asarray(angles, dtype=np.float64), 9)), mask, supersample)
+
+    def get(self, model, x: torch.Tensor, angles, mask: bool = True, supersample: int = 2) -> OrbitResult:
+        key = self._key(model, x, angles, mask, supersample)
+        with self._lock:
+            alive = self._models.get(id(model)) is model
+            if alive and key in self._entries:
+                self.hits += 1
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        result = compute_orbit(model, x, angles, mask, supersample)
+        with self._lock:
+            self.misses += 1
+            self._models[id(model)] = model
+            self._entries[key] = result
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return result
+
+
+_DEFAULT_CACHE = OrbitCache()
+
+
+def orbit(model, x: torch.Tensor, angles=None, mask: bool = True, supersample: int = 2,
+          cache: OrbitCache | None = None) -> OrbitResult:
+    """Cached :func:`compute_orbit` (default angles: every 5 deg)."""
+    angles = orbit_angles() if angles is None else angles
+    return (cache or _DEFAULT_CACHE).get(model, x, angles, mask, supersample)

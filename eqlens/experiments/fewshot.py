@@ -1,0 +1,373 @@
+"""Few-shot learning of a class a model never saw: pretrain on two classes, fine-tune to three.
+
+    report = run_fewshot(FewShotConfig(models=("gcnn", "cnn"), shots=(10, 100, 1000)))
+    print(markdown_report(report))
+
+For each model:
+
+1. **Pretrain** on the old classes (Model I without ``new_class``: ``cdm`` and ``no_sub``) with
+   :func:`eqlens.training.train`, or take a given 2-class checkpoint.
+2. **Transfer**: build the same model with one more output and copy every tensor of the 2-class
+   state dict whose key and shape match (:func:`transfer_weights`); only the classifier layer,
+   whose shape depends on the number of classes, starts fresh. The skipped keys are reported.
+3. **Fine-tune** for a fixed number of optimizer steps on ``N`` images of each of the three classes
+   (the new one balanced with the old), for every ``N`` in ``shots``; keep the step with the best
+   validation accuracy.
+4. **Test** on a held-out 3-class test split: accuracy, macro AUC and the new class's recall
+   against ``N``. With ``scratch=True`` a fresh 3-class model trained on the same images gives the
+   no-transfer baseline.
+
+Data streams never overlap: pretraining uses the train/val streams of ``data_seed``, fine-tuning
+those of ``data_seed + 1`` (the ``10``-shot images are the first of the ``100``-shot ones), and
+testing the test stream of ``data_seed``, which no step trains on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Subset
+
+from ..errors import CheckpointError, DataError, TrainingError
+from ..simulation import SimulationConfig, get_config
+
+
+@dataclass
+class FewShotConfig:
+    """One few-shot experiment. ``data``: the full (3-class) simulation config; ``new_class``: the
+    class held out of pretraining. ``pretrained``: model name -> a 2-class checkpoint to start from
+    (those models are not pretrained again). ``finetune_steps`` optimizer steps per shot count,
+    validated every ``finetune_steps // 10``. ``out``: keep each pretrained checkpoint in ``OUT/<model>``."""
+
+    models: tuple[str, ...] = ("gcnn", "cnn")
+    shots: tuple[int, ...] = (10, 100, 1000)
+    data: str | SimulationConfig = "model_i"
+    new_class: str = "axion"
+    group: str = "C4"
+    image_size: int | None = None
+    pretrain_epochs: int = 20
+    train_size: int = 3000
+    val_size: int = 300
+    test_size: int = 900
+    batch_size: int = 32
+    lr: float = 1e-4
+    finetune_steps: int = 300
+    finetune_lr: float = 1e-4
+    seed: int = 0
+    data_seed: int = 0
+    device: str = "auto"
+    augment: bool = True
+    circular_mask: bool = True
+    scratch: bool = False
+    out: str | None = None
+    pretrained: dict[str, str] = field(default_factory=dict)
+    model_kwargs: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.models, self.shots = tuple(self.models), tuple(int(n) for n in self.shots)
+        if not self.models:
+            raise TrainingError("name at least one model")
+        if not self.shots or min(self.shots) < 1:
+            raise TrainingError(f"shots must be positive counts, got {self.shots}")
+        for name in ("pretrain_epochs", "train_size", "val_size", "test_size", "batch_size", "finetune_steps"):
+            if int(getattr(self, name)) < 1:
+                raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        classes = get_config(self.data).class_names
+        if self.new_class not in classes or len(classes) < 3:
+            raise DataError(f"new_class {self.new_class!r} must be one of at least three classes, got {classes}")
+
+
+@dataclass
+class WeightTransfer:
+    """What :func:`transfer_weights` did: keys copied, keys skipped for a shape mismatch
+    (``key -> (source shape, target shape)``) and target keys the source lacks (left as initialised)."""
+
+    loaded: list[str]
+    skipped: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+    missing: list[str]
+
+    def to_dict(self) -> dict:
+        return {"loaded": len(self.loaded), "skipped": {k: [list(a), list(b)] for k, (a, b) in self.skipped.items()},
+                "missing": self.missing}
+
+
+def old_class_config(config: str | SimulationConfig, new_class: str) -> SimulationConfig:
+    """``config`` without ``new_class``: the pretraining task (labels renumbered in alphabetical order)."""
+    config = get_config(config)
+    kept = tuple(c for c in config.class_names if c != new_class)
+    return dataclasses.replace(config, class_names=kept, name=f"{config.name}-{new_class}")
+
+
+def transfer_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module) -> WeightTransfer:
+    """Copy every tensor of ``source`` whose key and shape ``model``'s eval-mode state dict shares.
+
+    Works for any registered model: nothing is named, the shapes decide (a classifier built for
+    another number of classes is what differs). ``model`` is left in eval mode, the mode state
+    dicts are written in (escnn modules change keys between modes)."""
+    model.eval()
+    state = model.state_dict()
+    loaded, skipped = [], {}
+    for key, value in source.items():
+        if key not in state:
+            continue
+        if tuple(value.shape) != tuple(state[key].shape):
+            skipped[key] = (tuple(value.shape), tuple(state[key].shape))
+            continue
+        state[key] = value.detach().to(device=state[key].device, dtype=state[key].dtype)
+        loaded.append(key)
+    model.load_state_dict(state, strict=True)
+    return WeightTransfer(loaded, skipped, sorted(set(state) - set(source)))
+
+
+def expanded_model(pretrained: torch.nn.Module, num_classes: int, device=None):
+    """A fresh copy of ``pretrained``'s architecture with ``num_classes`` outputs and its weights
+    transferred (:func:`transfer_weights`): ``(model, transfer)``."""
+    from ..models import create_from_config
+    from ..training.checkpoint import eval_state_dict
+
+    build = {**pretrained.build_config, "num_classes": int(num_classes)}
+    model = create_from_config(build)
+    if device is not None:
+        model.to(device)
+    return model, transfer_weights(eval_state_dict(pretrained), model)
+
+
+# ------------------------------------------------------------------------------ fine-tuning
+
+
+def _validate(model, dataset, class_names, mask, device, batch_size) -> tuple[float, float]:
+    from ..training.evaluate import evaluate_model
+
+    r = evaluate_model(model, dataset, class_names, batch_size=batch_size, device=device, mask=mask,
+                       robustness_size=0, with_predictions=False, with_roc=False)
+    return r["accuracy"], r["loss"]
+
+
+def finetune(model: torch.nn.Module, train_set, val_set, class_names: Sequence[str], *, steps: int, lr: float,
+             batch_size: int, group: str, augment: bool, mask: bool, seed: int, device) -> dict:
+    """Adam on ``train_set`` for ``steps`` steps (reshuffled every pass, random rotations/flips when
+    ``augment``, the input mask when ``mask``), validating every ``steps // 10``; the model ends with
+    the weights of its best validation accuracy (ties: lower loss). Returns ``{"best_step",
+    "val_accuracy", "val_loss"}``."""
+    from ..groups import get_group
+    from ..training.augment import Augmenter
+    from ..training.checkpoint import eval_state_dict, load_weights_into
+    from ..training.data_sources import iterate_batches
+
+    augmenter = Augmenter(get_group(group), augment, mask)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    shuffle = torch.Generator().manual_seed(seed)
+    rotations = torch.Generator().manual_seed(seed + 1)
+    every = max(1, steps // 10)
+    batch_size = min(batch_size, len(train_set))
+    best, best_state, step = None, None, 0
+    while step < steps:
+        order = torch.randperm(len(train_set), generator=shuffle).tolist()
+        batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+        for x, y in iterate_batches(train_set, batches, device):
+            model.train()
+            loss = F.cross_entropy(model(augmenter.training(x, rotations)), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % every == 0 or step == steps:
+                if not math.isfinite(float(loss.detach())):  # checked here only: each check syncs a GPU
+                    raise TrainingError(f"fine-tuning loss is not finite at step {step}; try a lower lr (now {lr:g}) "
+                                        f"or check the data for NaN/inf pixels")
+                acc, val_loss = _validate(model, val_set, class_names, mask, device, batch_size)
+                if best is None or (acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
+                    best, best_state = {"best_step": step, "val_accuracy": acc, "val_loss": val_loss}, \
+                        eval_state_dict(model)
+            if step == steps:
+                break
+    load_weights_into(model, best_state, "best fine-tuning step")
+    return best
+
+
+def _test_scores(model, dataset, class_names, new_class, mask, device, batch_size) -> dict:
+    from ..training.evaluate import evaluate_model
+
+    r = evaluate_model(model, dataset, class_names, batch_size=batch_size, device=device, mask=mask,
+                       robustness_size=0, with_predictions=False, with_roc=False)
+    k = list(class_names).index(new_class)
+    confusion = np.asarray(r["confusion"])
+    recall = float(confusion[k, k] / confusion[k].sum()) if confusion[k].sum() else float("nan")
+    return {"accuracy": r["accuracy"], "auc_macro": r["auc_macro"], "new_class_auc": r["per_class_auc"][new_class],
+            "new_class_recall": recall, "confusion": r["confusion"]}
+
+
+# ------------------------------------------------------------------------------ the experiment
+
+
+class FewShotData:
+    """The datasets of one experiment at one input size, rendered on ``device``: ``pretrain``
+    (train, val, test of the old classes, stream ``data_seed``), ``shot_pool`` and ``finetune_val``
+    (all classes, stream ``data_seed + 1``), ``test`` (all classes, test stream of ``data_seed``)."""
+
+    def __init__(self, cfg: FewShotConfig, image_size: int, device):
+        from ..data.simulated import SimulatedLensDataset
+
+        def make(config, split, size, seed, cache):
+            return SimulatedLensDataset(config, split=split, size=size, seed=seed, image_size=image_size,
+                                        device=device, cache=cache)
+
+        self.full, self.old = get_config(cfg.data), old_class_config(cfg.data, cfg.new_class)
+        self.image_size = image_size
+        k = self.full.num_classes
+        self.pretrain = [make(self.old, s, n, cfg.data_seed, False)
+                         for s, n in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size))]
+        # Item i has label i % K, so the first K * N items hold exactly N of every class.
+        self.shot_pool = make(self.full, "train", k * max(cfg.shots), cfg.data_seed + 1, True)
+        self.finetune_val = make(self.full, "val", cfg.val_size, cfg.data_seed + 1, True)
+        self.test = make(self.full, "test", cfg.test_size, cfg.data_seed, True)
+
+    def shots(self, n: int) -> Subset:
+        """``n`` images of every class (``K * n`` in all); the set for ``n`` starts the set for any larger ``n``."""
+        return Subset(self.shot_pool, list(range(self.full.num_classes * n)))
+
+
+def _pretrain(cfg: FewShotConfig, name: str, data: FewShotData, device, progress_bar: bool):
+    from ..training import DataSplits, TrainConfig, train
+
+    train_set, val_set, test_set = data.pretrain
+    description = {"kind": "simulated", "spec": data.old.name, "data_seed": cfg.data_seed,
+                   "simulation_config": data.old.to_dict()}
+    splits = DataSplits.from_datasets(train_set, val_set, test_set, list(data.old.class_names), description)
+    config = TrainConfig(model=name, group=cfg.group, data=data.old.name, epochs=cfg.pretrain_epochs,
+                         batch_size=cfg.batch_size, lr=cfg.lr, image_size=data.image_size, seed=cfg.seed,
+                         data_seed=cfg.data_seed, device=str(device), train_size=cfg.train_size,
+                         val_size=cfg.val_size, test_size=cfg.test_size, augment=cfg.augment,
+                         circular_mask=cfg.circular_mask, robustness_size=0,
+                         out=None if cfg.out is None else f"{cfg.out}/{name}",
+                         model_kwargs=dict(cfg.model_kwargs.get(name, {})))
+    result = train(config, data=splits, progress_bar=progress_bar)
+    kept = None if result.checkpoint is None else str(result.checkpoint)
+    return result.model, {"source": "trained here", "checkpoint": kept,
+                          "epochs": cfg.pretrain_epochs, "best_epoch": result.best_epoch,
+                          "val_accuracy": (result.val_metrics or {}).get("accuracy"),
+                          "test_accuracy": (result.test_metrics or {}).get("accuracy")}
+
+
+def _load_pretrained(source: str, old: SimulationConfig, device):
+    from ..training.checkpoint import load_checkpoint
+
+    model, card = load_checkpoint(source, device=device)
+    if list(card["class_names"]) != list(old.class_names):
+        raise CheckpointError(f"{source}: trained on classes {card['class_names']}, the few-shot task pretrains on "
+                              f"{list(old.class_names)}")
+    test = card.get("metrics", {}).get("test") or {}
+    return model, {"source": "checkpoint", "checkpoint": str(source), "test_accuracy": test.get("accuracy")}
+
+
+def _image_size(cfg: FewShotConfig, name: str) -> int:
+    from .. import models
+    from ..training.trainer import choose_image_size
+
+    return choose_image_size(cfg.image_size, get_config(cfg.data).image_size, models.spec(name))
+
+
+def run_model(cfg: FewShotConfig, name: str, device, progress_bar: bool = False) -> dict:
+    """Pretrain (or load), transfer and fine-tune one model over every shot count (module docstring)."""
+    from .. import models
+
+    old = old_class_config(cfg.data, cfg.new_class)
+    if name in cfg.pretrained:
+        pretrained, pretrain_info = _load_pretrained(cfg.pretrained[name], old, device)
+        image_size = int(pretrained.build_config["image_size"])
+        data = FewShotData(cfg, image_size, device)
+    else:
+        data = FewShotData(cfg, _image_size(cfg, name), device)
+        pretrained, pretrain_info = _pretrain(cfg, name, data, device, progress_bar)
+    classes, k = list(data.full.class_names), data.full.num_classes
+    group = pretrained.build_config.get("group", cfg.group)  # a given checkpoint may use another group
+    common = {"steps": cfg.finetune_steps, "lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "group": group,
+              "augment": cfg.augment, "mask": cfg.circular_mask, "device": device}
+    curve, transfer = [], None
+    for n in sorted(cfg.shots):
+        torch.manual_seed(cfg.seed)  # the same fresh classifier for every shot count
+        model, transfer = expanded_model(pretrained, k, device)
+        point = {"shots": n, "train_images": k * n}
+        point["finetune"] = finetune(model, data.shots(n), data.finetune_val, classes, seed=cfg.seed + n, **common)
+        point.update(_test_scores(model, data.test, classes, cfg.new_class, cfg.circular_mask, device, cfg.batch_size))
+        if cfg.scratch:
+            torch.manual_seed(cfg.seed)
+            fresh = models.create_from_config({**pretrained.build_config, "num_classes": k}).to(device)
+            finetune(fresh, data.shots(n), data.finetune_val, classes, seed=cfg.seed + n, **common)
+            point["scratch"] = _test_scores(fresh, data.test, classes, cfg.new_class, cfg.circular_mask, device,
+                                            cfg.batch_size)
+        curve.append(point)
+    return {"model": name, "image_size": data.image_size, "old_classes": list(old.class_names), "classes": classes,
+            "pretrain": pretrain_info, "transfer": transfer.to_dict(), "curve": curve}
+
+
+def run_fewshot(cfg: FewShotConfig, progress_bar: bool = False) -> dict:
+    """Every model of ``cfg`` through :func:`run_model`. Returns ``{"settings", "models": [...]}``,
+    each model's ``curve`` holding one point per shot count (ascending) with ``shots``,
+    ``train_images``, ``accuracy``, ``auc_macro``, ``new_class_auc``, ``new_class_recall``,
+    ``confusion``, ``finetune`` (best step) and, with ``scratch``, the same scores under ``scratch``."""
+    from ..training.distributed import resolve_device
+
+    device = resolve_device(cfg.device)
+    names = list(cfg.models)
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        names = tqdm(names, desc="few-shot models", unit="model")
+    results = [run_model(cfg, name, device, progress_bar) for name in names]
+    settings = {**dataclasses.asdict(cfg), "data": get_config(cfg.data).name, "device": str(device)}
+    return {"settings": settings, "models": results}
+
+
+# ------------------------------------------------------------------------------ markdown
+
+
+def _f(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def curve_table(report: dict) -> str:
+    """Held-out 3-class test accuracy: one row per shot count, one column per model."""
+    models = report["models"]
+    shots = sorted({p["shots"] for m in models for p in m["curve"]})
+    acc = {(m["model"], p["shots"]): p["accuracy"] for m in models for p in m["curve"]}
+    lines = ["| examples per class | " + " | ".join(m["model"] for m in models) + " |",
+             "|---:|" + "---:|" * len(models)]
+    lines += [f"| {n} | " + " | ".join(_f(acc.get((m["model"], n))) for m in models) + " |" for n in shots]
+    return "\n".join(lines)
+
+
+def detail_table(report: dict) -> str:
+    """Every point: accuracy, macro AUC, the new class's AUC and recall (and the scratch baseline's accuracy)."""
+    scratch = any("scratch" in p for m in report["models"] for p in m["curve"])
+    head = "| model | examples per class | accuracy | macro AUC | new-class AUC | new-class recall |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    lines = [head + (" scratch accuracy |" if scratch else ""), rule + ("---:|" if scratch else "")]
+    for m in report["models"]:
+        for p in m["curve"]:
+            row = (f"| {m['model']} | {p['shots']} | {_f(p['accuracy'])} | {_f(p['auc_macro'])} | "
+                   f"{_f(p['new_class_auc'])} | {_f(p['new_class_recall'])} |")
+            lines.append(row + (f" {_f(p['scratch']['accuracy'])} |" if scratch else ""))
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict) -> str:
+    s = report["settings"]
+    new = s["new_class"]
+    parts = [f"Pretrained on {s['data']} without `{new}`, fine-tuned to all classes with N examples of each "
+             f"(the new one balanced with the old), {s['finetune_steps']} steps; held-out test: {s['test_size']} "
+             f"images; device: {s['device']}.", "", "### Test accuracy against examples per class", "",
+             curve_table(report), "", "### Details", "", detail_table(report), "", "### Weights transferred", ""]
+    for m in report["models"]:
+        t = m["transfer"]
+        skipped = ", ".join(f"`{k}` {tuple(a)} -> {tuple(b)}" for k, (a, b) in t["skipped"].items()) or "none"
+        pre = m["pretrain"]
+        parts.append(f"- {m['model']}: {t['loaded']} tensors copied; re-initialised (shape differs): {skipped}; "
+                     f"pretraining: {pre['source']}, 2-class test accuracy {_f(pre.get('test_accuracy'))}.")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,58 @@
+"""Shared set-up of the app tests: tiny sizes, a private checkpoint folder, AppTest factories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before app.settings is imported anywhere in this process: tiny models, images and test sets.
+os.environ["EQLENS_APP_TINY"] = "1"
+os.environ.setdefault("STREAMLIT_SERVER_FILE_WATCHER_TYPE", "none")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = str(ROOT / "app" / "main.py")
+
+
+@pytest.fixture
+def checkpoint_dir(tmp_path, monkeypatch):
+    """An empty checkpoint folder for the app (training in tests never writes into the repo)."""
+    from app import settings
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    monkeypatch.setattr(settings, "CHECKPOINT_DIR", folder)
+    return folder
+
+
+@pytest.fixture
+def app_test(checkpoint_dir):
+    """``app_test(page=None, **session)`` -> an AppTest of the whole app, already run once."""
+    from streamlit.testing.v1 import AppTest
+
+    def make(page: str | None = None, **session):
+        at = AppTest.from_file(MAIN, default_timeout=180)
+        for key, value in session.items():
+            at.session_state[key] = value
+        at.run()
+        if page is not None:
+            at.switch_page(page).run()
+        return at
+
+    return make
+
+
+def ring_lens(size: int = 41, offset: int = 5):
+    """A small lopsided Einstein-ring-like image (not symmetric under any rotation)."""
+    from app.lenses import LensImage
+
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    image = 100 * np.exp(-((np.hypot(yy, xx) - size / 4) ** 2) / 6) * (1 + (xx > offset)) + (yy < -offset) * 30
+    return LensImage(image.astype(np.float32), "test ring", "cdm")
+
+
+def no_exception(at) -> None:
+    messages = [e.message for e in at.exception]
+    assert not messages, messages

@@ -1,0 +1,116 @@
+"""The background training job and the Train page that drives it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from app import catalog, state
+from app.jobs import TrainingJob, progress_record
+
+from .conftest import no_exception
+
+
+@dataclass
+class FakeProgress:  # the fields of eqlens.training.trainer.Progress
+    phase: str
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    acc: float
+    images_per_s: float
+    val: dict | None = None
+
+
+def stepping_trainer(steps: int, release: threading.Event | None = None):
+    """A train function that reports ``steps`` steps of one epoch and honours the stop event."""
+
+    def train(config, progress, stop_event):
+        for step in range(1, steps + 1):
+            if stop_event.is_set():
+                return "stopped early"
+            progress(FakeProgress("train", 1, 1, step, steps, 1.0 / step, 0.5, 10.0))
+            if release is not None:
+                release.wait(5)
+        progress(FakeProgress("val", 1, 1, 0, 0, 0.1, 0.9, 10.0, val={"loss": 0.2, "accuracy": 0.8}))
+        return "trained"
+
+    return train
+
+
+def test_progress_events_are_read_under_the_app_names():
+    record = progress_record(FakeProgress("val", 2, 5, 0, 0, 0.3, 0.7, 12.0, val={"loss": 0.4, "accuracy": 0.6}))
+    assert record == {"phase": "val", "epoch": 2, "epochs": 5, "step": 0, "steps": 0, "loss": 0.3,
+                      "accuracy": 0.7, "images_per_second": 12.0, "val_loss": 0.4, "val_accuracy": 0.6}
+
+
+def test_a_finished_job_reports_done_with_its_history_and_result():
+    job = TrainingJob(config=None, train_fn=stepping_trainer(3)).start()
+    assert job.join(10)
+    snap = job.snapshot()
+    assert snap.state == "done" and snap.result == "trained" and snap.fraction == 1.0
+    assert [h.get("step") for h in snap.history[:3]] == [1, 2, 3]
+    assert snap.latest["val_accuracy"] == 0.8
+
+
+def test_cancelling_stops_the_thread_and_the_job_ends_cancelled():
+    release = threading.Event()
+    job = TrainingJob(config=None, train_fn=stepping_trainer(1000, release)).start()
+    job.cancel()
+    release.set()
+    assert job.join(10)
+    snap = job.snapshot()
+    assert snap.state == "cancelled" and snap.result == "stopped early" and snap.fraction < 1.0
+
+
+def test_a_failing_trainer_ends_failed_with_its_message():
+    def broken(config, progress, stop_event):
+        raise RuntimeError("loss is NaN")
+
+    job = TrainingJob(config=None, train_fn=broken).start()
+    assert job.join(10)
+    assert job.snapshot().state == "failed" and "loss is NaN" in job.snapshot().message
+
+
+def test_a_snapshot_is_a_copy_the_thread_cannot_change():
+    release = threading.Event()
+    job = TrainingJob(config=None, train_fn=stepping_trainer(3, release)).start()
+    snap = job.snapshot()
+    release.set()
+    job.join(10)
+    assert len(snap.history) <= 1 and len(job.snapshot().history) == 4
+
+
+def test_training_from_the_page_writes_a_checkpoint_every_page_then_offers(app_test, checkpoint_dir):
+    at = app_test("views/train.py")
+    at.button(key="train_start").click().run()
+    no_exception(at)
+    job = at.session_state[state.TRAIN_JOB]
+    assert job.join(120), "the tiny training run did not finish"
+    assert job.snapshot().state == "done", job.snapshot().message
+    at.run()
+    no_exception(at)
+    saved = catalog.checkpoint_paths(checkpoint_dir)
+    assert len(saved) == 1 and saved[0].name.startswith("cnn_")
+    assert any("Checkpoint saved" in m.value for m in at.markdown)
+    at.button(key="train_open").click().run()
+    no_exception(at)
+    assert at.title[0].value == "Explore"
+    assert at.selectbox(key="explore_model").value == f"ckpt:{saved[0]}"
+    assert not at.error
+
+
+def test_cancelling_from_the_page_ends_the_run(app_test):
+    at = app_test("views/train.py")
+    at.number_input(key="train_epochs").set_value(50)
+    at.number_input(key="train_size").set_value(64)
+    at.button(key="train_start").click().run()
+    job = at.session_state[state.TRAIN_JOB]
+    at.button(key="train_cancel").click().run()
+    assert job.join(60)
+    at.run()
+    no_exception(at)
+    assert job.snapshot().state == "cancelled"
+    assert any("cancelled" in w.value for w in at.warning)
