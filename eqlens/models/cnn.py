@@ -25,7 +25,7 @@ class PlainCNN(LensModel):
     def __init__(self, num_classes: int, widths=(16, 32, 64, 96)):
         super().__init__()
         layers, c_in = [], 1
-        for i, c_out in enumerate(widths):
+        for c_out in widths:
             layers += [conv_block(c_in, c_out), Tap("map")]
             c_in = c_out
         self.body = nn.Sequential(*layers)

@@ -8,8 +8,8 @@ the model and stores ``model.build_config`` (plain data that rebuilds the same m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..groups import get_group
 from .inspection import LensModel
