@@ -150,7 +150,9 @@ def words_to_uniform(words: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """32-bit words -> uniforms in the open interval (0, 1) (see the module notes for the bits used)."""
     if dtype == torch.float64:
         return ((words.to(torch.int64) & 0xFFFFFFFF).to(dtype) + 0.5) * 2.0**-32
-    return _shr(words, 8).to(dtype).add_(0.5).mul_(2.0**-24)
+    # (2^24 - 1) + 0.5 rounds up to 2^24 in float32, i.e. u = 1 (an infinite normal quantile): cap it
+    # at the largest float32 below 1, which leaves every other value unchanged.
+    return _shr(words, 8).to(dtype).add_(0.5).mul_(2.0**-24).clamp_(max=1.0 - 2.0**-24)
 
 
 def uniform(keys: torch.Tensor, n: int, dtype: torch.dtype = torch.float64, offset: int = 0) -> torch.Tensor:

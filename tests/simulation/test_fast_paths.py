@@ -112,3 +112,19 @@ def test_the_simulator_gives_the_same_counts_through_the_sync_free_sampler():
     e = torch.arange(rate[0].numel(), dtype=torch.int32)[None]
     u = rng.words_to_uniform(rng.random_words(poisson_keys, e), flux.dtype).reshape(-1)
     assert torch.equal(rng._poisson_fixed_steps(rate.reshape(-1), u).reshape(rate.shape), expected)
+
+
+def test_float32_uniforms_stay_inside_the_open_unit_interval():
+    from eqlens.simulation import rng
+
+    words = torch.tensor([-1, 0x7FFFFFFF, 0, -256], dtype=torch.int32)  # all-ones high bits included
+    u = rng.words_to_uniform(words, torch.float32)
+    assert bool(((u > 0) & (u < 1)).all())
+
+
+def test_the_image_that_once_had_an_infinite_pixel_is_finite():
+    from eqlens.data.simulated import split_seed
+    from eqlens.simulation import LensSimulator
+
+    images = LensSimulator("model_i").simulate(split_seed(1, "train"), [1339]).images
+    assert bool(torch.isfinite(images).all())
