@@ -1,0 +1,45 @@
+"""Print a markdown table of every checkpoint in a folder, read from the model cards.
+
+    .venv/bin/python scripts/checkpoint_table.py [checkpoints]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def rows(folder: Path):
+    for card_path in sorted(folder.glob("*/model_card.json")):
+        card = json.loads(card_path.read_text())
+        test = card["metrics"].get("test") or {}
+        robust = test.get("robustness") or {}
+        training = card["training"]
+        yield (
+            card_path.parent.name, card["model"]["name"], card["group"], f"{card['model']['parameters']:,}",
+            card["data"].get("spec", "-"), str(card["input"]["image_size"]),
+            str(test.get("n", "-")), fmt(test.get("accuracy"), ".3f"), fmt(test.get("auc_macro"), ".4f"),
+            fmt((robust.get("invariance_error") or {}).get("max"), ".1e"),
+            fmt(robust.get("worst_angle_accuracy"), ".3f"), fmt(robust.get("seed_logit_std"), ".3f"),
+            f"{training['epochs_done']} (best {training['best_epoch']})", fmt(training.get("train_time_s"), ".0f"),
+            str(training.get("device", "-")),
+        )
+
+
+def main() -> None:
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "checkpoints")
+    head = ("checkpoint", "model", "group", "params", "data", "px", "test n", "test acc", "macro AUC",
+            "exact inv. err", "worst-angle acc", "seed 8x45 logit std", "epochs", "train s", "device")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows(folder):
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
