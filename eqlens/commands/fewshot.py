@@ -52,7 +52,7 @@ def _pairs(text: str | None) -> dict[str, str]:
 def run(args) -> int:
     from ..errors import EqlensError
     from ..experiments.fewshot import FewShotConfig, markdown_report, run_fewshot
-    from ..training.jsonio import atomic_write_bytes, write_json
+    from .reporting import emit_report
 
     try:
         shots = tuple(int(n) for n in args.shots.split(",") if n.strip())
@@ -67,12 +67,5 @@ def run(args) -> int:
         out=args.out, pretrained=_pairs(args.pretrained),
     )
     report = run_fewshot(config, progress_bar=True)
-    text = markdown_report(report)
-    print(text, end="")
-    if args.json:
-        write_json(args.json, report)
-        print(f"report written to {args.json}")
-    if args.markdown:
-        atomic_write_bytes(args.markdown, text.encode())
-        print(f"tables written to {args.markdown}")
+    emit_report(markdown_report(report), report, args.json, args.markdown)
     return 0

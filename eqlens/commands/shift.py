@@ -26,7 +26,7 @@ def run(args) -> int:
     from ..errors import EqlensError
     from ..experiments.generalisation import evaluate_shifts, markdown_report
     from ..experiments.shifts import parse_shifts
-    from ..training.jsonio import atomic_write_bytes, write_json
+    from .reporting import emit_report
 
     try:
         angles = [float(a) for a in args.angles.split(",") if a.strip()]
@@ -35,12 +35,5 @@ def run(args) -> int:
         raise EqlensError(f"{err}") from None
     report = evaluate_shifts(args.checkpoints, shifts, size=args.size, device=args.device,
                              batch_size=args.batch_size, angles=angles, base=args.base, progress_bar=True)
-    text = markdown_report(report)
-    print(text, end="")
-    if args.json:
-        write_json(args.json, report)
-        print(f"report written to {args.json}")
-    if args.markdown:
-        atomic_write_bytes(args.markdown, text.encode())
-        print(f"tables written to {args.markdown}")
+    emit_report(markdown_report(report), report, args.json, args.markdown)
     return 0
