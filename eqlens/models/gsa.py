@@ -1,10 +1,11 @@
 """GSA-Net: a group-equivariant stand-alone self-attention classifier, exactly invariant.
 
     [B, 1, H, W]
-    -> symmetrised strided conv (odd stride s, symmetric padding) + GELU   [B, C_s, T, T]   (map tap)
+    -> symmetrised strided conv (odd stride s, symmetric padding),
+       GroupNorm(1) over channels and space, GELU                          [B, C_s, T, T]   (map tap)
     -> lifting self-attention                                                [B, C, |G|, T, T] (group tap)
     -> ``depth`` x (group self-attention + pointwise feed-forward), residual [B, C, |G|, T, T] (group taps)
-    -> LayerNorm, mean over space, max over the group                      [B, C]           (features tap)
+    -> mean over space, max over the group, BatchNorm1d                    [B, C]           (features tap)
     -> linear                                                               [B, classes]
 
 A rotation by ``r`` x 90 deg (or a flip, for D_N) of the input moves every group tap by the same
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from ..groups import Group
-from .gsa_layers import GroupAttentionBlock, GroupLayerNorm, LiftingSelfAttention, SymmetrisedConv2d
+from .gsa_layers import GroupAttentionBlock, LiftingSelfAttention, SymmetrisedConv2d
 from .inspection import LensModel, Tap
 from .registry import register
 
@@ -51,6 +52,10 @@ class GSANet(LensModel):
         self.group = group
         order = group.order
         self.stem = SymmetrisedConv2d(group, 1, stem_channels, stem_stride or default_stem_stride(image_size))
+        # the min-max input is mostly ~0 sky and the symmetrised kernels are small, so the raw stem
+        # output is ~1e-2 and the attention above it starts uniform, its output a constant bias;
+        # normalising over channels and space per image (statistics a rotation leaves alone) fixes the scale.
+        self.stem_norm = nn.GroupNorm(1, stem_channels)
         self.stem_act = nn.GELU()
         self.stem_tap = Tap("map")
         self.lift = LiftingSelfAttention(group, stem_channels, width, heads, kernel_size, use_checkpoint=use_checkpoint)
@@ -60,7 +65,7 @@ class GSANet(LensModel):
             for _ in range(depth)
         )
         self.block_taps = nn.ModuleList(Tap("group", group_size=order) for _ in range(depth))
-        self.norm = GroupLayerNorm(width)
+        self.norm = nn.BatchNorm1d(width)
         self.features = Tap("features")
         self.head = nn.Linear(width, num_classes)
 
@@ -72,13 +77,16 @@ class GSANet(LensModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 1:
             raise ValueError(f"GSANet takes [B, 1, H, W] images, got {tuple(x.shape)}")
-        tokens = self.stem_tap(self.stem_act(self.stem(x)))
+        tokens = self.stem_tap(self.stem_act(self.stem_norm(self.stem(x))))
         fields = self._tapped(self.lift_tap, self.lift(tokens))
         for block, tap in zip(self.blocks, self.block_taps, strict=True):
             fields = self._tapped(tap, block(fields))
         # mean over space and max over the group are both invariant to moving the pixels and
-        # permuting the group axis; the norm before them is pointwise, hence equivariant.
-        pooled = self.norm(fields).mean(dim=(-2, -1)).amax(dim=-1)  # [B, C]
+        # permuting the group axis. The pooled features are ~97% the same for every lens (biases,
+        # sky); a per-position LayerNorm cannot remove that, and training stalled at chance.
+        # Normalising each feature across the batch (a function of invariant features, so still
+        # invariant) brings the between-lens differences to unit scale. Training needs batches > 1.
+        pooled = self.norm(fields.mean(dim=(-2, -1)).amax(dim=-1))  # [B, C]
         return self.head(self.features(pooled))
 
 
