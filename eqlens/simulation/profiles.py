@@ -135,7 +135,8 @@ class UniformLine:
         alpha_n = theta_E^2 / (2 L) atan2(2 L n, p^2 + n^2 - L^2)   (the angle the segment subtends).
 
     Off the segment it equals the point-mass sum up to terms of order (spacing / distance)^2; on the
-    segment itself the field jumps (a line of mass), and the tiny offsets keep it finite there.
+    segment itself alpha_n jumps by a sign (a line of mass) and takes the mean of its two sides, 0, so
+    rotating the scene rotates the field there too; the tiny offsets keep alpha_u finite at the ends.
     L -> 0 tends to a point mass.
     """
 
@@ -149,7 +150,10 @@ class UniformLine:
         L = half_length
         scale = theta_E * theta_E / (2 * L)
         a_along = 0.5 * scale * torch.log(((p + L) ** 2 + n * n + tiny) / ((p - L) ** 2 + n * n + tiny))
-        a_across = scale * torch.atan2(2 * L * n, p * p + n * n - L * L)
+        # sign(n) atan2(2 L |n|, .) is atan2(2 L n, .) off the line, and on the segment (n = +-0) gives the mean
+        # of the one-sided limits +-pi, i.e. 0, whatever the rounding left as the sign of the zero: a quarter
+        # turn of the scene can flip that sign, and the centre ray of an odd grid lies on every vortex line.
+        a_across = scale * torch.sign(n) * torch.atan2(2 * L * n.abs(), p * p + n * n - L * L)
         return ux * a_along - uy * a_across, uy * a_along + ux * a_across
 
     @staticmethod
