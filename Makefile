@@ -30,7 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_gsa_memory.py
+	$(BIN)/python benchmarks/bench_app_update.py
 
 clean:
 	rm -rf $(VENV)
