@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 
 from app import settings
+from app.regression import RegressionTask, regression_task
 from eqlens.errors import CheckpointError
 from eqlens.groups import Group, get_group
 
@@ -41,6 +42,8 @@ class LoadedModel:
     group: Group
     trained: bool
     card: dict = field(default_factory=dict)
+    # The card's regression task (one output in physical units); None for a classifier.
+    regression: RegressionTask | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     # Attributions and upright inspections per image (and angle, method, ...): shared, LRU, under lock.
     results: OrderedDict = field(default_factory=OrderedDict)
@@ -70,7 +73,7 @@ def _wrap(key: str, label: str, model, card, trained: bool) -> LoadedModel:
     group = model.group or get_group(config.get("group", "C4"))
     model.eval()
     return LoadedModel(key, label, model.to(settings.device()), names, int(config.get("image_size", 65)),
-                       group, trained, card)
+                       group, trained, card, regression_task(card))
 
 
 def checkpoint_paths(folder: Path | None = None) -> list[Path]:

@@ -74,6 +74,29 @@ def orbit_figure(curves: dict, class_names: Sequence[str], current_angle: float,
                    yaxis=dict(title=dict(text=y_title), range=[0, 1] if quantity == "probabilities" else None))
 
 
+def regression_orbit_figure(angles: np.ndarray, values: np.ndarray, name: str, unit: str, current_angle: float,
+                            exact_angles: Sequence[float], truth: float | None = None,
+                            title: str = "Prediction over the whole orbit") -> go.Figure:
+    """A regression model's value ``[A]`` (physical units) against the angle ``[A]`` (deg), the
+    circle closed at 360 deg; the simulator's truth as a horizontal dashed line when known."""
+    x = np.append(np.asarray(angles, dtype=np.float64), 360.0).tolist()
+    y = np.append(values, values[0]).tolist()
+    data = [dict(type="scatter", x=x, y=y, mode="lines", name=f"predicted {name}",
+                 line=dict(color=PALETTE[0], width=2))]
+    shapes = [_vline(a, "rgba(255,255,255,0.25)", dash="dot") for a in exact_angles]
+    shapes.append(_vline(current_angle, "white", 1.5))
+    if truth is not None:
+        shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=truth, y1=truth,
+                           line=dict(color=PALETTE[1], width=1.5, dash="dash")))
+        data.append(dict(type="scatter", x=[None], y=[None], mode="lines", name=f"true {truth:.4f}",
+                         line=dict(color=PALETTE[1], dash="dash")))  # legend entry for the truth line
+    marker = dict(x=current_angle, y=1, xref="x", yref="paper", text=f"{current_angle:g} deg", showarrow=False,
+                  yanchor="bottom")
+    return _figure(data, title, height=340, shapes=shapes, annotations=[marker],
+                   xaxis=dict(title=dict(text="rotation angle (deg)"), range=[0, 360], dtick=45),
+                   yaxis=dict(title=dict(text=f"{name} [{unit}]" if unit else name)))
+
+
 def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> go.Figure:
     """Counts heatmap (true class down, predicted across) with an almost invisible scatter over the
     cells: plotly heatmaps return no click selection, scatter points do (point_index = row*K+col)."""

@@ -60,7 +60,11 @@ with st.sidebar:
     st.subheader("Lens")
     lens = widgets.lens_selector("compare")
     mask = st.toggle("circular mask", value=True, key="compare_mask")
+regressors = [m for m in (first, second) if m is not None and m.regression is not None]
 if first is None or second is None or lens is None:
     st.info("Choose two models and an image in the sidebar.")
+elif regressors:
+    st.info(f"{regressors[0].label} is a regression checkpoint (it predicts {regressors[0].regression.name}), not a "
+            "classifier: Compare overlays class probabilities. Open it in Explore to see its value over the orbit.")
 else:
     live(first, second, lens, mask)

@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from app import compute, figures, lenses, state, widgets
+from app import compute, figures, lenses, regression, state, widgets
 from app.catalog import LoadedModel
 from eqlens.analysis import activations
 from eqlens.analysis import attention as attention_lib
@@ -66,6 +66,33 @@ def prediction_panel(loaded: LoadedModel, logits: torch.Tensor) -> np.ndarray:
         st.caption("logits: " + ", ".join(f"{n} {z:+.4f}" for n, z in zip(loaded.class_names, logits[0].tolist(),
                                                                           strict=True)))
     return probs
+
+
+def regression_panel(loaded: LoadedModel, logits: torch.Tensor, truth: float | None) -> None:
+    """The predicted physical value now (a regression checkpoint: one output, decoded by the card's
+    scaler) beside the simulator's truth of the lens when it carries the target."""
+    task = loaded.regression
+    value = float(task.values(logits)[0])
+    with st.container(key="explore_prediction"):
+        st.metric(f"predicted {task.name} ({task.unit})", f"{value:.6f}",
+                  delta=None if truth is None else f"{value - truth:+.4f} vs truth", delta_color="off")
+        if truth is None:
+            st.caption(f"no true {task.name} for this lens (only simulated lenses of its class carry one)")
+        else:
+            st.metric(f"true {task.name} ({task.unit})", f"{truth:.6f}")
+        st.caption(f"regression checkpoint ({task.task}): raw output {float(logits.reshape(-1)[0]):+.4f}, "
+                   f"decoded as {task.scaler.mean:.4g} + {task.scaler.std:.4g} x output")
+
+
+def regression_orbit_panel(loaded: LoadedModel, result, angle: float, truth: float | None) -> None:
+    task = loaded.regression
+    values = task.values(result.logits)
+    exact = [g.angle_deg for g in loaded.group.elements if not g.flip]
+    st.plotly_chart(figures.regression_orbit_figure(result.angles, values, task.name, task.unit, angle, exact, truth),
+                    key="explore_orbit", width="stretch", theme=None)
+    change = regression.exact_change(result.angles, values)
+    st.caption(f"over the orbit: {values.min():.4f} to {values.max():.4f} {task.unit}"
+               + ("" if change is None else f"; largest change at the exact 90-deg angles {change:.2e}"))
 
 
 def orbit_panel(loaded: LoadedModel, result, angle: float) -> None:
@@ -171,10 +198,18 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
     left, middle, right = st.columns([1, 1.1, 1.6])
     with left:
         lens_panel(lens, x_rot, angle, flip, show_truth)
-    with middle:
-        probs = prediction_panel(loaded, insp.logits)
-    with right:
-        orbit_panel(loaded, now.orbit, angle)
+    if loaded.regression is None:
+        with middle:
+            probs = prediction_panel(loaded, insp.logits)
+        with right:
+            orbit_panel(loaded, now.orbit, angle)
+    else:
+        truth = loaded.regression.true_value(lens.truth)
+        probs = np.ones(1)  # one output: the attributions explain it
+        with middle:
+            regression_panel(loaded, insp.logits, truth)
+        with right:
+            regression_orbit_panel(loaded, now.orbit, angle, truth)
     st.radio("View", VIEWS, horizontal=True, key="explore_view", label_visibility="collapsed")
     if view == "Attention":
         attention_tab(insp, x_rot)

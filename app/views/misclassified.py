@@ -98,6 +98,10 @@ with st.sidebar:
 if loaded is None:
     st.info("Choose a model in the sidebar.")
     st.stop()
+if loaded.regression is not None:
+    st.info(f"{loaded.label} is a regression checkpoint (it predicts {loaded.regression.name}), not a classifier: "
+            "it has no misclassified lenses. `eqlens evaluate` reports its errors; Explore shows it over the orbit.")
+    st.stop()
 if go:
     try:
         report = evaluate(loaded, data, int(size), int(data_seed))
