@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..groups import Group, get_group, rotate
+from .equivariance import relative_error
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,8 @@ class OrbitResult:
         rows = [i for i, a in enumerate(self.angles) if any(abs(a - e) < 1e-9 for e in exact)]
         if not rows or not np.isclose(self.angles[rows[0]], 0.0):
             raise ValueError("the orbit must contain 0 deg and the group's exact angles")
-        ref = self.logits[rows[0]]
-        scale = max(float(np.linalg.norm(ref)), 1e-12)
-        return max(float(np.linalg.norm(self.logits[i] - ref)) / scale for i in rows)
+        logits = torch.as_tensor(np.asarray(self.logits)[rows])
+        return float(relative_error(logits, logits[:1].expand_as(logits)).max())
 
 
 def orbit_angles(steps: int = 72) -> np.ndarray:
