@@ -100,7 +100,8 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
     """Checkpoints first (on disk, then uploaded this session), then every untrained registry model."""
     from eqlens.models import names, spec
 
-    found = [ModelEntry(f"ckpt:{p}", f"{p.stem} (checkpoint)") for p in checkpoint_paths()]
+    paths = sorted(checkpoint_paths(), key=lambda p: p.stem != settings.DEFAULT_CHECKPOINT)  # stable
+    found = [ModelEntry(f"ckpt:{p}", f"{p.stem} (checkpoint)") for p in paths]
     found += [ModelEntry(key, f"{name} (uploaded)") for key, (name, _) in (uploaded or {}).items()]
     for name in names():
         group = "C4" if spec(name).uses_group else "C1"
