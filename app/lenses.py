@@ -7,6 +7,7 @@ objects behind it (simulator, folder index) are cached per process.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,18 @@ def _simulate(config_name: str, class_index: int, seed: int) -> tuple[np.ndarray
     batch = simulator.simulate(seed, [0], labels=[class_index])
     image = batch.images[0].detach().cpu().numpy().astype(np.float32)
     truth = batch.truth.for_image(0) if getattr(batch, "truth", None) is not None else {}
+    if truth:
+        truth["targets"] = _regression_targets(batch.truth)
     return image, _plain(truth)
+
+
+def _regression_targets(truth) -> dict[str, float | None]:
+    """Every regression target of the one simulated lens, by the core's own definitions
+    (None where the lens does not carry it, e.g. an axion mass on a cdm lens)."""
+    from eqlens.data.regression import TARGETS
+
+    values = {task: float(target.from_truth(truth)[0]) for task, target in TARGETS.items()}
+    return {task: v if math.isfinite(v) else None for task, v in values.items()}
 
 
 def _plain(value):

@@ -8,7 +8,6 @@ machinery is shared with classifiers: an orbit's logits ``[A, 1]`` decode to the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,17 +32,10 @@ class RegressionTask:
         return self.scaler.decode(z).numpy()
 
     def true_value(self, truth: Mapping | None) -> float | None:
-        """The target of a simulated lens from its truth record (``LensTruth.for_image``), None when
-        the lens does not carry it (another class, or a lens from a file or an upload)."""
-        if not truth:
-            return None
-        if self.task == "axion_mass":
-            value = truth.get("log10_axion_mass")
-            return None if value is None or not math.isfinite(float(value)) else float(value)
-        if self.task == "subhalo_mass":
-            total = float(np.sum(np.asarray(truth.get("subhalo_masses") or [], dtype=np.float64)))
-            return math.log10(total) if total > 0 else None
-        return None
+        """The target of a simulated lens, as the core computed it when the lens was simulated
+        (``truth["targets"]``, see app/lenses.py); None when the lens does not carry it (another
+        class, or a lens from a file or an upload)."""
+        return ((truth or {}).get("targets") or {}).get(self.task)
 
 
 def regression_task(card: Mapping) -> RegressionTask | None:
