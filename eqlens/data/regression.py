@@ -156,6 +156,13 @@ class SimulatedRegressionDataset(Dataset):
         y = torch.from_numpy(self.regression_targets(indices)).to(x.device)
         return x, y
 
+    def turned_batch(self, indices, angles_deg: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`batch` with every scene turned by ``angles_deg`` before rendering
+        (:meth:`SimulatedLensDataset.turned_batch`); the targets (masses) do not change with a turn."""
+        x, _ = self.images.turned_batch(self.simulator_indices(indices), angles_deg)
+        y = torch.from_numpy(self.regression_targets(indices)).to(x.device)
+        return x, y
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, float]:
         if index < 0:
             index += self.size

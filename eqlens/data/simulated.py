@@ -83,9 +83,9 @@ class SimulatedLensDataset(Dataset):
             raise IndexError(f"index out of range for a data set of {self.size} images")
         return indices
 
-    def _render(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    def _render(self, indices, turn_deg=None) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(list(indices) if isinstance(indices, range) else indices, dtype=torch.int64)
-        batch = self.simulator.simulate(self.simulator_seed, idx.to(self.device))
+        batch = self.simulator.simulate(self.simulator_seed, idx.to(self.device), turn_deg=turn_deg)
         x = prepare_batch(batch.images, self._resize).to(torch.float32)
         return x, batch.labels
 
@@ -95,6 +95,15 @@ class SimulatedLensDataset(Dataset):
         if self._cache is not None:
             return self._cache[0][idx.to(self._cache[0].device)], self._cache[1][idx.to(self._cache[1].device)]
         return self._render(idx)
+
+    def turned_batch(self, indices, angles_deg: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``indices`` with their scenes turned by ``angles_deg`` (a float or one per item) and
+        rendered: ``(x [B, 1, S, S] float32, y [B] int64)``, the images of :meth:`batch` turned
+        counter-clockwise without resampling (:meth:`LensSimulator.simulate`'s ``turn_deg``: the
+        instrument's own grid and noise at every angle). Always rendered, cache or not."""
+        idx = self._check(torch.as_tensor(indices, dtype=torch.int64).reshape(-1))
+        angles = torch.as_tensor(angles_deg, dtype=torch.float64)
+        return self._render(idx, angles.to(self.device) if angles.dim() else float(angles))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if index < 0:

@@ -160,19 +160,16 @@ def score_sky_orientation(members: Sequence[LoadedCheckpoint], config: Simulatio
                           image_size: int, data_seed: int, angles: Sequence[float], batch_size: int,
                           device) -> dict[str, dict]:
     """:func:`angle_scores` of each checkpoint on the first ``size`` test scenes turned by each angle and
-    rendered (:func:`eqlens.experiments.sky.render_rotated`), each fed with its own input mask. The
-    images of one angle are rendered once for all ``members``; returns ``label -> scores``."""
-    from ..data.simulated import split_seed
-    from ..simulation import LensSimulator
-    from .sky import render_rotated
+    rendered (:meth:`eqlens.data.SimulatedLensDataset.turned_batch`), each fed with its own input mask.
+    The images of one angle are rendered once for all ``members``; returns ``label -> scores``."""
+    from ..data.simulated import SimulatedLensDataset
 
-    simulator = LensSimulator(config, device=device)
-    seed = split_seed(data_seed, "test")
+    test = SimulatedLensDataset(config, split="test", size=size, seed=data_seed, image_size=image_size, device=device)
     probs: dict[str, list[torch.Tensor]] = {c.label: [] for c in members}
     labels = None
     for angle in angles:
-        parts = [render_rotated(config, seed, range(start, min(start + batch_size, size)), angle, image_size,
-                                simulator=simulator) for start in range(0, size, batch_size)]
+        parts = [test.turned_batch(range(start, min(start + batch_size, size)), float(angle))
+                 for start in range(0, size, batch_size)]
         x, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         for c in members:
             probs[c.label].append(probabilities(c.model, x, c.mask, batch_size))

@@ -11,7 +11,7 @@ Two shifts turn the lenses instead, to measure how much rotation robustness a mo
 never saw rotated lenses (trained with ``augment=False``), over a set of angles (see
 :mod:`eqlens.experiments.generalisation`): ``orientation`` turns the finished test images
 (resampled, cut to the inscribed disk), ``orientation_sky`` turns the scenes and renders them
-(:mod:`eqlens.experiments.sky`: no resampling blur, the instrument's own noise at every angle).
+(:meth:`eqlens.data.SimulatedLensDataset.turned_batch`: no resampling blur, the instrument's own noise at every angle).
 """
 
 from __future__ import annotations

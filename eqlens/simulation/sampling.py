@@ -22,6 +22,12 @@ from . import rng
 from .configs import SUBSTRUCTURE, SimulationConfig
 from .cosmology import einstein_radius_arcsec
 
+# (x, y) field pairs of a scene and their spin under a turn of the sky: positions turn with the angle,
+# ellipticities and shear (spin 2) with twice it.
+_SPIN_PAIRS = (("lens_center_x", "lens_center_y", 1), ("source_center_x", "source_center_y", 1),
+               ("vortex_center_x", "vortex_center_y", 1), ("subhalo_x", "subhalo_y", 1),
+               ("lens_e1", "lens_e2", 2), ("source_e1", "source_e2", 2), ("gamma1", "gamma2", 2))
+
 
 @dataclass
 class LensParameters:
@@ -98,6 +104,29 @@ class LensParameters:
                 gamma1=-p.gamma1, gamma2=-p.gamma2,
             )  # fmt: skip
         return p
+
+    def turned(self, angle_deg: float | torch.Tensor) -> LensParameters:
+        """The scene whose image is this one's turned counter-clockwise by ``angle_deg`` (a float, or
+        ``[B]``: one angle per scene), as :func:`eqlens.groups.rotate` turns pictures.
+
+        The sky turns by ``phi = -angle`` (the array rows grow with y, see :meth:`rotated90`, which
+        this equals at multiples of 90 deg up to rounding): positions by ``phi``, spin-2 quantities
+        (ellipticities e1, e2 and shear gamma1, gamma2) by ``2 phi``, the vortex line's direction by
+        ``phi``. Radii, masses, the (circular) PSF and the exposure do not change. Rendering the
+        turned scene gives the instrument's own pixel grid and noise at every angle: no resampling."""
+        phi = -torch.deg2rad(torch.as_tensor(angle_deg, dtype=torch.float64)).to(self.labels.device)
+        if phi.dim() > 1 or (phi.dim() == 1 and phi.shape[0] != self.batch_size):
+            raise ValueError(f"need one angle or one per scene ({self.batch_size}), got {tuple(phi.shape)}")
+
+        def turn(x: torch.Tensor, y: torch.Tensor, spin: int) -> tuple[torch.Tensor, torch.Tensor]:
+            a = spin * (phi.reshape(-1, *([1] * (x.dim() - 1))) if phi.dim() else phi)
+            c, s = torch.cos(a).to(x.dtype), torch.sin(a).to(x.dtype)
+            return c * x - s * y, s * x + c * y
+
+        changes = {"vortex_angle": self.vortex_angle + phi.to(self.vortex_angle.dtype)}
+        for first, second, spin in _SPIN_PAIRS:
+            changes[first], changes[second] = turn(getattr(self, first), getattr(self, second), spin)
+        return self.replace(**changes)
 
 
 def resolve_labels(labels, indices: torch.Tensor, num_classes: int) -> torch.Tensor:

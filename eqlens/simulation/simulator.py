@@ -264,9 +264,16 @@ class LensSimulator:
             raise ValueError("seeds and image indices must be non-negative")
         return idx.to(self.device)
 
-    def simulate(self, seed: int, indices: Sequence[int] | torch.Tensor, labels=None) -> LensBatch:
-        """Images ``indices`` of the data set ``seed``; ``labels=None`` -> ``index % num_classes``."""
+    def simulate(self, seed: int, indices: Sequence[int] | torch.Tensor, labels=None,
+                 turn_deg: float | torch.Tensor | None = None) -> LensBatch:
+        """Images ``indices`` of the data set ``seed``; ``labels=None`` -> ``index % num_classes``.
+
+        ``turn_deg`` (a float or ``[B]``): render each scene turned so that its image is the upright
+        one turned counter-clockwise by that angle (:meth:`LensParameters.turned`), with the pixel grid
+        and noise keys of the upright image, so no picture is resampled. The truth is the turned scene's."""
         idx = self._indices(indices)
         params = self.sample(seed, idx, labels)
+        if turn_deg is not None:
+            params = params.turned(turn_deg)
         images = self._noisy_image(params, *instrument.noise_keys(seed, idx))
         return LensBatch(images=images, labels=params.labels, truth=LensTruth.from_parameters(params, self.config))
