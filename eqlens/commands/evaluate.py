@@ -43,7 +43,12 @@ def _print_regression(report: dict) -> None:
     if report["invariance_error"] is not None:
         robust = report["robustness"]
         print(f"invariance error {report['invariance_error']:.3g} (largest change under exact rotations), "
-              f"worst-angle MAE {_fmt(robust['worst_angle_mae'])}, spread over angles {_fmt(robust['orbit_std'])}")
+              f"worst-angle MAE {_fmt(robust['worst_angle_mae'])} (pictures resampled), "
+              f"spread over angles {_fmt(robust['orbit_std'])}")
+        if robust.get("sky"):
+            sky = robust["sky"]
+            print(f"turned sky (scenes rendered at each angle): worst-angle MAE {_fmt(sky['worst_angle_mae'])}, "
+                  f"spread over angles {_fmt(sky['orbit_std'])}")
 
 
 def _print_classification(report: dict) -> None:
@@ -57,7 +62,12 @@ def _print_classification(report: dict) -> None:
     if report["invariance_error"] is not None:
         robust = report["robustness"]
         print(f"invariance error {report['invariance_error']:.3g}, worst-angle accuracy "
-              f"{_fmt(robust.get('worst_angle_accuracy'))}, seed logit std {_fmt(robust.get('seed_logit_std'))}")
+              f"{_fmt(robust.get('worst_angle_accuracy'))} (pictures resampled), seed logit std "
+              f"{_fmt(robust.get('seed_logit_std'))}")
+        if robust.get("sky"):
+            print(f"turned sky (scenes rendered at each angle): worst-angle accuracy "
+                  f"{_fmt(robust['sky']['worst_angle_accuracy'])}, orbit consistency "
+                  f"{_fmt(robust['sky']['orbit_consistency'])}")
 
 
 def _fmt(value) -> str:

@@ -228,13 +228,13 @@ def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: li
         if size is not None and size < len(ds):
             # Files are listed class by class: take a random (seeded) subset, not the first classes.
             ds = Subset(ds, np.sort(np.random.default_rng(data_seed).permutation(len(ds))[:size]).tolist())
-    if list(_base(ds)[0].class_names) != list(class_names):
-        raise DataError(f"data {spec!r} has classes {list(_base(ds)[0].class_names)}, "
+    if list(base_dataset(ds)[0].class_names) != list(class_names):
+        raise DataError(f"data {spec!r} has classes {list(base_dataset(ds)[0].class_names)}, "
                         f"the checkpoint was trained on {list(class_names)}")
     return ds
 
 
-def _base(ds) -> tuple[Dataset, list[int] | None]:
+def base_dataset(ds) -> tuple[Dataset, list[int] | None]:
     """The dataset under any Subset wrappers, and the index map into it (None: identity)."""
     mapping = None
     while isinstance(ds, Subset):
@@ -247,7 +247,7 @@ def _base(ds) -> tuple[Dataset, list[int] | None]:
 def describe_item(ds, index: int) -> dict:
     """Where image ``index`` of ``ds`` comes from: ``{"file": path}`` for a folder,
     ``{"config", "split", "seed", "index"}`` for the simulator, ``{"index"}`` otherwise."""
-    base, mapping = _base(ds)
+    base, mapping = base_dataset(ds)
     i = int(mapping[index] if mapping is not None else index)
     if hasattr(base, "item_source"):  # a dataset that knows better than its attributes say
         return base.item_source(i)
@@ -263,7 +263,7 @@ def describe_item(ds, index: int) -> dict:
 def dataset_targets(ds) -> np.ndarray:
     """Regression targets ``[N]`` (float64) of every item of ``ds``: from its base dataset's
     ``regression_targets`` when it has one (no images are read or rendered), else item by item."""
-    base, mapping = _base(ds)
+    base, mapping = base_dataset(ds)
     if hasattr(base, "regression_targets"):
         return np.asarray(base.regression_targets(mapping), dtype=np.float64)
     return np.array([float(ds[i][1]) for i in range(len(ds))], dtype=np.float64)
@@ -276,7 +276,7 @@ def iterate_batches(ds, index_batches: Iterable, device,
     A simulator (``batch`` method) renders each batch in one call on its own device; anything else
     goes through a DataLoader with ``workers`` processes."""
     device = torch.device(device)
-    base, mapping = _base(ds)
+    base, mapping = base_dataset(ds)
     if hasattr(base, "batch"):
         for idx in index_batches:
             idx = [int(i) for i in idx]

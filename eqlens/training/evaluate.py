@@ -9,7 +9,9 @@
   ``source`` being ``{"file": path}`` or ``{"config", "split", "seed", "index"}``;
 - ``robustness``: :func:`eqlens.analysis.equivariance.robustness_report` on the first
   ``robustness_size`` images (None when skipped), and ``invariance_error``: its worst exact
-  in-group logit error (``robustness["invariance_error"]["max"]``; None when skipped).
+  in-group logit error (``robustness["invariance_error"]["max"]``; None when skipped);
+  ``robustness["sky"]``: :func:`sky_robustness`, the same images with their *scenes* turned and
+  rendered (simulated data; None for files), the orientation test free of resampling blur.
 
 Regression models have their own report (:mod:`eqlens.training.evaluate_regression`);
 :func:`evaluate_checkpoint` picks the one the checkpoint's task needs.
@@ -130,7 +132,65 @@ def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> 
     x, y = first_images(model, dataset, size, device, mask)
     with eval_mode(model):
         report = robustness(model, x, y, model_group(model, group), angles)
-    return None if report is None else {k: _plain(v) for k, v in report.items()}
+    if report is None:
+        return None
+    report["sky"] = sky_robustness(model, dataset, size, angles, device, mask)
+    return {k: _plain(v) for k, v in report.items()}
+
+
+def turned_outputs(model, dataset, size: int, angles, device=None, mask: bool = True,
+                   batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Model outputs ``[A, n, K]`` (float32, CPU) for the first ``n = min(size, len(dataset))`` items
+    with their scenes turned by each of ``angles`` (deg) and rendered, and their labels or targets
+    ``y [n]``; None when the dataset cannot re-render its scenes (files on disk).
+
+    The images come from the dataset's ``turned_batch`` (:meth:`eqlens.data.SimulatedLensDataset.turned_batch`):
+    the instrument's own pixel grid and noise at every angle, so unlike turning the picture no copy is
+    resampled, and a drop with the angle is the model's, not the interpolation's."""
+    from .checkpoint import eval_mode
+    from .data_sources import base_dataset
+
+    base, mapping = base_dataset(dataset)
+    if not hasattr(base, "turned_batch"):
+        return None
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    n = min(int(size), len(dataset))
+    items = [mapping[i] for i in range(n)] if mapping is not None else list(range(n))
+    chunks = [items[i : i + batch_size] for i in range(0, n, batch_size)]
+    outputs, labels = [], None
+    with eval_mode(model), torch.no_grad():
+        for angle in angles:
+            parts = []
+            for chunk in chunks:
+                x, y = base.turned_batch(chunk, float(angle))
+                x = x.to(device)
+                parts.append((model(apply_circular_mask(x) if mask else x).float().cpu(), y.cpu()))
+            outputs.append(torch.cat([p[0] for p in parts]))
+            labels = torch.cat([p[1] for p in parts])
+    return torch.stack(outputs), labels
+
+
+def sky_robustness(model, dataset, size: int, angles=None, device=None, mask: bool = True) -> dict | None:
+    """Accuracy of a classifier over turned *scenes* (:func:`turned_outputs`), None for data that
+    cannot be re-rendered. Keys: ``angles_deg``, ``accuracy_by_angle``, ``worst_angle_accuracy``,
+    ``orbit_consistency`` (share of turned copies predicted as the 0-deg one), ``num_images``."""
+    from ..analysis.equivariance import DEFAULT_ANGLES
+
+    requested = [float(a) for a in (DEFAULT_ANGLES if angles is None else angles)]
+    upright = next((i for i, a in enumerate(requested) if a % 360 == 0), None)
+    all_angles = requested if upright is not None else [*requested, 0.0]
+    turned = turned_outputs(model, dataset, size, all_angles, device, mask)
+    if turned is None:
+        return None
+    outputs, y = turned
+    predicted = outputs.argmax(dim=-1)  # [A, n]
+    accuracy = (predicted[: len(requested)] == y.long()[None]).float().mean(dim=1)
+    zero = upright if upright is not None else len(requested)
+    others = [a for a in range(len(all_angles)) if a != zero]
+    consistency = float((predicted[others] == predicted[zero][None]).float().mean()) if others else None
+    return {"num_images": int(y.shape[0]), "angles_deg": requested,
+            "accuracy_by_angle": [float(a) for a in accuracy], "worst_angle_accuracy": float(accuracy.min()),
+            "orbit_consistency": consistency}
 
 
 def _scalar_invariance_error(robust: dict | None) -> float | None:

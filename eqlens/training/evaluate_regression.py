@@ -8,7 +8,8 @@
 - ``pairs``: one ``{"source", "true", "predicted"}`` per image, physical units (a predicted-vs-true plot);
 - ``robustness``: :func:`regression_robustness` on the first ``robustness_size`` images (None when
   skipped), and ``invariance_error``: its ``invariance_error["max"]``, the worst change of the
-  physical prediction under the group's exact elements (None when skipped).
+  physical prediction under the group's exact elements (None when skipped); ``robustness["sky"]``:
+  :func:`regression_sky_robustness`, the same lenses with their scenes turned and rendered.
 
 The output is a number, not a class, so the invariance measures are absolute changes in the
 target's unit (a relative error of a standardised output near 0 would say little); the relative
@@ -27,7 +28,7 @@ from ..errors import DataError
 from ..groups import Group, act_on_image, rotate
 from . import distributed
 from .data_sources import describe_item
-from .evaluate import first_images, model_group, predict
+from .evaluate import first_images, model_group, predict, turned_outputs
 from .metrics import regression_report
 from .targets import TargetScaler, regression_target
 
@@ -93,6 +94,25 @@ def regression_robustness(model, x: torch.Tensor, y: torch.Tensor, scaler: Targe
     }
 
 
+def regression_sky_robustness(model, dataset, size: int, scaler: TargetScaler, angles: Iterable[float] | None = None,
+                              device=None, mask: bool = True) -> dict | None:
+    """The physical prediction over turned *scenes* (:func:`eqlens.training.evaluate.turned_outputs`:
+    rendered, not resampled), None for data that cannot be re-rendered. Keys: ``num_images``,
+    ``angles_deg``, ``mae_by_angle``, ``worst_angle_mae``, ``orbit_std`` (mean over lenses of the
+    prediction's std over the angles), in the target's unit."""
+    from ..analysis.equivariance import DEFAULT_ANGLES
+
+    angles = [float(a) for a in (DEFAULT_ANGLES if angles is None else angles)]
+    turned = turned_outputs(model, dataset, size, angles, device, mask)
+    if turned is None:
+        return None
+    outputs, y = turned
+    values = scaler.decode(outputs[..., 0].double())  # [A, n]
+    mae = (values - y.double()[None]).abs().mean(dim=1)
+    return {"num_images": int(y.shape[0]), "angles_deg": angles, "mae_by_angle": [float(v) for v in mae],
+            "worst_angle_mae": float(mae.max()), "orbit_std": float(values.std(dim=0, unbiased=False).mean())}
+
+
 def evaluate_regression(model, dataset, task: str, scaler: TargetScaler, *, batch_size: int = 64, device=None,
                         mask: bool = True, robustness_size: int = 64, group=None, angles=None,
                         with_pairs: bool = True, workers: int = 0, amp: bool = False,
@@ -117,5 +137,7 @@ def evaluate_regression(model, dataset, task: str, scaler: TargetScaler, *, batc
     if robustness_size > 0:
         x, y = first_images(model, dataset, robustness_size, device, mask)
         report["robustness"] = regression_robustness(model, x, y, scaler, model_group(model, group), angles)
+        report["robustness"]["sky"] = regression_sky_robustness(model, dataset, robustness_size, scaler, angles,
+                                                                device, mask)
         report["invariance_error"] = report["robustness"]["invariance_error"]["max"]
     return report

@@ -182,3 +182,4 @@ def test_a_regression_bench_writes_one_table_of_r2_mae_and_invariance_over_seeds
     header, rule, line = format_table(rows).splitlines()[:3]
     assert "test R^2" in header and "test acc" not in header
     assert header.count("|") == rule.count("|") == line.count("|") and line.startswith("| model_ii | gcnn | C4 |")
+    assert "worst-angle MAE (turned sky)" in header and rows[0]["sky_worst_angle_mae"] >= 0

@@ -36,3 +36,5 @@ def test_the_bench_writes_one_table_with_mean_and_spread_over_seeds():
     header, rule, line = table.splitlines()[:3]
     assert header.count("|") == rule.count("|") == line.count("|")
     assert line.startswith("| binary | cnn | C4 |") and "±" in line
+    cells = dict(zip(header.split("|"), line.split("|"), strict=True))
+    assert cells[" worst-angle acc (turned sky) "].strip() != "n/a" and rows[0]["sky_worst_angle_accuracy"] >= 0
