@@ -11,8 +11,11 @@ def register(subparsers) -> None:
 
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "model_kwargs"}
     p = subparsers.add_parser("train", help="train a model; checkpoints every epoch, resumable")
-    p.add_argument("--model", required=True, help="a registered model name (see `eqlens models`)")
-    p.add_argument("--group", default=defaults["group"], help="symmetry group: C4, C8, D4, D8")
+    p.add_argument("--model", default=None,
+                   help="a registered model name (see `eqlens models`); with --init-from: the checkpoint's")
+    p.add_argument("--group", default=None,
+                   help=f"symmetry group: C4, C8, D4, D8 (default: {defaults['group']}; "
+                        f"with --init-from: the checkpoint's)")
     p.add_argument("--data", default=defaults["data"],
                    help="simulation config (model_i, model_ii, binary) or a DeepLense folder")
     p.add_argument("--task", choices=TASKS, default=defaults["task"],
@@ -26,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--select-on", choices=SELECTION_METRICS, default=None,
                    help="validation metric that picks the best epoch (default: val_accuracy; regression: val_mse)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="model input size (default: the data's, minus one for models needing odd sizes)")
+                   help="model input size (default: the data's, minus one for models needing odd sizes; "
+                        "with --init-from: the checkpoint's)")
     p.add_argument("--seed", type=int, default=defaults["seed"], help="initialisation, shuffling, augmentation")
     p.add_argument("--data-seed", type=int, default=defaults["data_seed"], help="which simulated images")
     p.add_argument("--device", default=defaults["device"], help="auto, cpu, cuda, cuda:1, ...")
@@ -39,23 +43,57 @@ def register(subparsers) -> None:
     p.add_argument("--robustness-size", type=int, default=defaults["robustness_size"],
                    help="test images for the final robustness report (0: skip)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last if it exists")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="fine-tune: start from this checkpoint's weights (all but the classifier when the "
+                        "classes differ); model, group, architecture and image size default to its own")
+    p.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
+                   help="batches per epoch, cycling through the training set as often as needed "
+                        "(default: one pass); validation and checkpoints follow every epoch")
     p.add_argument("--workers", type=int, default=defaults["workers"], help="DataLoader workers for folders")
     p.set_defaults(func=run)
+
+
+def _architecture(args) -> dict:
+    """``model``, ``group``, ``image_size`` and ``model_kwargs``: the flags given, the rest from the
+    ``--init-from`` checkpoint's card (its architecture is what the weights fit)."""
+    from ..errors import EqlensError
+    from ..training.config import TrainConfig
+
+    given = {"model": args.model, "group": args.group, "image_size": args.image_size}
+    if args.init_from is None:
+        if args.model is None:
+            raise EqlensError("name a model with --model (or start from a checkpoint with --init-from)")
+        return {**given, "group": args.group or TrainConfig.group, "model_kwargs": {}}
+    from ..training import checkpoint
+    from ..training.transfer import architecture
+
+    held = architecture(checkpoint.read_checkpoint(args.init_from)[1]["model"]["build_config"])
+    chosen = {k: held[k] if v is None else v for k, v in given.items()}
+    # Another model's kwargs would not build (or fit) the named model: the trainer then says why.
+    return {**chosen, "model_kwargs": held["model_kwargs"] if chosen["model"] == held["model"] else {}}
 
 
 def config_from_args(args):
     from ..training.config import TrainConfig
 
+    arch = _architecture(args)
     return TrainConfig(
-        model=args.model, group=args.group, data=args.data, task=args.task,
-        out=args.out or f"checkpoints/{args.model}",
+        model=arch["model"], group=arch["group"], data=args.data, task=args.task,
+        out=args.out or f"checkpoints/{arch['model']}",
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        schedule=args.schedule, select_on=args.select_on, image_size=args.image_size, seed=args.seed,
+        schedule=args.schedule, select_on=args.select_on, image_size=arch["image_size"], seed=args.seed,
         data_seed=args.data_seed, device=args.device, amp=args.amp, train_size=args.train_size,
         val_size=args.val_size, test_size=args.test_size, augment=not args.no_augment,
         circular_mask=not args.no_mask, robustness_size=args.robustness_size, resume=args.resume,
-        workers=args.workers,
+        workers=args.workers, model_kwargs=arch["model_kwargs"], init_from=args.init_from,
+        steps_per_epoch=args.steps_per_epoch,
     )
+
+
+def _transfer_line(record: dict) -> str:
+    skipped = ", ".join(f"{k} {tuple(a)} -> {tuple(b)}" for k, (a, b) in record["skipped"].items())
+    return (f"initialised from {record['source']}: {record['loaded']} tensors copied"
+            + (f"; re-initialised (class count differs): {skipped}" if skipped else ""))
 
 
 def run(args) -> int:
@@ -77,6 +115,8 @@ def run(args) -> int:
         unit = f" {test['unit']}" if "unit" in test else ""
         print("test: " + ", ".join(f"{k} {test[k]:.4f}" for k in shown) + f", n {test['n']}"
               + (f", invariance error {inv:.3g}{unit}" if inv is not None else ""))
+    if result.extra.get("transfer"):
+        print(_transfer_line(result.extra["transfer"]))
     print(f"{result.images_per_s:.0f} img/s on {result.device}, {result.train_time_s:.1f} s training; "
           f"checkpoint: {result.checkpoint}")
     return 0

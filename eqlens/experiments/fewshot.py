@@ -10,9 +10,11 @@ For each model:
 2. **Transfer**: build the same model with one more output and copy every tensor of the 2-class
    state dict whose key and shape match (:func:`transfer_weights`); only the classifier layer,
    whose shape depends on the number of classes, starts fresh. The skipped keys are reported.
-3. **Fine-tune** for a fixed number of optimizer steps on ``N`` images of each of the three classes
-   (the new one balanced with the old), for every ``N`` in ``shots``; keep the step with the best
-   validation accuracy.
+3. **Fine-tune** with :func:`eqlens.training.train` (``init_state``: the pretrained weights, which
+   :mod:`eqlens.training.transfer` copies) for a fixed number of optimizer steps on ``N`` images of
+   each of the three classes (the new one balanced with the old), for every ``N`` in ``shots``: 10
+   epochs of ``ceil(finetune_steps / 10)`` steps each (:func:`finetune_schedule`), validated after
+   each epoch; keep the epoch with the best validation accuracy.
 4. **Test** on a held-out 3-class test split: accuracy, macro AUC and the new class's recall
    against ``N``. With ``scratch=True`` a fresh 3-class model trained on the same images gives the
    no-transfer baseline.
@@ -26,16 +28,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from ..errors import CheckpointError, DataError, TrainingError
 from ..simulation import SimulationConfig, get_config
+from ..training.transfer import WeightTransfer, architecture, transfer_weights
+
+VALIDATIONS = 10  # fine-tuning epochs: the best of 10 evenly spaced validations is kept
 
 
 @dataclass
@@ -43,7 +46,8 @@ class FewShotConfig:
     """One few-shot experiment. ``data``: the full (3-class) simulation config; ``new_class``: the
     class held out of pretraining. ``pretrained``: model name -> a 2-class checkpoint to start from
     (those models are not pretrained again). ``finetune_steps`` optimizer steps per shot count,
-    validated every ``finetune_steps // 10``. ``out``: keep each pretrained checkpoint in ``OUT/<model>``."""
+    validated every ``ceil(finetune_steps / 10)`` (:func:`finetune_schedule`). ``out``: keep each
+    pretrained checkpoint in ``OUT/<model>``."""
 
     models: tuple[str, ...] = ("gcnn", "cnn")
     shots: tuple[int, ...] = (10, 100, 1000)
@@ -83,20 +87,6 @@ class FewShotConfig:
             raise DataError(f"new_class {self.new_class!r} must be one of at least three classes, got {classes}")
 
 
-@dataclass
-class WeightTransfer:
-    """What :func:`transfer_weights` did: keys copied, keys skipped for a shape mismatch
-    (``key -> (source shape, target shape)``) and target keys the source lacks (left as initialised)."""
-
-    loaded: list[str]
-    skipped: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
-    missing: list[str]
-
-    def to_dict(self) -> dict:
-        return {"loaded": len(self.loaded), "skipped": {k: [list(a), list(b)] for k, (a, b) in self.skipped.items()},
-                "missing": self.missing}
-
-
 def old_class_config(config: str | SimulationConfig, new_class: str) -> SimulationConfig:
     """``config`` without ``new_class``: the pretraining task (labels renumbered in alphabetical order)."""
     config = get_config(config)
@@ -104,28 +94,8 @@ def old_class_config(config: str | SimulationConfig, new_class: str) -> Simulati
     return dataclasses.replace(config, class_names=kept, name=f"{config.name}-{new_class}")
 
 
-def transfer_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module) -> WeightTransfer:
-    """Copy every tensor of ``source`` whose key and shape ``model``'s eval-mode state dict shares.
-
-    Works for any registered model: nothing is named, the shapes decide (a classifier built for
-    another number of classes is what differs). ``model`` is left in eval mode, the mode state
-    dicts are written in (escnn modules change keys between modes)."""
-    model.eval()
-    state = model.state_dict()
-    loaded, skipped = [], {}
-    for key, value in source.items():
-        if key not in state:
-            continue
-        if tuple(value.shape) != tuple(state[key].shape):
-            skipped[key] = (tuple(value.shape), tuple(state[key].shape))
-            continue
-        state[key] = value.detach().to(device=state[key].device, dtype=state[key].dtype)
-        loaded.append(key)
-    model.load_state_dict(state, strict=True)
-    return WeightTransfer(loaded, skipped, sorted(set(state) - set(source)))
-
-
-def expanded_model(pretrained: torch.nn.Module, num_classes: int, device=None):
+def expanded_model(pretrained: torch.nn.Module, num_classes: int,
+                   device=None) -> tuple[torch.nn.Module, WeightTransfer]:
     """A fresh copy of ``pretrained``'s architecture with ``num_classes`` outputs and its weights
     transferred (:func:`transfer_weights`): ``(model, transfer)``."""
     from ..models import create_from_config
@@ -141,66 +111,41 @@ def expanded_model(pretrained: torch.nn.Module, num_classes: int, device=None):
 # ------------------------------------------------------------------------------ fine-tuning
 
 
-def _validate(model, dataset, class_names, mask, device, batch_size) -> tuple[float, float]:
-    from ..training.evaluate import evaluate_model
-
-    r = evaluate_model(model, dataset, class_names, batch_size=batch_size, device=device, mask=mask,
-                       robustness_size=0, with_predictions=False, with_roc=False)
-    return r["accuracy"], r["loss"]
-
-
-def finetune(model: torch.nn.Module, train_set, val_set, class_names: Sequence[str], *, steps: int, lr: float,
-             batch_size: int, group: str, augment: bool, mask: bool, seed: int, device) -> dict:
-    """Adam on ``train_set`` for ``steps`` steps (reshuffled every pass, random rotations/flips when
-    ``augment``, the input mask when ``mask``), validating every ``steps // 10``; the model ends with
-    the weights of its best validation accuracy (ties: lower loss). Returns ``{"best_step",
-    "val_accuracy", "val_loss"}``."""
-    from ..groups import get_group
-    from ..training.augment import Augmenter
-    from ..training.checkpoint import eval_state_dict, load_weights_into
-    from ..training.data_sources import iterate_batches
-
-    augmenter = Augmenter(get_group(group), augment, mask)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    shuffle = torch.Generator().manual_seed(seed)
-    rotations = torch.Generator().manual_seed(seed + 1)
-    every = max(1, steps // 10)
-    batch_size = min(batch_size, len(train_set))
-    best, best_state, step = None, None, 0
-    while step < steps:
-        order = torch.randperm(len(train_set), generator=shuffle).tolist()
-        batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-        for x, y in iterate_batches(train_set, batches, device):
-            model.train()
-            loss = F.cross_entropy(model(augmenter.training(x, rotations)), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % every == 0 or step == steps:
-                if not math.isfinite(float(loss.detach())):  # checked here only: each check syncs a GPU
-                    raise TrainingError(f"fine-tuning loss is not finite at step {step}; try a lower lr (now {lr:g}) "
-                                        f"or check the data for NaN/inf pixels")
-                acc, val_loss = _validate(model, val_set, class_names, mask, device, batch_size)
-                if best is None or (acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
-                    best, best_state = {"best_step": step, "val_accuracy": acc, "val_loss": val_loss}, \
-                        eval_state_dict(model)
-            if step == steps:
-                break
-    load_weights_into(model, best_state, "best fine-tuning step")
-    return best
+def finetune_schedule(steps: int) -> tuple[int, int]:
+    """``(epochs, steps_per_epoch)`` of a budget of ``steps`` optimizer steps: ``VALIDATIONS`` epochs
+    (fewer for a smaller budget) of ``ceil(steps / epochs)`` steps, a validation after each. The budget
+    is rounded up to a multiple of the epoch count."""
+    epochs = min(VALIDATIONS, int(steps))
+    return epochs, math.ceil(int(steps) / epochs)
 
 
-def _test_scores(model, dataset, class_names, new_class, mask, device, batch_size) -> dict:
-    from ..training.evaluate import evaluate_model
+def _finetune(cfg: FewShotConfig, build: dict, data: FewShotData, n: int, device, init_state):
+    """Train ``build``'s architecture with three outputs on the ``n``-shot set through the trainer,
+    starting from ``init_state`` (None: from scratch); the held-out test split is its test split."""
+    from ..training import DataSplits, TrainConfig, train
 
-    r = evaluate_model(model, dataset, class_names, batch_size=batch_size, device=device, mask=mask,
-                       robustness_size=0, with_predictions=False, with_roc=False)
-    k = list(class_names).index(new_class)
-    confusion = np.asarray(r["confusion"])
+    shots = data.shots(n)
+    epochs, per_epoch = finetune_schedule(cfg.finetune_steps)
+    description = {"kind": "simulated", "spec": data.full.name, "data_seed": cfg.data_seed + 1,
+                   "test_data_seed": cfg.data_seed, "simulation_config": data.full.to_dict()}
+    splits = DataSplits.from_datasets(shots, data.finetune_val, data.test, list(data.full.class_names), description)
+    # weight_decay 0: plain Adam, as the fine-tuning always was
+    config = TrainConfig(**architecture(build), data=data.full.name, epochs=epochs, steps_per_epoch=per_epoch,
+                         batch_size=min(cfg.batch_size, len(shots)), lr=cfg.finetune_lr, weight_decay=0.0,
+                         seed=cfg.seed + n, data_seed=cfg.data_seed + 1, device=str(device), train_size=len(shots),
+                         val_size=cfg.val_size, test_size=cfg.test_size, augment=cfg.augment,
+                         circular_mask=cfg.circular_mask, robustness_size=0, out=None)
+    return train(config, data=splits, init_state=init_state)
+
+
+def _test_scores(report: dict, new_class: str) -> dict:
+    """The few-shot scores of an :func:`evaluate_model` report on the held-out test split."""
+    k = list(report["class_names"]).index(new_class)
+    confusion = np.asarray(report["confusion"])
     recall = float(confusion[k, k] / confusion[k].sum()) if confusion[k].sum() else float("nan")
-    return {"accuracy": r["accuracy"], "auc_macro": r["auc_macro"], "new_class_auc": r["per_class_auc"][new_class],
-            "new_class_recall": recall, "confusion": r["confusion"]}
+    return {"accuracy": report["accuracy"], "auc_macro": report["auc_macro"],
+            "new_class_auc": report["per_class_auc"][new_class], "new_class_recall": recall,
+            "confusion": report["confusion"]}
 
 
 # ------------------------------------------------------------------------------ the experiment
@@ -255,10 +200,12 @@ def _pretrain(cfg: FewShotConfig, name: str, data: FewShotData, device, progress
                           "test_accuracy": (result.test_metrics or {}).get("accuracy")}
 
 
-def _load_pretrained(source: str, old: SimulationConfig, device):
+def _load_pretrained(source: str, name: str, old: SimulationConfig, device):
     from ..training.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(source, device=device)
+    if card["model"]["name"] != name:
+        raise CheckpointError(f"{source}: holds a {card['model']['name']!r} model, given as the pretrained {name!r}")
     if list(card["class_names"]) != list(old.class_names):
         raise CheckpointError(f"{source}: trained on classes {card['class_names']}, the few-shot task pretrains on "
                               f"{list(old.class_names)}")
@@ -275,36 +222,31 @@ def _image_size(cfg: FewShotConfig, name: str) -> int:
 
 def run_model(cfg: FewShotConfig, name: str, device, progress_bar: bool = False) -> dict:
     """Pretrain (or load), transfer and fine-tune one model over every shot count (module docstring)."""
-    from .. import models
+    from ..training.checkpoint import eval_state_dict
 
     old = old_class_config(cfg.data, cfg.new_class)
     if name in cfg.pretrained:
-        pretrained, pretrain_info = _load_pretrained(cfg.pretrained[name], old, device)
-        image_size = int(pretrained.build_config["image_size"])
-        data = FewShotData(cfg, image_size, device)
+        pretrained, pretrain_info = _load_pretrained(cfg.pretrained[name], name, old, device)
+        data = FewShotData(cfg, int(pretrained.build_config["image_size"]), device)
     else:
         data = FewShotData(cfg, _image_size(cfg, name), device)
         pretrained, pretrain_info = _pretrain(cfg, name, data, device, progress_bar)
-    classes, k = list(data.full.class_names), data.full.num_classes
-    group = pretrained.build_config.get("group", cfg.group)  # a given checkpoint may use another group
-    common = {"steps": cfg.finetune_steps, "lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "group": group,
-              "augment": cfg.augment, "mask": cfg.circular_mask, "device": device}
+    # The architecture (and group: a given checkpoint may use another than cfg.group) is the pretrained one's.
+    build, weights = dict(pretrained.build_config), eval_state_dict(pretrained)
+    _, per_epoch = finetune_schedule(cfg.finetune_steps)
     curve, transfer = [], None
     for n in sorted(cfg.shots):
-        torch.manual_seed(cfg.seed)  # the same fresh classifier for every shot count
-        model, transfer = expanded_model(pretrained, k, device)
-        point = {"shots": n, "train_images": k * n}
-        point["finetune"] = finetune(model, data.shots(n), data.finetune_val, classes, seed=cfg.seed + n, **common)
-        point.update(_test_scores(model, data.test, classes, cfg.new_class, cfg.circular_mask, device, cfg.batch_size))
+        tuned = _finetune(cfg, build, data, n, device, weights)
+        transfer = {k: tuned.extra["transfer"][k] for k in ("loaded", "skipped", "missing")}
+        point = {"shots": n, "train_images": len(data.shots(n)),
+                 "finetune": {"best_step": tuned.best_epoch * per_epoch, "val_accuracy": tuned.val_metrics["accuracy"],
+                              "val_loss": tuned.val_metrics["loss"]}}
+        point.update(_test_scores(tuned.test_metrics, cfg.new_class))
         if cfg.scratch:
-            torch.manual_seed(cfg.seed)
-            fresh = models.create_from_config({**pretrained.build_config, "num_classes": k}).to(device)
-            finetune(fresh, data.shots(n), data.finetune_val, classes, seed=cfg.seed + n, **common)
-            point["scratch"] = _test_scores(fresh, data.test, classes, cfg.new_class, cfg.circular_mask, device,
-                                            cfg.batch_size)
+            point["scratch"] = _test_scores(_finetune(cfg, build, data, n, device, None).test_metrics, cfg.new_class)
         curve.append(point)
-    return {"model": name, "image_size": data.image_size, "old_classes": list(old.class_names), "classes": classes,
-            "pretrain": pretrain_info, "transfer": transfer.to_dict(), "curve": curve}
+    return {"model": name, "image_size": data.image_size, "old_classes": list(old.class_names),
+            "classes": list(data.full.class_names), "pretrain": pretrain_info, "transfer": transfer, "curve": curve}
 
 
 def run_fewshot(cfg: FewShotConfig, progress_bar: bool = False) -> dict:

@@ -9,6 +9,8 @@ seed never had. Batch size 32 (the seed used 8 for EqCvT and 64 for CvT).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral
+from pathlib import Path
 
 from ..errors import TrainingError
 from ..groups import get_group
@@ -41,6 +43,12 @@ class TrainConfig:
     ``task``: ``"classification"`` or a regression target, ``"axion_mass"`` / ``"subhalo_mass"``
     (:mod:`eqlens.training.targets`); the sizes then count lenses of the target's class.
     ``select_on=None``: the task's default, ``val_accuracy`` or (regression) ``val_mse``.
+
+    ``init_from``: a checkpoint (directory or ``.safetensors``) of the same model whose weights start
+    the run, all but the classifier when the number of classes differs (:mod:`eqlens.training.transfer`).
+    ``steps_per_epoch=None``: an epoch is one pass over the training split; an int: every epoch takes
+    exactly that many batches, drawing fresh permutations of the split as often as needed (with 30, a
+    few-shot set of 9 images is validated every 30 steps rather than after every step).
     """
 
     model: str
@@ -72,9 +80,15 @@ class TrainConfig:
     eval_batch_size: int = 64
     robustness_size: int = 64
     model_kwargs: dict = field(default_factory=dict)
+    init_from: str | None = None
+    steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        if self.init_from is not None:
+            self.init_from = str(self.init_from)  # a Path too; the record is plain JSON
+        if isinstance(self.steps_per_epoch, Integral) and not isinstance(self.steps_per_epoch, bool):
+            self.steps_per_epoch = int(self.steps_per_epoch)
         if self.select_on is None and self.task in TASKS:
             self.select_on = selection_metrics(self.task)[0]
         self.validate()
@@ -110,6 +124,19 @@ class TrainConfig:
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise TrainingError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        steps = self.steps_per_epoch
+        if steps is not None and (not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1):
+            raise TrainingError(f"steps_per_epoch must be a positive integer or None, got {steps!r}")
+        self._validate_init_from()
+
+    def _validate_init_from(self) -> None:
+        if self.init_from is None:
+            return
+        if not str(self.init_from).strip():
+            raise TrainingError("init_from must name a checkpoint, got an empty path")
+        if self.out is not None and Path(self.out).resolve() == Path(self.init_from).resolve():
+            raise TrainingError(f"out and init_from are both {self.out!r}: the run would overwrite the weights "
+                                f"it starts from; write to another directory")
 
     def to_dict(self) -> dict:
         d = asdict(self)

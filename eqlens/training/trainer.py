@@ -14,6 +14,12 @@ split's mean and std, MAE in physical units; the best epoch has the lowest valid
 Because every random draw of an epoch derives from ``(seed, epoch)`` and the resume state restores
 weights, optimizer, schedule and global RNG states, an interrupted run resumed with
 ``resume=True`` ends with the same weights as an uninterrupted one (on a deterministic device).
+
+Fine-tuning: ``config.init_from`` (a checkpoint) or ``init_state`` (weights in memory) start the
+model from other weights, the classifier aside when the class count differs
+(:func:`eqlens.training.transfer.initialise_from`), after the model is built and before the
+optimizer sees it; a resumed run keeps its own weights. ``config.steps_per_epoch`` fixes the batches
+per epoch, so a small fine-tuning set is validated every few steps rather than every pass.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
@@ -31,7 +37,7 @@ import torch
 
 from ..errors import DataError, TrainingError
 from ..groups import get_group
-from . import checkpoint, distributed
+from . import checkpoint, distributed, transfer
 from .augment import Augmenter
 from .config import TrainConfig
 from .data_sources import DataSplits, dataset_targets, native_image_size, resolve_data
@@ -42,7 +48,7 @@ from .targets import Objective, TargetScaler, is_regression, task_record
 # Settings that define what a run computes: resuming with any of them changed would silently mix runs.
 RUN_DEFINING = ("model", "group", "data", "task", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
                 "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
-                "test_fraction", "augment", "circular_mask", "model_kwargs")
+                "test_fraction", "augment", "circular_mask", "model_kwargs", "init_from", "steps_per_epoch")
 SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stalls a GPU pipeline)
 
 
@@ -71,7 +77,10 @@ class TrainResult:
 
     ``cancelled``: the stop event ended the run early (the unfinished epoch is dropped; test
     metrics are then None). ``test_metrics`` is the full :func:`evaluate_model` report (ROC curves,
-    predictions); the card keeps a summary."""
+    predictions); the card keeps a summary. ``extra["transfer"]``: where the initial weights came
+    from (``source``: the ``init_from`` path or ``"in-memory state"``) and
+    :meth:`WeightTransfer.to_dict` (``loaded`` count, ``skipped`` classifier keys with their shapes,
+    ``missing``); None for a freshly initialised model."""
 
     model: torch.nn.Module
     card: dict
@@ -95,6 +104,27 @@ def choose_image_size(requested: int | None, native: int, model_spec) -> int:
     if model_spec.odd_size_for_exactness and native % 2 == 0:
         return native - 1
     return native
+
+
+def epoch_index_batches(n: int, batch_size: int, steps: int | None, generator: torch.Generator,
+                        context: distributed.DistributedContext) -> list[list[int]]:
+    """This rank's index batches for one epoch over a split of ``n`` items.
+
+    A pass draws a permutation of ``range(n)`` from ``generator``, takes this rank's shard and cuts it
+    into full batches (the remainder is dropped unless no full batch exists: then the whole shard is
+    one batch). ``steps=None``: one pass. ``steps=k``: the first ``k`` batches of as many passes as
+    that takes (each pass a fresh permutation: an item repeats only in a later pass). Every rank
+    draws the same permutations and gets the same number of batches (the shards are padded to
+    equal length)."""
+    batches: list[list[int]] = []
+    while steps is None or len(batches) < steps:
+        mine = distributed.shard_indices(torch.randperm(n, generator=generator), context).tolist()
+        full = len(mine) // batch_size
+        count = full if full > 0 else 1
+        batches += [mine[i * batch_size : (i + 1) * batch_size] for i in range(count)]
+        if steps is None:
+            return batches
+    return batches[:steps]
 
 
 def _epoch_generator(*key: int) -> torch.Generator:
@@ -141,7 +171,11 @@ def _oom_error(batch_size: int, err: Exception) -> TrainingError:
 class _Run:
     """One call of :func:`train`: holds the state the epoch loop shares."""
 
-    def __init__(self, config: TrainConfig, context, progress, stop_event, data: DataSplits | None, progress_bar):
+    def __init__(self, config: TrainConfig, context, progress, stop_event, data: DataSplits | None, progress_bar,
+                 init_state: Mapping[str, torch.Tensor] | None = None):
+        if init_state is not None and config.init_from is not None:
+            raise TrainingError(f"give init_from ({config.init_from}) or init_state, not both: which weights "
+                                f"should start the run?")
         self.config, self.context = config, context
         self.progress, self.stop_event, self.progress_bar = progress, stop_event, progress_bar
         self.device = distributed.resolve_device(config.device, context)
@@ -150,7 +184,12 @@ class _Run:
         _seed_everything(config.seed)
         self.splits = self._resolve_data(data)
         self.objective = Objective(config.task, self._fit_scaler())
+        initial = None if self._will_resume() else self._initial_weights(init_state)  # read before the build: fail fast
         self.model = self._build_model()
+        self.transfer = None
+        if initial is not None:
+            tensors, name = initial
+            self.transfer = {"source": name, **transfer.initialise_from(self.model, tensors, name).to_dict()}
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
         if config.schedule == "cosine":
@@ -215,6 +254,18 @@ class _Run:
                                 f"{str(err).splitlines()[0]}") from None
         return model
 
+    def _initial_weights(self, init_state: Mapping[str, torch.Tensor] | None) -> tuple[Mapping, str] | None:
+        """``(tensors, name for messages)`` that start the model, None for a fresh initialisation."""
+        c = self.config
+        if c.init_from is not None:
+            return transfer.read_init_checkpoint(c.init_from, c.model, c.group)[0], c.init_from
+        if init_state is not None:
+            return init_state, "in-memory state"
+        return None
+
+    def _will_resume(self) -> bool:
+        return self.config.resume and self.out is not None and checkpoint.find_last(self.out) is not None
+
     def _resume(self) -> None:
         last = checkpoint.find_last(self.out)
         if last is None:
@@ -232,6 +283,7 @@ class _Run:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epochs_done, self.history, self.best = int(state["epoch"]), list(state["history"]), state["best"]
         self.train_time, self.images_seen = float(state["train_time_s"]), int(state["images_seen"])
+        self.transfer = state.get("transfer")  # how the run started, before it was interrupted
         if (self.out / checkpoint.WEIGHTS_FILE).exists():
             self.best_state, _ = checkpoint.read_checkpoint(self.out)
         checkpoint.restore_rng_state(state["rng"])
@@ -263,14 +315,12 @@ class _Run:
 
     def _index_batches(self, epoch: int) -> list[list[int]]:
         c = self.config
-        order = torch.randperm(len(self.splits.train), generator=_epoch_generator(c.seed, epoch, 0))
-        mine = distributed.shard_indices(order, self.context).tolist()
-        full = len(mine) // c.batch_size
-        count = full if full > 0 else 1  # a remainder batch only when no full batch exists
-        return [mine[i * c.batch_size : (i + 1) * c.batch_size] for i in range(count)]
+        return epoch_index_batches(len(self.splits.train), c.batch_size, c.steps_per_epoch,
+                                   _epoch_generator(c.seed, epoch, 0), self.context)
 
     def _train_epoch(self, net, epoch: int) -> bool:
-        """One pass over the training shard; False if the stop event cut it short."""
+        """One epoch (a pass over the training shard, or ``steps_per_epoch`` batches); False if the stop
+        event cut it short."""
         from .data_sources import iterate_batches
 
         c = self.config
@@ -400,6 +450,7 @@ class _Run:
             "world_size": self.context.world_size,
             "train_time_s": self.train_time,
             "images_per_s": self._images_per_s(),
+            "initialised_from": self.transfer,
         }
         input_spec = {"image_size": self.splits.image_size, "circular_mask": self.config.circular_mask,
                       "normalisation": "per-image min-max to [0, 1]"}
@@ -419,6 +470,7 @@ class _Run:
             "train_time_s": self.train_time,
             "images_seen": self.images_seen,
             "config": self._config_record(),
+            "transfer": self.transfer,
             "rng": checkpoint.capture_rng_state(),
         }
 
@@ -448,13 +500,13 @@ class _Run:
             model=self.model, card=card, checkpoint=self.out if self.writes and self.best is not None else None,
             history=self.history, val_metrics=metrics["val"], test_metrics=test_report,
             best_epoch=self._best_epoch(), cancelled=cancelled, train_time_s=self.train_time,
-            images_per_s=self._images_per_s(), device=_device_name(self.device),
+            images_per_s=self._images_per_s(), device=_device_name(self.device), extra={"transfer": self.transfer},
         )
 
 
 def train(config: TrainConfig, progress: Callable[[Progress], None] | None = None,
           stop_event: threading.Event | None = None, data: DataSplits | None = None,
-          progress_bar: bool = False) -> TrainResult:
+          progress_bar: bool = False, init_state: Mapping[str, torch.Tensor] | None = None) -> TrainResult:
     """Train ``config.model`` on ``config.data`` (or on ready ``data`` splits) and return the best model.
 
     ``progress(Progress)`` is called every few steps and after each validation (rank 0 only);
@@ -462,9 +514,14 @@ def train(config: TrainConfig, progress: Callable[[Progress], None] | None = Non
     ``last`` checkpoint of the previous one stays). ``progress_bar``: tqdm bars on stderr (the CLI).
     Raises :class:`TrainingError` for bad settings, a non-finite loss or CUDA running out of memory,
     :class:`DataError` for unusable data. Under ``torchrun`` the run is distributed (see
-    :mod:`eqlens.training.distributed`)."""
+    :mod:`eqlens.training.distributed`).
+
+    ``init_state``: eval-mode weights (e.g. :func:`checkpoint.eval_state_dict` of a trained model)
+    that start the run like ``config.init_from`` does (both at once: :class:`TrainingError`); a
+    resumed run keeps its own weights. The transfer is reported in ``result.extra["transfer"]`` and
+    in the card's ``training.initialised_from``."""
     context = distributed.init_distributed(config.device)
     try:
-        return _Run(config, context, progress, stop_event, data, progress_bar).run()
+        return _Run(config, context, progress, stop_event, data, progress_bar, init_state).run()
     finally:
         distributed.shutdown(context)

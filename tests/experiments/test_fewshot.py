@@ -1,6 +1,7 @@
 """Promises of the few-shot experiment: the 3-class model starts from the 2-class checkpoint's
 weights (all but the classifier), the fine-tuning sets are balanced, nested and apart from the
-test stream, and the report has one point per shot count."""
+test stream, every shot count is fine-tuned by the trainer and scored on the held-out test split,
+and the report has one point per shot count."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from eqlens.experiments.fewshot import (
     FewShotConfig,
     FewShotData,
     expanded_model,
+    finetune_schedule,
     markdown_report,
     run_fewshot,
     transfer_weights,
 )
+from eqlens.training import trainer
 from eqlens.training.checkpoint import load_checkpoint, read_checkpoint
+from eqlens.training.evaluate import evaluate_model
 
 from .conftest import SIZE, TINY
 
@@ -79,4 +83,47 @@ def test_a_pretrained_checkpoint_of_other_classes_is_refused(checkpoints):
     config = FewShotConfig(models=("cnn",), shots=(1,), data=TINY, pretrained={"cnn": checkpoints["cnn"]},
                            finetune_steps=1, val_size=3, test_size=3, device="cpu")
     with pytest.raises(CheckpointError, match="classes"):
+        run_fewshot(config)
+
+
+def test_the_fine_tuning_budget_is_ten_validated_epochs_of_equal_steps():
+    assert finetune_schedule(300) == (10, 30) and finetune_schedule(305) == (10, 31)
+    assert finetune_schedule(2) == (2, 1) and finetune_schedule(1) == (1, 1)
+
+
+def test_each_shot_count_is_fine_tuned_by_the_trainer_and_scored_on_the_held_out_test_split(old_class_checkpoint,
+                                                                                             monkeypatch):
+    calls, train = [], trainer.train
+
+    def spy(config, data=None, init_state=None, **kw):
+        result = train(config, data=data, init_state=init_state, **kw)
+        calls.append((config, data, init_state, result))
+        return result
+
+    monkeypatch.setattr(trainer, "train", spy)
+    config = FewShotConfig(models=("cnn",), shots=(1, 2), data=TINY, group="D4",
+                           pretrained={"cnn": old_class_checkpoint}, finetune_steps=12, val_size=3, test_size=6,
+                           batch_size=4, device="cpu", scratch=True)
+    (result,) = run_fewshot(config)["models"]
+    saved, _ = read_checkpoint(old_class_checkpoint)
+    assert len(calls) == 4  # per shot count: transferred, then scratch
+    for i, (point, n) in enumerate(zip(result["curve"], (1, 2), strict=True)):
+        for (c, data, _, tuned), scores in zip(calls[2 * i : 2 * i + 2], (point, point["scratch"]), strict=True):
+            assert (c.epochs, c.steps_per_epoch, c.seed, c.batch_size) == (10, 2, n, min(4, 3 * n))
+            assert c.group == "C4" and c.model_kwargs == {"widths": [4, 8]}  # the checkpoint's, not config.group
+            assert len(data.train) == 3 * n and len(data.test) == 6
+            assert data.test.simulator_seed not in {data.train.dataset.simulator_seed, data.val.simulator_seed}
+            report = evaluate_model(tuned.model, data.test, data.class_names, robustness_size=0, with_roc=False,
+                                    with_predictions=False)
+            assert scores["accuracy"] == report["accuracy"] and scores["confusion"] == report["confusion"]
+        (_, _, init_state, tuned), (_, _, no_state, _) = calls[2 * i : 2 * i + 2]
+        assert no_state is None and all(torch.equal(init_state[k], saved[k]) for k in saved)
+        assert point["finetune"]["best_step"] == 2 * tuned.best_epoch
+        assert point["finetune"]["val_accuracy"] == tuned.val_metrics["accuracy"]
+
+
+def test_a_pretrained_checkpoint_of_another_model_is_refused(old_class_checkpoint):
+    config = FewShotConfig(models=("gcnn",), shots=(1,), data=TINY, pretrained={"gcnn": old_class_checkpoint},
+                           finetune_steps=1, val_size=3, test_size=3, device="cpu")
+    with pytest.raises(CheckpointError, match="holds a 'cnn' model"):
         run_fewshot(config)

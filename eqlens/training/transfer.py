@@ -1,0 +1,129 @@
+"""Start a model from another one's weights: fine-tuning, few-shot learning, a new set of classes.
+
+    transfer = initialise_from(model, tensors, "checkpoints/model_i_gcnn")   # model: any class count
+    transfer.loaded, transfer.skipped          # copied keys; key -> (source shape, target shape)
+
+Every tensor whose key and shape the target's eval-mode state dict shares is copied
+(:func:`transfer_weights`); the classifier, whose shape depends on the number of outputs, keeps its
+fresh initialisation. :func:`initialise_from` adds the checks a training run needs: finite weights,
+and nothing but the classifier may differ, so a checkpoint of another architecture (other widths,
+group or patch grid) is refused instead of silently starting most layers fresh.
+:func:`read_init_checkpoint` reads a checkpoint for that through the safe readers of
+:mod:`eqlens.training.checkpoint` (pickles are refused) and checks it holds the same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import CheckpointError, TrainingError
+from . import checkpoint
+
+# build_config keys that are not architecture kwargs (TrainConfig has fields of their own for them)
+_BUILD_SETTINGS = ("name", "num_classes", "group", "image_size")
+
+
+@dataclass
+class WeightTransfer:
+    """What :func:`transfer_weights` did: keys copied, keys skipped for a shape mismatch
+    (``key -> (source shape, target shape)``) and target keys the source lacks (left as initialised)."""
+
+    loaded: list[str]
+    skipped: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+    missing: list[str]
+
+    def to_dict(self) -> dict:
+        return {"loaded": len(self.loaded), "skipped": {k: [list(a), list(b)] for k, (a, b) in self.skipped.items()},
+                "missing": self.missing}
+
+
+def transfer_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module) -> WeightTransfer:
+    """Copy every tensor of ``source`` whose key and shape ``model``'s eval-mode state dict shares.
+
+    Works for any registered model: nothing is named, the shapes decide (a classifier built for
+    another number of classes is what differs). ``model`` is left in eval mode, the mode state
+    dicts are written in (escnn modules change keys between modes)."""
+    model.eval()
+    state = model.state_dict()
+    loaded, skipped = [], {}
+    for key, value in source.items():
+        if key not in state:
+            continue
+        if tuple(value.shape) != tuple(state[key].shape):
+            skipped[key] = (tuple(value.shape), tuple(state[key].shape))
+            continue
+        state[key] = value.detach().to(device=state[key].device, dtype=state[key].dtype)
+        loaded.append(key)
+    model.load_state_dict(state, strict=True)
+    return WeightTransfer(loaded, skipped, sorted(set(state) - set(source)))
+
+
+def architecture(build_config: Mapping) -> dict:
+    """The :class:`~eqlens.training.TrainConfig` settings that rebuild ``build_config``'s model with
+    any number of outputs: ``model``, ``group``, ``image_size`` and ``model_kwargs``."""
+    return {"model": build_config["name"], "group": build_config.get("group", "C4"),
+            "image_size": int(build_config["image_size"]),
+            "model_kwargs": {k: v for k, v in build_config.items() if k not in _BUILD_SETTINGS}}
+
+
+def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, card)`` of the checkpoint ``source`` (directory or ``.safetensors`` file), refusing
+    with :class:`TrainingError` one that holds another model than ``model`` or, for a model built
+    for a symmetry group, another group; :class:`CheckpointError` for a missing, corrupt or
+    pickled file."""
+    from ..models import spec
+
+    tensors, card = checkpoint.read_checkpoint(source)
+    held = card["model"]["name"]
+    if held != model:
+        raise TrainingError(f"{source} holds a {held!r} model, this run trains {model!r}: train {held!r} "
+                            f"(eqlens train --init-from alone takes the checkpoint's model)")
+    held_group = card["model"]["build_config"].get("group", card.get("group"))
+    if spec(model).uses_group and held_group != group:
+        raise TrainingError(f"{source} was trained for the group {held_group}, this run uses {group}: "
+                            f"its weights are tied to {held_group}; train with group {held_group}")
+    return tensors, card
+
+
+def _class_dependent(source_shape: tuple[int, ...], target_shape: tuple[int, ...], num_outputs: int) -> bool:
+    """True when the shapes differ only along axes whose target length is the number of outputs:
+    a classifier (``[K, D]``, ``[K]``) rebuilt for another ``K``."""
+    if len(source_shape) != len(target_shape):
+        return False
+    return all(a == b or b == num_outputs for a, b in zip(source_shape, target_shape, strict=True))
+
+
+def _listing(items: list[str]) -> str:
+    return ", ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")
+
+
+def initialise_from(model: torch.nn.Module, source: Mapping[str, torch.Tensor], name: str) -> WeightTransfer:
+    """Copy ``source`` into ``model`` (:func:`transfer_weights`) for a run that starts from it.
+
+    Only the classifier may stay fresh: every other tensor of ``model`` must be in ``source`` with
+    its shape, and ``source`` may hold nothing ``model`` lacks; otherwise :class:`TrainingError`
+    names the keys (``source`` is another architecture). Non-finite weights raise
+    :class:`CheckpointError`. ``name`` (a path, "in-memory state") goes into the messages.
+    ``model`` is left in eval mode."""
+    for key, value in source.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{name}: weight {key!r} holds NaN or inf")
+    num_outputs = int(getattr(model, "build_config", {}).get("num_classes", -1))
+    model.eval()
+    unexpected = sorted(set(source) - set(model.state_dict()))
+    transfer = transfer_weights(source, model)
+    skipped = transfer.skipped
+    alien = [f"{k} {skipped[k][0]} -> {skipped[k][1]}" for k in model.state_dict()  # in layer order
+             if k in skipped and not _class_dependent(*skipped[k], num_outputs)]
+    problems = [f"shapes differ: {_listing(alien)}" if alien else "",
+                f"missing from it: {_listing(transfer.missing)}" if transfer.missing else "",
+                f"not in the model: {_listing(unexpected)}" if unexpected else ""]
+    problems = [p for p in problems if p]
+    if problems or not transfer.loaded:
+        described = "; ".join(problems) or "it holds no tensors"
+        raise TrainingError(f"{name} does not fit this model apart from its classifier ({described}): it holds "
+                            f"another architecture (model_kwargs, group or image size differ)")
+    return transfer
