@@ -60,6 +60,8 @@ def main() -> None:
     p.add_argument("--train-size", type=int, default=None, help="override the preset's training-set size")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment-mode", choices=("image", "scene"), default="image",
+                   help="turn the training pictures (image) or the simulated scenes, rendered at each angle (scene)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="checkpoints")
     args = p.parse_args()
@@ -79,7 +81,7 @@ def main() -> None:
                              lr=preset["lr"], schedule=preset["schedule"], image_size=preset["image_size"],
                              seed=args.seed, data_seed=args.data_seed, device=device,
                              train_size=preset["train_size"], val_size=preset["val_size"],
-                             test_size=preset["test_size"], robustness_size=128)
+                             test_size=preset["test_size"], robustness_size=128, augment_mode=args.augment_mode)
         t0 = time.perf_counter()
         result = train(config, data=splits, progress_bar=True)
         test = result.test_metrics or {}

@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--robustness-size", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
+    p.add_argument("--augment-mode", choices=("image", "scene"), default="image",
+                   help="turn the training pictures (image) or the simulated scenes, rendered at each angle (scene)")
     p.add_argument("--checkpoints", default=None, help="keep each run's checkpoint under this folder")
     p.add_argument("--out", default="bench.md", help="markdown file for the table")
     p.set_defaults(func=run)
@@ -40,6 +42,7 @@ def run(args) -> int:
         group=args.group, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
         train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
         robustness_size=args.robustness_size, device=args.device, amp=args.amp, task=args.task,
+        augment_mode=args.augment_mode,
     )
     table = format_table(rows, title="eqlens bench")
     atomic_write_bytes(args.out, table.encode())

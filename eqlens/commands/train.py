@@ -6,6 +6,7 @@ from dataclasses import fields
 
 
 def register(subparsers) -> None:
+    from ..training.augment import AUGMENT_MODES
     from ..training.config import SCHEDULES, SELECTION_METRICS, TrainConfig
     from ..training.targets import TASKS
 
@@ -39,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--val-size", type=int, default=defaults["val_size"])
     p.add_argument("--test-size", type=int, default=defaults["test_size"])
     p.add_argument("--no-augment", action="store_true", help="no random rotations/flips")
+    p.add_argument("--augment-mode", choices=AUGMENT_MODES, default=defaults["augment_mode"],
+                   help="turn the pictures (image, any data) or the simulated scenes, rendered at each angle "
+                        "(scene: no resampling, simulated data only)")
     p.add_argument("--no-mask", action="store_true", help="no circular input mask (train and test alike)")
     p.add_argument("--robustness-size", type=int, default=defaults["robustness_size"],
                    help="test images for the final robustness report (0: skip)")
@@ -84,6 +88,7 @@ def config_from_args(args):
         schedule=args.schedule, select_on=args.select_on, image_size=arch["image_size"], seed=args.seed,
         data_seed=args.data_seed, device=args.device, amp=args.amp, train_size=args.train_size,
         val_size=args.val_size, test_size=args.test_size, augment=not args.no_augment,
+        augment_mode=args.augment_mode,
         circular_mask=not args.no_mask, robustness_size=args.robustness_size, resume=args.resume,
         workers=args.workers, model_kwargs=arch["model_kwargs"], init_from=args.init_from,
         steps_per_epoch=args.steps_per_epoch,

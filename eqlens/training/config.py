@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import TrainingError
 from ..groups import get_group
+from .augment import AUGMENT_MODES
 from .targets import TASKS, is_regression
 
 SCHEDULES = ("constant", "cosine")
@@ -43,6 +44,10 @@ class TrainConfig:
     ``task``: ``"classification"`` or a regression target, ``"axion_mass"`` / ``"subhalo_mass"``
     (:mod:`eqlens.training.targets`); the sizes then count lenses of the target's class.
     ``select_on=None``: the task's default, ``val_accuracy`` or (regression) ``val_mse``.
+
+    ``augment``: random turns (and mirrors for D_N) of the training images; ``augment_mode``:
+    ``"image"`` turns the pictures (bilinear, any data), ``"scene"`` turns simulated scenes and renders
+    them, so turned training images keep the instrument's pixel noise (:mod:`eqlens.training.augment`).
 
     ``init_from``: a checkpoint (directory or ``.safetensors``) of the same model whose weights start
     the run, all but the classifier when the number of classes differs (:mod:`eqlens.training.transfer`).
@@ -74,6 +79,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     augment: bool = True
+    augment_mode: str = "image"
     circular_mask: bool = True
     resume: bool = False
     workers: int = 0
@@ -124,6 +130,8 @@ class TrainConfig:
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise TrainingError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.augment_mode not in AUGMENT_MODES:
+            raise TrainingError(f"unknown augment_mode {self.augment_mode!r}; use one of {', '.join(AUGMENT_MODES)}")
         steps = self.steps_per_epoch
         if steps is not None and (not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1):
             raise TrainingError(f"steps_per_epoch must be a positive integer or None, got {steps!r}")

@@ -24,7 +24,7 @@ class folder with the masses its files store.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,18 +269,29 @@ def dataset_targets(ds) -> np.ndarray:
     return np.array([float(ds[i][1]) for i in range(len(ds))], dtype=np.float64)
 
 
-def iterate_batches(ds, index_batches: Iterable, device,
-                    workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def can_turn_scenes(ds) -> bool:
+    """Whether ``ds`` (under any Subset) renders its items with turned scenes (``turned_batch``)."""
+    return hasattr(base_dataset(ds)[0], "turned_batch")
+
+
+def iterate_batches(ds, index_batches: Iterable, device, workers: int = 0,
+                    turn: Callable[[int], torch.Tensor | None] | None = None
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(x [B, 1, S, S], y [B])`` on ``device`` for each index batch of ``ds``.
 
     A simulator (``batch`` method) renders each batch in one call on its own device; anything else
-    goes through a DataLoader with ``workers`` processes."""
+    goes through a DataLoader with ``workers`` processes. ``turn(B)``: angles ``[B]`` (deg) to
+    render each batch's scenes at (``turned_batch``; a simulator only), or None for upright items."""
     device = torch.device(device)
     base, mapping = base_dataset(ds)
+    if turn is not None and not hasattr(base, "turned_batch"):
+        raise DataError("only simulated data can be rendered with turned scenes; use image augmentation")
     if hasattr(base, "batch"):
         for idx in index_batches:
             idx = [int(i) for i in idx]
-            x, y = base.batch([mapping[i] for i in idx] if mapping is not None else idx)
+            idx = [mapping[i] for i in idx] if mapping is not None else idx
+            angles = None if turn is None else turn(len(idx))
+            x, y = base.batch(idx) if angles is None else base.turned_batch(idx, angles)
             yield x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
         return
     batches = [[int(i) for i in idx] for idx in index_batches]

@@ -40,7 +40,7 @@ from ..groups import get_group
 from . import checkpoint, distributed, transfer
 from .augment import Augmenter
 from .config import TrainConfig
-from .data_sources import DataSplits, dataset_targets, native_image_size, resolve_data
+from .data_sources import DataSplits, can_turn_scenes, dataset_targets, native_image_size, resolve_data
 from .evaluate import evaluate_model
 from .evaluate_regression import SUMMARY_EXCLUDES, evaluate_regression
 from .targets import Objective, TargetScaler, is_regression, task_record
@@ -48,7 +48,8 @@ from .targets import Objective, TargetScaler, is_regression, task_record
 # Settings that define what a run computes: resuming with any of them changed would silently mix runs.
 RUN_DEFINING = ("model", "group", "data", "task", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
                 "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
-                "test_fraction", "augment", "circular_mask", "model_kwargs", "init_from", "steps_per_epoch")
+                "test_fraction", "augment", "augment_mode", "circular_mask", "model_kwargs", "init_from",
+                "steps_per_epoch")
 SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stalls a GPU pipeline)
 
 
@@ -196,7 +197,7 @@ class _Run:
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda epoch: 1.0)
-        self.augmenter = Augmenter(get_group(config.group), config.augment, config.circular_mask)
+        self.augmenter = Augmenter(get_group(config.group), config.augment, config.circular_mask, config.augment_mode)
         self.epochs_done, self.history = 0, []
         self.best: dict | None = None  # {"epoch", "score", "val"}
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -223,6 +224,9 @@ class _Run:
             raise TrainingError(f"image_size {c.image_size} requested, the given data is {data.image_size}")
         if len(data.train) == 0:
             raise DataError("the training split is empty")
+        if c.augment and c.augment_mode == "scene" and not can_turn_scenes(data.train):
+            raise TrainingError("augment_mode 'scene' renders turned scenes, which only simulated training data "
+                                "can do; use augment_mode 'image' for files")
         if data.val is None or len(data.val) == 0:
             raise DataError("the validation split is empty: the best epoch cannot be selected")
         if not is_regression(c.task) and len(data.class_names) < 2:
@@ -331,7 +335,9 @@ class _Run:
         bar = self._bar(epoch, len(batches))
         net.train()
         start = time.perf_counter()
-        for step, (x, y) in enumerate(iterate_batches(self.splits.train, batches, self.device, c.workers), start=1):
+        turn = (lambda n: self.augmenter.scene_angles(n, augment_rng)) if self.augmenter.turns_scenes else None
+        loader = iterate_batches(self.splits.train, batches, self.device, c.workers, turn=turn)
+        for step, (x, y) in enumerate(loader, start=1):
             if self.stop_event is not None and self.stop_event.is_set():
                 if bar is not None:
                     bar.close()
