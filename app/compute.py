@@ -6,6 +6,7 @@ the shared module, which other sessions' threads must not see half-way.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +14,8 @@ import torch
 from app import settings
 from app.catalog import LoadedModel
 from eqlens.analysis import attribution as attribution_lib
-from eqlens.analysis.orbit import OrbitResult, orbit, orbit_angles, rotated_copies
+from eqlens.analysis.orbit import OrbitResult, orbit, orbit_angles, orbit_of_copies, rotated_copies
+from eqlens.training.augment import apply_circular_mask
 
 MAX_CACHED_RESULTS = 128
 
@@ -92,13 +94,40 @@ class Move:
     orbit: OrbitResult
 
 
+TurnedInputs = Callable[[Sequence[float]], torch.Tensor]
+"""angles -> model inputs ``[A, 1, S, S]`` of the lens's scene turned by each angle and rendered."""
+
+
+def _masked(x: torch.Tensor, mask: bool) -> torch.Tensor:
+    return apply_circular_mask(x) if mask else x
+
+
+def sky_orbit_of(loaded: LoadedModel, turned: TurnedInputs, scene_key, mask: bool = True,
+                 steps: int | None = None) -> OrbitResult:
+    """The orbit over turned *scenes* (each angle rendered, nothing resampled), cached per lens."""
+    angles = orbit_angles(steps or settings.ORBIT_STEPS)
+    key = ("sky-orbit", scene_key, mask, len(angles))
+    return _cached(loaded, key, lambda: orbit_of_copies(loaded.model, _masked(turned(angles), mask), angles))
+
+
 def move(loaded: LoadedModel, x: torch.Tensor, angle: float, flip: bool = False, mask: bool = True,
-         lens_digest: str | None = None, attention: bool = True, upright: bool = True) -> Move:
+         lens_digest: str | None = None, attention: bool = True, upright: bool = True,
+         turned: TurnedInputs | None = None, scene_key=None) -> Move:
     """The model work of one slider move: one inspected forward (with attention weights if
     ``attention``). The orbit is a cache lookup after the first move; so is the upright
-    inspection (wanted with ``upright`` for the stabilised comparison), given the lens digest."""
-    result = orbit_of(loaded, x, mask=mask)
-    x_rot = input_at(x, angle, mask=mask, flip=flip)
+    inspection (wanted with ``upright`` for the stabilised comparison), given the lens digest.
+
+    ``turned`` (a simulated lens): turn the scene and render it instead of resampling the picture;
+    the input at ``angle`` and every orbit point are then renderings (``scene_key`` names the lens
+    in the cache). A mirror (D_N) stays a pixel flip of a rendering, which is exact."""
+    if turned is None:
+        result = orbit_of(loaded, x, mask=mask)
+        x_rot = input_at(x, angle, mask=mask, flip=flip)
+    else:
+        result = sky_orbit_of(loaded, turned, scene_key, mask)
+        # Mirror first, then turn (as input_at does): flip(turn(x, -a)) = turn(flip(x), a).
+        x_rot = torch.flip(turned([-angle]), dims=[-1]) if flip else turned([angle])
+        x_rot = _masked(x_rot, mask)
     x_up = input_at(x, 0.0, mask=mask)
     insp = inspect_at(loaded, x_rot, attention)
     straight = insp

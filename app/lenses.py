@@ -28,6 +28,11 @@ class LensImage:
     source: str
     label: str | None = None
     truth: dict = field(default_factory=dict)
+    scene: tuple[str, int, int] | None = None  # (config, class index, seed) of a simulated lens: it can be turned
+
+    @property
+    def can_turn_scene(self) -> bool:
+        return self.scene is not None
 
     @property
     def digest(self) -> str:
@@ -53,10 +58,10 @@ def class_names(config_name: str) -> tuple[str, ...]:
     return tuple(_simulator(config_name)[0].class_names)
 
 
-@st.cache_data(show_spinner="Simulating...", max_entries=64)
-def _simulate(config_name: str, class_index: int, seed: int) -> tuple[np.ndarray, dict]:
+@st.cache_data(show_spinner="Simulating...", max_entries=256)
+def _simulate(config_name: str, class_index: int, seed: int, turn_deg: float = 0.0) -> tuple[np.ndarray, dict]:
     _, simulator = _simulator(config_name)
-    batch = simulator.simulate(seed, [0], labels=[class_index])
+    batch = simulator.simulate(seed, [0], labels=[class_index], turn_deg=float(turn_deg) if turn_deg else None)
     image = batch.images[0].detach().cpu().numpy().astype(np.float32)
     truth = batch.truth.for_image(0) if getattr(batch, "truth", None) is not None else {}
     if truth:
@@ -87,7 +92,25 @@ def _plain(value):
 def simulate(config_name: str, class_index: int, seed: int) -> LensImage:
     image, truth = _simulate(config_name, int(class_index), int(seed))
     name = class_names(config_name)[class_index]
-    return LensImage(image, f"simulated {config_name} / {name} / seed {seed}", name, truth)
+    return LensImage(image, f"simulated {config_name} / {name} / seed {seed}", name, truth,
+                     scene=(config_name, int(class_index), int(seed)))
+
+
+def turned_scene(lens: LensImage, angle: float) -> LensImage:
+    """The simulated ``lens`` with its scene turned by ``angle`` deg and rendered again (raw counts and
+    the turned scene's truth): what the telescope would see of the lens at that orientation."""
+    config_name, class_index, seed = lens.scene
+    image, truth = _simulate(config_name, class_index, seed, round(float(angle), 6) % 360.0)
+    return LensImage(image, f"{lens.source}, sky turned {angle:g} deg", lens.label, truth, lens.scene)
+
+
+def turned_inputs(lens: LensImage, angles, image_size: int) -> torch.Tensor:
+    """Model inputs ``[A, 1, S, S]`` (unmasked) of the simulated ``lens`` turned by each angle as a scene."""
+    from eqlens.data.simulated import render_turned_lens
+
+    config_name, class_index, seed = lens.scene
+    x, _ = render_turned_lens(_simulator(config_name)[1], seed, 0, class_index, list(angles), image_size)
+    return x
 
 
 @st.cache_resource(show_spinner="Indexing folder...", max_entries=4)

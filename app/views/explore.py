@@ -44,14 +44,22 @@ def angle_controls(loaded: LoadedModel) -> tuple[float, bool]:
     return float(angle), bool(flip)
 
 
-def lens_panel(lens: lenses.LensImage, x_rot: torch.Tensor, angle: float, flip: bool, show_truth: bool) -> None:
-    upright = figures.lens_with_truth(lens.image, lens.truth if show_truth else None, size=300)
-    if flip:
-        upright = upright.transpose(Image.FLIP_LEFT_RIGHT)
-    turned = upright.rotate(angle, resample=Image.BILINEAR)  # PIL turns counter-clockwise, like eqlens
+def lens_panel(lens: lenses.LensImage, x_rot: torch.Tensor, angle: float, flip: bool, show_truth: bool,
+               sky: bool = False) -> None:
+    shown = lens
+    if sky:  # the scene turned and rendered again: its own pixels, noise and (turned) truth
+        shown = lenses.turned_scene(lens, -angle if flip else angle)
+        turned = figures.lens_with_truth(shown.image, shown.truth if show_truth else None, size=300)
+        if flip:
+            turned = turned.transpose(Image.FLIP_LEFT_RIGHT)
+    else:
+        upright = figures.lens_with_truth(lens.image, lens.truth if show_truth else None, size=300)
+        if flip:
+            upright = upright.transpose(Image.FLIP_LEFT_RIGHT)
+        turned = upright.rotate(angle, resample=Image.BILINEAR)  # PIL turns counter-clockwise, like eqlens
     model_view = figures.image_grid([("model input", x_rot[0, 0].numpy())], cmap="gray", cell=150,
                                     colorbar_label="normalised")
-    st.image(turned, caption=f"{lens.source}" + (f" (true: {lens.label})" if lens.label else ""),
+    st.image(turned, caption=f"{shown.source}" + (f" (true: {lens.label})" if lens.label else ""),
              width="stretch")
     st.image(model_view)
 
@@ -84,22 +92,31 @@ def regression_panel(loaded: LoadedModel, logits: torch.Tensor, truth: float | N
                    f"decoded as {task.scaler.mean:.4g} + {task.scaler.std:.4g} x output")
 
 
-def regression_orbit_panel(loaded: LoadedModel, result, angle: float, truth: float | None) -> None:
+SKY_NOTE = ("turned sky: every angle is a new rendering with the instrument's own noise, so even an exactly "
+            "invariant model moves a little; what is left is how the model reads the lens at that orientation")
+
+
+def regression_orbit_panel(loaded: LoadedModel, result, angle: float, truth: float | None, sky: bool = False) -> None:
     task = loaded.regression
     values = task.values(result.logits)
     exact = [g.angle_deg for g in loaded.group.elements if not g.flip]
     st.plotly_chart(figures.regression_orbit_figure(result.angles, values, task.name, task.unit, angle, exact, truth),
                     key="explore_orbit", width="stretch", theme=None)
-    change = regression.exact_change(result.angles, values)
+    change = None if sky else regression.exact_change(result.angles, values)
     st.caption(f"over the orbit: {values.min():.4f} to {values.max():.4f} {task.unit}"
-               + ("" if change is None else f"; largest change at the exact 90-deg angles {change:.2e}"))
+               + ("" if change is None else f"; largest change at the exact 90-deg angles {change:.2e}")
+               + (f". {SKY_NOTE}" if sky else ""))
 
 
-def orbit_panel(loaded: LoadedModel, result, angle: float) -> None:
+def orbit_panel(loaded: LoadedModel, result, angle: float, sky: bool = False) -> None:
     quantity = st.radio("Orbit of", ["probabilities", "logits"], horizontal=True, key="explore_orbit_quantity")
     exact = [g.angle_deg for g in loaded.group.elements if not g.flip]
     st.plotly_chart(figures.orbit_figure({loaded.label: result}, loaded.class_names, angle, exact, quantity),
                     key="explore_orbit", width="stretch", theme=None)
+    if sky:
+        consistent = float((result.probabilities.argmax(-1) == result.probabilities[0].argmax()).mean())
+        st.caption(f"{SKY_NOTE}. Same class as at 0 deg at {consistent:.0%} of the angles.")
+        return
     try:
         st.caption(f"invariance error at the exact 90-deg angles: {result.exact_spread('C4'):.2e} (relative, logits)")
     except ValueError:
@@ -187,29 +204,34 @@ def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: 
 
 
 @st.fragment
-def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bool) -> None:
+def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bool, sky: bool = False) -> None:
     angle, flip = angle_controls(loaded)
     # One analysis view at a time (tabs would run all three on every move); its radio sits below
     # the main row, but the model work must know the choice first.
     view = st.session_state.get("explore_view", VIEWS[0])
+    turned = None
+    if sky:
+        def turned(angles):
+            return lenses.turned_inputs(lens, angles, loaded.image_size)
     now = compute.move(loaded, lenses.prepared(lens, loaded.image_size), angle, flip, mask, lens.digest,
-                       attention=view == "Attention", upright=view == "Group channels")
+                       attention=view == "Attention", upright=view == "Group channels", turned=turned,
+                       scene_key=(lens.scene, loaded.image_size))
     x_rot, insp = now.x_rot, now.inspection
     left, middle, right = st.columns([1, 1.1, 1.6])
     with left:
-        lens_panel(lens, x_rot, angle, flip, show_truth)
+        lens_panel(lens, x_rot, angle, flip, show_truth, sky)
     if loaded.regression is None:
         with middle:
             probs = prediction_panel(loaded, insp.logits)
         with right:
-            orbit_panel(loaded, now.orbit, angle)
+            orbit_panel(loaded, now.orbit, angle, sky)
     else:
         truth = loaded.regression.true_value(lens.truth)
         probs = np.ones(1)  # one output: the attributions explain it
         with middle:
             regression_panel(loaded, insp.logits, truth)
         with right:
-            regression_orbit_panel(loaded, now.orbit, angle, truth)
+            regression_orbit_panel(loaded, now.orbit, angle, truth, sky)
     st.radio("View", VIEWS, horizontal=True, key="explore_view", label_visibility="collapsed")
     if view == "Attention":
         attention_tab(insp, x_rot)
@@ -247,8 +269,12 @@ with st.sidebar:
     lens = chosen_lens()
     show_truth = st.toggle("show the truth (simulated lenses)", value=True, key="explore_truth")
     mask = st.toggle("circular mask (same pixels at every angle)", value=True, key="explore_mask")
+    sky = st.toggle("turn the sky, not the picture", value=False, key="explore_sky",
+                    disabled=lens is None or not lens.can_turn_scene,
+                    help="simulated lenses: re-render the scene at each angle (the instrument's own pixels and "
+                         "noise) instead of resampling the picture, which also smooths its noise")
 if loaded is None or lens is None:
     st.info("Choose a model and an image in the sidebar.")
 else:
     widgets.image_size_note(loaded, lens)
-    live(loaded, lens, show_truth, mask)
+    live(loaded, lens, show_truth, mask, sky and lens.can_turn_scene)

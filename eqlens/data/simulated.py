@@ -116,3 +116,20 @@ class SimulatedLensDataset(Dataset):
         self._check(torch.tensor([index]))
         params_batch = self.simulator.sample(self.simulator_seed, [index])
         return LensTruth.from_parameters(params_batch, self.config).for_image(0)
+
+
+def render_turned_lens(simulator: LensSimulator, seed: int, index: int, label: int, angles_deg,
+                       image_size: int | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """One lens (image ``index`` of simulator stream ``seed``, class ``label``) with its scene turned
+    by each of ``angles_deg`` and rendered: model inputs ``[A, 1, S, S]`` (resized to ``image_size``
+    if given, min-max normalised, no mask) and the truth of each turned scene (``LensTruth.for_image``).
+
+    Every copy keeps the upright image's noise keys on the pixel grid, so at 0 deg it is exactly the
+    simulator's image and no copy is a resampled picture (see ``LensSimulator.simulate``'s ``turn_deg``)."""
+    angles = torch.as_tensor(angles_deg, dtype=torch.float64).reshape(-1)
+    count = int(angles.shape[0])
+    batch = simulator.simulate(seed, [int(index)] * count, labels=[int(label)] * count,
+                               turn_deg=angles.to(simulator.device))
+    x = prepare_batch(batch.images, image_size).to(torch.float32)
+    return x, [batch.truth.for_image(i) for i in range(count)]
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,6 +169,15 @@ def test_an_invariant_model_is_flat_at_the_exact_angles_of_its_orbit():
     model = create("gcnn", num_classes=3, group="C4", image_size=33).eval()
     result = orbit.compute_orbit(model, torch.rand(1, 1, 33, 33), orbit.orbit_angles(8))
     assert result.exact_spread("C4") < 1e-5
+
+
+def test_an_orbit_of_ready_copies_is_the_orbit_when_the_copies_are_the_rotations(plain_cnn):
+    x, angles = torch.rand(1, 1, 33, 33), orbit.orbit_angles(8)
+    expected = orbit.compute_orbit(plain_cnn, x, angles)
+    got = orbit.orbit_of_copies(plain_cnn, orbit.rotated_copies(x, angles), angles, batch_size=3)
+    assert np.allclose(got.logits, expected.logits, atol=1e-6) and np.array_equal(got.angles, expected.angles)
+    with pytest.raises(ValueError, match="one copy"):
+        orbit.orbit_of_copies(plain_cnn, torch.rand(3, 1, 33, 33), angles)
 
 
 def test_the_nearest_orbit_angle_wraps_around_the_circle():

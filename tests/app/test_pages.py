@@ -65,6 +65,26 @@ def test_an_invariant_model_shows_the_same_logits_after_a_quarter_turn_and_a_sti
     assert float(stabilised.value) < 1e-5
 
 
+def test_turning_the_sky_re_renders_the_simulated_lens_and_keeps_the_upright_prediction(app_test):
+    at = app_test(explore_model=catalog.untrained_key("gcnn", "C4"))
+    upright = logits_caption(at)
+    at.toggle(key="explore_sky").set_value(True).run()
+    no_exception(at)
+    assert logits_caption(at) == upright  # at 0 deg the rendering is the simulator's own image
+    at.slider(key="explore_angle").set_value(30.0).run()
+    no_exception(at)
+    assert any("sky turned 30 deg" in caption for caption in image_captions(at))
+    assert any(c.value.startswith("turned sky") for c in at.caption)
+    assert logits_caption(at) != upright
+
+
+def test_the_sky_toggle_is_off_for_a_picture_that_is_not_simulated(app_test):
+    at = app_test(explore_pinned_lens=ring_lens(), explore_model=catalog.untrained_key("cnn", "C1"))
+    assert at.toggle(key="explore_sky").disabled
+    at.slider(key="explore_angle").set_value(30.0).run()
+    no_exception(at)
+
+
 @pytest.mark.skipif("eqcvt" not in names(), reason="eqcvt is not registered in this checkout")
 def test_an_attention_model_gets_head_maps_and_a_rollout(app_test):
     at = app_test(explore_pinned_lens=ring_lens(), explore_model=catalog.untrained_key("eqcvt", "C4"))

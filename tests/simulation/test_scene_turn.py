@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from eqlens.data.regression import SimulatedRegressionDataset
-from eqlens.data.simulated import SimulatedLensDataset
+from eqlens.data.simulated import SimulatedLensDataset, render_turned_lens
+from eqlens.data.transforms import prepare_batch
 from eqlens.simulation import LensSimulator, get_config
 
 SIZE = 17
@@ -72,3 +73,15 @@ def test_regression_items_turn_their_images_and_keep_their_masses():
     x, m = data.turned_batch(range(3), 90.0)
     assert torch.equal(m, m0) and not torch.equal(x, x0)
     assert torch.equal(x, data.images.turned_batch(data.simulator_indices(range(3)), 90.0)[0])
+
+
+def test_one_lens_rendered_at_many_angles_starts_with_the_simulators_image_and_turns_its_truth():
+    sim = LensSimulator(TINY)
+    x, truths = render_turned_lens(sim, 4, 0, 1, [0.0, 90.0, 33.0])
+    upright = sim.simulate(4, [0], labels=[1])
+    assert x.shape == (3, 1, SIZE, SIZE) and torch.equal(x[0], prepare_batch(upright.images, None)[0])
+    assert truths[0]["class_name"] == "cdm"
+    assert truths[0]["subhalo_pixels"] == upright.truth.for_image(0)["subhalo_pixels"]
+    # A quarter turn moves a subhalo at (col, row) to (row, S - 1 - col), as rot90 moves pixels.
+    col, row = truths[0]["subhalo_pixels"][0]
+    assert truths[1]["subhalo_pixels"][0] == pytest.approx([row, SIZE - 1 - col], abs=1e-9)
