@@ -4,6 +4,8 @@
     result = train(TrainConfig(model="cnn", data="binary", epochs=5, out="checkpoints/cnn"))
     result = train(TrainConfig(model="gcnn", data="model_i", task="axion_mass", out="checkpoints/axion"))
     model, card = load_checkpoint("checkpoints/axion"); log10_mass = predict(model, card, images)
+    result = train(TrainConfig(model="gcnn", data="/data/my_lenses", init_from="checkpoints/model_i_gcnn"))
+    result = train(TrainConfig(model="gcnn", data="model_i", augment_mode="scene"))  # turn skies, not pictures
 
 Names are imported on first use, so ``eqlens.training.metrics`` does not pull in the models.
 """
@@ -28,6 +30,8 @@ _EXPORTS = {
     "TargetScaler": "targets",
     "TASKS": "targets",
     "run_bench": "bench",
+    "transfer_weights": "transfer",
+    "sky_robustness": "evaluate",
 }
 
 __all__ = sorted(_EXPORTS)
