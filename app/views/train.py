@@ -35,6 +35,10 @@ def job_form() -> dict | None:
     image_size = b3.number_input("Image size", 17, 257, settings.UNTRAINED_IMAGE_SIZE, step=2, key="train_image_size",
                                  help="odd sizes keep 90-deg rotations exact for the invariant models")
     batch = b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_batch")
+    turn_scenes = st.toggle("turn the sky, not the picture", value=False, key="train_turn_scenes",
+                            disabled=source != "simulated",
+                            help="augment by rendering each training lens at a random orientation (simulated data) "
+                                 "instead of resampling the picture, which also smooths its noise")
     device = "GPU (cuda)" if settings.DEVICE == "cuda" else "CPU"
     st.caption(f"runs on {device}; the checkpoint goes to {settings.CHECKPOINT_DIR}")
     if not st.button("Start training", type="primary", key="train_start", disabled=not data):
@@ -44,7 +48,8 @@ def job_form() -> dict | None:
     return dict(model=model, group=group, data=data, epochs=int(epochs), batch_size=int(batch),
                 image_size=int(image_size), train_size=int(train_size), val_size=small, test_size=small,
                 out=str(settings.CHECKPOINT_DIR / f"{model}_{group}_{stamp}"), device="auto",
-                robustness_size=min(small, 8), eval_batch_size=int(batch))
+                robustness_size=min(small, 8), eval_batch_size=int(batch),
+                augment_mode="scene" if turn_scenes and source == "simulated" else "image")
 
 
 def start(settings_dict: dict) -> None:

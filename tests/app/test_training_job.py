@@ -102,6 +102,18 @@ def test_training_from_the_page_writes_a_checkpoint_every_page_then_offers(app_t
     assert not at.error
 
 
+def test_the_page_can_train_with_turned_skies_and_the_card_records_it(app_test, checkpoint_dir):
+    import json
+
+    at = app_test("views/train.py")
+    at.toggle(key="train_turn_scenes").set_value(True).run()
+    at.button(key="train_start").click().run()
+    job = at.session_state[state.TRAIN_JOB]
+    assert job.join(120) and job.snapshot().state == "done", job.snapshot().message
+    card = json.loads((catalog.checkpoint_paths(checkpoint_dir)[0] / "model_card.json").read_text())
+    assert card["training"]["config"]["augment_mode"] == "scene"
+
+
 def test_cancelling_from_the_page_ends_the_run(app_test):
     at = app_test("views/train.py")
     at.number_input(key="train_epochs").set_value(50)
