@@ -63,3 +63,16 @@ def lens_folder(tmp_path):
         name = ("no_sub", "sub")[int(label)]
         np.save(root / name / f"{name}_sim_{i}.npy", (image[0].numpy() * 1000).astype(np.float32))
     return root
+
+
+def assert_same_checkpoints(first, second) -> None:
+    """The ``last`` and best checkpoints under two run folders hold bit-identical tensors."""
+    from eqlens.training import checkpoint as ck
+
+    for sub in (ck.LAST_DIR, "."):
+        a, _ = ck.read_checkpoint(first / sub)
+        b, _ = ck.read_checkpoint(second / sub)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+

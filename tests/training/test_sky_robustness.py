@@ -16,6 +16,7 @@ from eqlens.data.simulated import SimulatedLensDataset
 from eqlens.models import create
 from eqlens.simulation import get_config
 from eqlens.training import evaluate_model
+from eqlens.training.augment import apply_circular_mask
 from eqlens.training.evaluate import sky_robustness, turned_outputs
 from eqlens.training.evaluate_regression import evaluate_regression
 from eqlens.training.targets import TargetScaler
@@ -48,15 +49,9 @@ def test_turned_outputs_at_a_quarter_turn_are_new_renderings_not_the_upright_pic
     outputs, labels = turned_outputs(model, torch.utils.data.Subset(test, [3, 1]), 2, [0.0, 90.0])
     assert outputs.shape == (2, 2, 3) and labels.tolist() == [test[3][1], test[1][1]]
     with torch.no_grad():
-        upright = model(test.batch([3, 1])[0] * _mask())
-        turned = model(test.turned_batch([3, 1], 90.0)[0] * _mask())
+        upright = model(apply_circular_mask(test.batch([3, 1])[0]))
+        turned = model(apply_circular_mask(test.turned_batch([3, 1], 90.0)[0]))
     assert torch.allclose(outputs[0], upright, atol=1e-6) and torch.allclose(outputs[1], turned, atol=1e-6)
-
-
-def _mask():
-    from eqlens.groups import circular_mask
-
-    return circular_mask(SIZE, SIZE)
 
 
 def test_files_on_disk_cannot_be_turned_as_scenes_and_report_none(splits):
