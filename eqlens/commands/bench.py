@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from ..training.config import SCHEDULES
+
     p = subparsers.add_parser("bench", help="benchmark models over seeds on the simulated data sets")
     p.add_argument("--models", default="cnn,gcnn,eqcvt,eqcvt_inv,cvt", help="comma-separated registered model names")
     p.add_argument("--data", default="binary,model_i", help="comma-separated simulation configs or folders")
@@ -13,6 +15,7 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--train-size", type=int, default=9000)
     p.add_argument("--val-size", type=int, default=1000)
@@ -28,18 +31,25 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.bench import format_table, run_bench
+    from ..training.bench import aggregate_runs, format_table, run_bench
     from ..training.jsonio import atomic_write_bytes
+
+    finished: dict[tuple[str, str], list[dict]] = {}
 
     def report(data, model, seed, r):
         scores = ", ".join(f"{k} {r[k]:.4f}" for k in ("accuracy", "auc_macro", "r2", "mae") if r.get(k) is not None)
         print(f"{data} {model} seed {seed}: test {scores}, {r['images_per_s']:.0f} img/s")
+        # A long bench that is stopped keeps every finished run: the table so far, marked partial.
+        finished.setdefault((data, model), []).append(r)
+        partial = [aggregate_runs(d, m, runs) for (d, m), runs in finished.items()]
+        atomic_write_bytes(args.out, format_table(partial, title="eqlens bench (partial: still running)").encode())
 
     rows = run_bench(
         [m.strip() for m in args.models.split(",") if m.strip()],
         [d.strip() for d in args.data.split(",") if d.strip()],
         range(args.seeds), out_dir=args.checkpoints, progress_bar=True, on_run=report,
-        group=args.group, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
+        group=args.group, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+        image_size=args.image_size,
         train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
         robustness_size=args.robustness_size, device=args.device, amp=args.amp, task=args.task,
         augment_mode=args.augment_mode,

@@ -77,11 +77,12 @@ def run_bench(models: Sequence[str], datasets: Sequence[str] = ("binary", "model
                 runs.append(run)
                 if on_run is not None:
                     on_run(data, model, int(seed), run)
-            rows.append(_aggregate(data, model, runs))
+            rows.append(aggregate_runs(data, model, runs))
     return rows
 
 
-def _aggregate(data: str, model: str, runs: list[dict]) -> dict:
+def aggregate_runs(data: str, model: str, runs: list[dict]) -> dict:
+    """One table row from the per-seed runs of (data, model): mean and sample std of each figure."""
     row = {"data": data, "model": model, "group": runs[0]["group"], "parameters": runs[0]["parameters"],
            "seeds": len(runs), "device": runs[0]["device"], "task": runs[0]["task"],
            "date": _dt.date.today().isoformat()}

@@ -38,3 +38,25 @@ def test_the_bench_writes_one_table_with_mean_and_spread_over_seeds():
     assert line.startswith("| binary | cnn | C4 |") and "±" in line
     cells = dict(zip(header.split("|"), line.split("|"), strict=True))
     assert cells[" worst-angle acc (turned sky) "].strip() != "n/a" and rows[0]["sky_worst_angle_accuracy"] >= 0
+
+
+def test_a_stopped_bench_keeps_the_table_of_its_finished_runs(tmp_path, monkeypatch):
+    import eqlens.training.trainer as trainer
+
+    real_train, configs = trainer.train, []
+
+    def train_then_stop(config, **kwargs):
+        configs.append(config)
+        if len(configs) == 2:
+            raise KeyboardInterrupt  # a Ctrl-C during the second seed
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(trainer, "train", train_then_stop)
+    out = tmp_path / "bench.md"
+    assert main(["bench", "--models", "cnn", "--data", "binary", "--seeds", "2", "--epochs", "1",
+                 "--schedule", "cosine", "--robustness-size", "0", "--out", str(out), *SMALL]) != 0
+    assert [c.schedule for c in configs] == ["cosine", "cosine"]
+    lines = out.read_text().splitlines()
+    assert "partial" in lines[0]
+    rows = [line for line in lines if line.startswith("| binary")]
+    assert len(rows) == 1 and rows[0].startswith("| binary | cnn | C4 |")
