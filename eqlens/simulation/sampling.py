@@ -242,10 +242,16 @@ def _sample_subhalos(config: SimulationConfig, u: torch.Tensor, present: torch.T
     }
 
 
+def vortex_half_length(config: SimulationConfig, log10_axion_mass: torch.Tensor) -> torch.Tensor:
+    """The vortex line's half-length in arcsec, ``vortex_half_length_at_1e22 * 1e-22 eV / m``: lighter
+    axions (longer de Broglie wavelengths) make longer lines of the same total mass."""
+    return config.vortex_half_length_at_1e22 * 10.0 ** (-22.0 - log10_axion_mass)
+
+
 def _sample_vortex(config: SimulationConfig, u: torch.Tensor, present: torch.Tensor) -> dict:
-    """Axion mass 10^U(range) eV; the line's half-length 0.03" * 1e-22 eV / m; a uniform angle."""
+    """Axion mass 10^U(range) eV; the line's half-length from :func:`vortex_half_length`; a uniform angle."""
     log10_m = _between(u[:, 0], *config.log10_axion_mass_range)
-    half_length = config.vortex_half_length_at_1e22 * 10.0 ** (-22.0 - log10_m)
+    half_length = vortex_half_length(config, log10_m)
     theta = unit_einstein_radius(config) * math.sqrt(config.vortex_mass)
     zeros = torch.zeros_like(log10_m)
     return {
