@@ -26,14 +26,20 @@ def register(subparsers) -> None:
     p.add_argument("--augment-mode", choices=("image", "scene"), default="image",
                    help="turn the training pictures (image) or the simulated scenes, rendered at each angle (scene)")
     p.add_argument("--checkpoints", default=None, help="keep each run's checkpoint under this folder")
+    p.add_argument("--resume", action="store_true",
+                   help="with --checkpoints: a stopped bench goes on; finished runs are read back and tested "
+                        "again, an interrupted run continues from its last epoch")
     p.add_argument("--out", default="bench.md", help="markdown file for the table")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..errors import TrainingError
     from ..training.bench import aggregate_runs, format_table, run_bench
     from ..training.jsonio import atomic_write_bytes
 
+    if args.resume and not args.checkpoints:
+        raise TrainingError("--resume needs --checkpoints: the folder the stopped bench kept its runs in")
     finished: dict[tuple[str, str], list[dict]] = {}
 
     def report(data, model, seed, r):
@@ -52,7 +58,7 @@ def run(args) -> int:
         image_size=args.image_size,
         train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
         robustness_size=args.robustness_size, device=args.device, amp=args.amp, task=args.task,
-        augment_mode=args.augment_mode,
+        augment_mode=args.augment_mode, resume=args.resume,
     )
     table = format_table(rows, title="eqlens bench")
     atomic_write_bytes(args.out, table.encode())

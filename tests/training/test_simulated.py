@@ -40,6 +40,34 @@ def test_the_bench_writes_one_table_with_mean_and_spread_over_seeds():
     assert cells[" worst-angle acc (turned sky) "].strip() != "n/a" and rows[0]["sky_worst_angle_accuracy"] >= 0
 
 
+def test_a_resumed_bench_reads_its_finished_runs_back_instead_of_training_again(tmp_path, monkeypatch):
+    import eqlens.training.trainer as trainer
+
+    args = ["bench", "--models", "cnn", "--data", "binary", "--seeds", "2", "--epochs", "1",
+            "--robustness-size", "0", "--checkpoints", str(tmp_path / "runs"), *SMALL]
+    assert main([*args, "--out", str(tmp_path / "first.md")]) == 0
+    real_train, trained = trainer.train, []
+
+    def counting_train(config, **kwargs):
+        result = real_train(config, **kwargs)
+        trained.append((config.resume, len(result.history)))
+        return result
+
+    monkeypatch.setattr(trainer, "train", counting_train)
+    assert main([*args, "--resume", "--out", str(tmp_path / "again.md")]) == 0
+    assert trained == [(True, 1), (True, 1)]  # both runs came back with their one epoch, none trained anew
+
+    def row(name):
+        return next(line for line in (tmp_path / name).read_text().splitlines() if line.startswith("| binary"))
+
+    assert row("again.md") == row("first.md")  # same test metrics and the same recorded training time
+
+
+def test_resume_without_a_checkpoint_folder_is_refused(tmp_path, capsys):
+    assert main(["bench", "--models", "cnn", "--data", "binary", "--resume", "--out", str(tmp_path / "b.md")]) != 0
+    assert "--checkpoints" in capsys.readouterr().err
+
+
 def test_a_stopped_bench_keeps_the_table_of_its_finished_runs(tmp_path, monkeypatch):
     import eqlens.training.trainer as trainer
 
