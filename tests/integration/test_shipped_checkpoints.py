@@ -1,0 +1,33 @@
+"""Every checkpoint shipped in checkpoints/ loads safely, is small, and does what its model card says."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from eqlens.training.evaluate import evaluate_checkpoint
+
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
+FOLDERS = sorted(p for p in SHIPPED.iterdir() if (p / "model_card.json").exists())
+N = 64  # the first N lenses of the checkpoint's own held-out test split
+
+
+def test_the_app_has_checkpoints_to_start_with():
+    names = {p.name for p in FOLDERS}
+    assert {"model_i_gcnn", "model_i_cvt", "model_i_cnn", "model_i_eqcvt", "model_i_eqcvt_inv", "binary_gcnn"} <= names
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
+def test_a_shipped_checkpoint_scores_on_its_test_lenses_what_its_card_says(folder):
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 10 * 2**20
+    report = evaluate_checkpoint(folder, size=N, device="cpu", robustness_size=0)
+    card_test = json.loads((folder / "model_card.json").read_text())["metrics"]["test"]
+    chance = 1.0 / len(card_test["class_names"])
+    assert report["n"] == N
+    assert report["accuracy"] > chance + 0.1
+    # A subset of the card's test split: agree within sampling noise (4 sigma of a binomial on N).
+    sigma = math.sqrt(card_test["accuracy"] * (1 - card_test["accuracy"]) / N)
+    assert abs(report["accuracy"] - card_test["accuracy"]) < 4 * sigma + 1e-9
