@@ -109,6 +109,36 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
     return found
 
 
+def _card_on_disk(path: Path) -> dict:
+    """The model card beside a checkpoint folder's weights ({} for a single file or an unreadable card)."""
+    import json
+
+    try:
+        card = json.loads((path / "model_card.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def partner_index(first: LoadedModel | None, uploaded: dict | None = None) -> int:
+    """Where :func:`entries` lists a good second model to compare ``first`` with: the first other
+    checkpoint trained on the same data with the same classes (e.g. the plain twin of an equivariant
+    model), else the first other entry."""
+    options = entries(uploaded)
+    keys = [e.key for e in options]
+    if first is not None:
+        data = (first.card.get("data") or {}).get("spec")
+        for i, entry in enumerate(options):
+            if entry.key == first.key or not entry.key.startswith("ckpt:"):
+                continue
+            card = _card_on_disk(Path(entry.key.partition(":")[2]))
+            same_data = (card.get("data") or {}).get("spec") == data
+            if same_data and tuple(card.get("class_names") or ()) == first.class_names:
+                return i
+    others = [i for i, key in enumerate(keys) if first is None or key != first.key]
+    return others[0] if others else 0
+
+
 @st.cache_resource(show_spinner="Loading checkpoint...", max_entries=16)
 def _load_path(path: str, mtime: float) -> LoadedModel:
     from eqlens.training import load_checkpoint

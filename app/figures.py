@@ -8,7 +8,7 @@ attention, attributions), each with a labelled colour bar. No st.* here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -51,19 +51,30 @@ def probability_bar(class_names: Sequence[str], probabilities: np.ndarray, logit
                    yaxis=dict(range=[0, 1.15], title=dict(text="probability")))
 
 
-def orbit_figure(curves: dict, class_names: Sequence[str], current_angle: float, exact_angles: Sequence[float],
-                 quantity: str = "probabilities", title: str = "Over the whole orbit") -> go.Figure:
+def orbit_figure(curves: dict, class_names: Sequence[str] | Mapping[str, Sequence[str]], current_angle: float,
+                 exact_angles: Sequence[float], quantity: str = "probabilities",
+                 title: str = "Over the whole orbit") -> go.Figure:
     """``curves``: label -> OrbitResult. One line per (model, class); solid for the first model,
-    dashed for the second; the current angle as a vertical line; the group's exact angles dotted."""
+    dashed for the second; the current angle as a vertical line; the group's exact angles dotted.
+    ``class_names``: one list for every model, or label -> that model's own class names (models
+    with different classes); a class has the same colour in every model that has it."""
+    def names_of(label: str) -> Sequence[str]:
+        return class_names[label] if isinstance(class_names, Mapping) else class_names
+
+    palette_order = list(dict.fromkeys(name for label in curves for name in names_of(label)))
     data, dashes = [], ("solid", "dash", "dot")
     for m, (label, res) in enumerate(curves.items()):
         values = getattr(res, quantity)
+        names = names_of(label)
+        if values.shape[1] != len(names):
+            raise ValueError(f"{label}: {values.shape[1]} outputs but {len(names)} class names")
         angles = np.append(res.angles, 360.0).tolist()
-        for k, name in enumerate(class_names):
+        for k, name in enumerate(names):
             y = np.append(values[:, k], values[0, k]).tolist()  # close the circle at 360 deg
+            colour = PALETTE[palette_order.index(name) % len(PALETTE)]
             data.append(dict(type="scatter", x=angles, y=y, mode="lines",
                              name=f"{label}: {name}" if len(curves) > 1 else name,
-                             line=dict(color=PALETTE[k % len(PALETTE)], dash=dashes[m % 3], width=2)))
+                             line=dict(color=colour, dash=dashes[m % 3], width=2)))
     shapes = [_vline(a, "rgba(255,255,255,0.25)", dash="dot") for a in exact_angles]
     shapes.append(_vline(current_angle, "white", 1.5))
     marker = dict(x=current_angle, y=1, xref="x", yref="paper", text=f"{current_angle:g} deg", showarrow=False,

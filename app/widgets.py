@@ -51,10 +51,14 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
     return loaded
 
 
-def lens_selector(prefix: str) -> lenses.LensImage | None:
+def lens_selector(prefix: str, follow: catalog.LoadedModel | None = None) -> lenses.LensImage | None:
     """Simulate a lens, take one from a DeepLense folder, or upload one. The choice is kept in
-    this session's state under ``{prefix}_lens``; returns it, or None with a message."""
+    this session's state under ``{prefix}_lens``; returns it, or None with a message. ``follow``: a
+    model whose card names a built-in simulation; whenever it changes, the simulation follows it
+    (a binary checkpoint is shown binary lenses), and the user may still pick another."""
     lens_key = f"{prefix}_lens"
+    if follow is not None:
+        _follow_model_data(prefix, follow)
     source = st.radio("Image", ["Simulate", "DeepLense folder", "Upload"], key=f"{prefix}_source", horizontal=True)
     try:
         if source == "Simulate":
@@ -74,10 +78,23 @@ def lens_selector(prefix: str) -> lenses.LensImage | None:
     return st.session_state.get(lens_key)
 
 
+def _follow_model_data(prefix: str, loaded: catalog.LoadedModel) -> None:
+    """Set the Simulation choice to the model's training data once per model change (before the
+    widget exists, as Streamlit requires)."""
+    data = (loaded.card.get("data") or {}).get("spec")
+    followed = f"{prefix}_sim_followed"
+    if st.session_state.get(followed) == loaded.key:
+        return
+    st.session_state[followed] = loaded.key
+    if data in lenses.SIM_CONFIGS:
+        st.session_state[f"{prefix}_sim_config"] = data
+
+
 def _simulate_controls(prefix: str) -> lenses.LensImage:
     config = st.selectbox("Simulation", lenses.SIM_CONFIGS, key=f"{prefix}_sim_config")
     names = lenses.class_names(config)
-    class_index = st.selectbox("Class", range(len(names)), format_func=lambda i: names[i], key=f"{prefix}_sim_class")
+    class_key = f"{prefix}_sim_class_{config}"  # one widget per simulation: its own classes, its own choice
+    class_index = st.selectbox("Class", range(len(names)), format_func=lambda i: names[i], key=class_key)
     seed = st.number_input("Seed", min_value=0, max_value=10**6, value=0, step=1, key=f"{prefix}_sim_seed")
     return lenses.simulate(config, int(class_index), int(seed))
 

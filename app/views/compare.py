@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import compute, figures, lenses, widgets
+from app import catalog, compute, figures, lenses, widgets
 from app.catalog import LoadedModel
 
 ANGLE = "compare_angle"
@@ -37,16 +37,18 @@ def live(first: LoadedModel, second: LoadedModel, lens: lenses.LensImage, mask: 
         x_show = lenses.prepared(lens, first.image_size)
         st.image(figures.image_grid([("input now", compute.input_at(x_show, angle, mask=mask)[0, 0].numpy())],
                                     cmap="gray", cell=220, colorbar_label="normalised"))
-    results = {}
+    results, names = {}, {}
     for column, loaded, slot in ((middle, first, "a"), (right, second, "b")):
         with column:
             x = lenses.prepared(lens, loaded.image_size)
-            results[f"{slot.upper()}: {loaded.label}"] = model_column(loaded, x, angle, mask, slot)
+            label = f"{slot.upper()}: {loaded.label}"
+            results[label], names[label] = model_column(loaded, x, angle, mask, slot), loaded.class_names
     if first.class_names != second.class_names:
-        st.warning("The two models name their classes differently; the overlay uses the first model's names.")
+        st.warning(f"The two models have different classes (A: {', '.join(first.class_names)}; B: "
+                   f"{', '.join(second.class_names)}): each curve below carries its own model's class names.")
     exact = sorted({g.angle_deg for m in (first, second) for g in m.group.elements if not g.flip})
     quantity = st.radio("Orbit of", ["probabilities", "logits"], horizontal=True, key="compare_quantity")
-    st.plotly_chart(figures.orbit_figure(results, first.class_names, angle, exact, quantity,
+    st.plotly_chart(figures.orbit_figure(results, names, angle, exact, quantity,
                                          title="Both models over the orbit (solid: A, dashed: B)"),
                     key="compare_orbit", width="stretch", theme=None)
 
@@ -56,9 +58,9 @@ with st.sidebar:
     st.subheader("Model A")
     first = widgets.model_selector("compare_a", "Model A", default=0)
     st.subheader("Model B")
-    second = widgets.model_selector("compare_b", "Model B", default=1)
+    second = widgets.model_selector("compare_b", "Model B", default=catalog.partner_index(first))
     st.subheader("Lens")
-    lens = widgets.lens_selector("compare")
+    lens = widgets.lens_selector("compare", follow=first)
     mask = st.toggle("circular mask", value=True, key="compare_mask")
 regressors = [m for m in (first, second) if m is not None and m.regression is not None]
 if first is None or second is None or lens is None:

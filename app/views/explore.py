@@ -241,7 +241,7 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
         attribution_tab(loaded, lens, x_rot, now.x_up, angle, flip, int(np.argmax(probs)))
 
 
-def chosen_lens() -> lenses.LensImage | None:
+def chosen_lens(loaded) -> lenses.LensImage | None:
     """The lens another page sent (pinned until dismissed), else the sidebar's choice."""
     if PIN in st.session_state:
         lens = st.session_state[PIN]
@@ -250,7 +250,7 @@ def chosen_lens() -> lenses.LensImage | None:
             del st.session_state[PIN]
             st.rerun()
         return lens
-    return widgets.lens_selector("explore")
+    return widgets.lens_selector("explore", follow=loaded)
 
 
 def arrive() -> None:
@@ -266,7 +266,7 @@ arrive()
 st.title("Explore")
 with st.sidebar:
     loaded = widgets.model_selector("explore")
-    lens = chosen_lens()
+    lens = chosen_lens(loaded)
     show_truth = st.toggle("show the truth (simulated lenses)", value=True, key="explore_truth")
     mask = st.toggle("circular mask (same pixels at every angle)", value=True, key="explore_mask")
     sky = st.toggle("turn the sky, not the picture", value=False, key="explore_sky",

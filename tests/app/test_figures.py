@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from app import figures
 
@@ -54,6 +55,19 @@ def test_the_orbit_figure_draws_one_line_per_model_and_class():
     result = OrbitResult(np.arange(4) * 90.0, np.zeros((4, 3)), np.full((4, 3), 1 / 3))
     fig = figures.orbit_figure({"A": result, "B": result}, ["x", "y", "z"], 45.0, [0, 90])
     assert len(fig.data) == 6 and list(fig.data[0].x)[-1] == 360.0
+
+
+def test_models_with_different_classes_share_one_orbit_figure_and_a_class_keeps_its_colour():
+    from eqlens.analysis.orbit import OrbitResult
+
+    three = OrbitResult(np.arange(4) * 90.0, np.zeros((4, 3)), np.full((4, 3), 1 / 3))
+    two = OrbitResult(np.arange(4) * 90.0, np.zeros((4, 2)), np.full((4, 2), 1 / 2))
+    fig = figures.orbit_figure({"A": three, "B": two}, {"A": ["axion", "cdm", "no_sub"], "B": ["no_sub", "sub"]},
+                               0.0, [0, 90])
+    lines = {trace.name: trace.line.color for trace in fig.data}
+    assert len(lines) == 5 and lines["A: no_sub"] == lines["B: no_sub"] != lines["B: sub"]
+    with pytest.raises(ValueError, match="class names"):
+        figures.orbit_figure({"A": two}, ["a", "b", "c"], 0.0, [0])
 
 
 def test_figures_built_without_validation_still_pass_plotly_validation():

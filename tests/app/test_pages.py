@@ -175,6 +175,44 @@ def test_the_compare_page_overlays_two_models_and_follows_its_slider(app_test):
     assert len(bars_before) == 2
 
 
+def write_tiny_checkpoint(folder, name: str, model: str, data: str, class_names: list[str]) -> None:
+    from eqlens.models import create
+    from eqlens.training.checkpoint import make_card, write_checkpoint
+
+    net = create(model, num_classes=len(class_names), group="C4", image_size=33)
+    card = make_card(net, class_names=class_names, group="C4", data={"kind": "simulated", "spec": data},
+                     training={}, input_spec={"image_size": 33})
+    write_checkpoint(folder / name, net, card)
+
+
+def test_compare_pairs_a_checkpoint_with_one_of_its_own_data_and_overlays_different_classes(app_test, checkpoint_dir):
+    model_i = ["axion", "cdm", "no_sub"]
+    write_tiny_checkpoint(checkpoint_dir, "a_binary", "cnn", "binary", ["no_sub", "sub"])
+    write_tiny_checkpoint(checkpoint_dir, "b_model_i_cnn", "cnn", "model_i", model_i)
+    write_tiny_checkpoint(checkpoint_dir, "model_i_gcnn", "gcnn", "model_i", model_i)  # the default model
+    at = app_test("views/compare.py")
+    no_exception(at)
+    assert at.selectbox(key="compare_a_model").value.endswith("model_i_gcnn")
+    assert at.selectbox(key="compare_b_model").value.endswith("b_model_i_cnn")  # not the binary one listed first
+    at.selectbox(key="compare_b_model").set_value(f"ckpt:{checkpoint_dir / 'a_binary'}").run()
+    no_exception(at)  # a 3-class and a 2-class model on one orbit figure
+    assert any("different classes" in w.value for w in at.warning)
+
+
+def test_explore_shows_a_checkpoint_lenses_of_the_simulation_it_was_trained_on(app_test, checkpoint_dir):
+    write_tiny_checkpoint(checkpoint_dir, "binary_cnn", "cnn", "binary", ["no_sub", "sub"])
+    at = app_test(explore_model=catalog.untrained_key("cnn", "C1"))  # an untrained model names no data
+    assert at.selectbox(key="explore_sim_config").value == "model_i"
+    at.selectbox(key="explore_sim_class_model_i").set_value(2).run()  # the third class of model_i
+    at.selectbox(key="explore_model").set_value(f"ckpt:{checkpoint_dir / 'binary_cnn'}").run()
+    no_exception(at)
+    assert at.selectbox(key="explore_sim_config").value == "binary"
+    assert at.selectbox(key="explore_sim_class_binary").value == 0  # binary's own class choice
+    assert "binary / no_sub" in " ".join(image_captions(at))
+    at.selectbox(key="explore_sim_config").set_value("model_ii").run()  # the user may still choose
+    assert at.selectbox(key="explore_sim_config").value == "model_ii"
+
+
 def test_evaluating_gives_metrics_and_opening_a_mistake_lands_in_explore(app_test):
     at = app_test("views/misclassified.py")
     at.button(key="mis_evaluate").click().run()
