@@ -32,6 +32,18 @@ def test_every_page_renders_without_an_exception(app_test, page, title):
     assert at.title[0].value == title
 
 
+@pytest.mark.parametrize(("page", "title"), list(zip(PAGES, TITLES, strict=True)))
+def test_every_page_renders_on_the_shipped_checkpoints_as_a_first_start_shows_it(app_test, monkeypatch, page, title):
+    from app import settings
+
+    from .conftest import ROOT
+
+    monkeypatch.setattr(settings, "CHECKPOINT_DIR", ROOT / "checkpoints")  # read only: no page writes on render
+    at = app_test(page)
+    no_exception(at)
+    assert at.title[0].value == title
+
+
 def test_the_explore_page_shows_a_simulated_lens_by_default(app_test):
     at = app_test()
     no_exception(at)
