@@ -113,8 +113,10 @@ def _card_on_disk(path: Path) -> dict:
     """The model card beside a checkpoint folder's weights ({} for a single file or an unreadable card)."""
     import json
 
+    from eqlens.training.checkpoint import CARD_FILE
+
     try:
-        card = json.loads((path / "model_card.json").read_text())
+        card = json.loads((path / CARD_FILE).read_text())
     except (OSError, ValueError):
         return {}
     return card if isinstance(card, dict) else {}
@@ -125,7 +127,6 @@ def partner_index(first: LoadedModel | None, uploaded: dict | None = None) -> in
     checkpoint trained on the same data with the same classes (e.g. the plain twin of an equivariant
     model), else the first other entry."""
     options = entries(uploaded)
-    keys = [e.key for e in options]
     if first is not None:
         data = (first.card.get("data") or {}).get("spec")
         for i, entry in enumerate(options):
@@ -135,7 +136,7 @@ def partner_index(first: LoadedModel | None, uploaded: dict | None = None) -> in
             same_data = (card.get("data") or {}).get("spec") == data
             if same_data and tuple(card.get("class_names") or ()) == first.class_names:
                 return i
-    others = [i for i, key in enumerate(keys) if first is None or key != first.key]
+    others = [i for i, entry in enumerate(options) if first is None or entry.key != first.key]
     return others[0] if others else 0
 
 

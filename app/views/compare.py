@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import catalog, compute, figures, lenses, widgets
+from app import catalog, compute, figures, lenses, state, widgets
 from app.catalog import LoadedModel
 
 ANGLE = "compare_angle"
@@ -58,7 +58,8 @@ with st.sidebar:
     st.subheader("Model A")
     first = widgets.model_selector("compare_a", "Model A", default=0)
     st.subheader("Model B")
-    second = widgets.model_selector("compare_b", "Model B", default=catalog.partner_index(first))
+    partner = catalog.partner_index(first, state.uploaded_checkpoints())  # the same list model_selector shows
+    second = widgets.model_selector("compare_b", "Model B", default=partner)
     st.subheader("Lens")
     lens = widgets.lens_selector("compare", follow=first)
     mask = st.toggle("circular mask", value=True, key="compare_mask")
