@@ -45,6 +45,8 @@ class LoadedModel:
     # The card's regression task (one output in physical units); None for a classifier.
     regression: RegressionTask | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # The native central crop the model's images take before resizing (card input.crop); None: whole frame.
+    crop: int | None = None
     # Attributions and upright inspections per image (and angle, method, ...): shared, LRU, under lock.
     results: OrderedDict = field(default_factory=OrderedDict)
 
@@ -72,8 +74,9 @@ def _wrap(key: str, label: str, model, card, trained: bool) -> LoadedModel:
         names = DEFAULT_CLASS_NAMES if num_classes == 3 else tuple(f"class {i}" for i in range(num_classes))
     group = model.group or get_group(config.get("group", "C4"))
     model.eval()
+    crop = (card.get("input") or {}).get("crop")
     return LoadedModel(key, label, model.to(settings.device()), names, int(config.get("image_size", 65)),
-                       group, trained, card, regression_task(card))
+                       group, trained, card, regression_task(card), crop=crop)
 
 
 def checkpoint_paths(folder: Path | None = None) -> list[Path]:

@@ -39,11 +39,11 @@ class LensImage:
         return hashlib.sha1(np.ascontiguousarray(self.image, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def prepared(lens: LensImage, image_size: int) -> torch.Tensor:
-    """The model input ``[1, 1, S, S]`` through the one normalisation of eqlens."""
+def prepared(lens: LensImage, image_size: int, crop: int | None = None) -> torch.Tensor:
+    """The model input ``[1, 1, S, S]`` through the one transform of eqlens (native crop, resize, min-max)."""
     from eqlens.data import prepare_batch
 
-    return prepare_batch(torch.as_tensor(np.asarray(lens.image, dtype=np.float32))[None], image_size)
+    return prepare_batch(torch.as_tensor(np.asarray(lens.image, dtype=np.float32))[None], image_size, crop)
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
@@ -104,12 +104,12 @@ def turned_scene(lens: LensImage, angle: float) -> LensImage:
     return LensImage(image, f"{lens.source}, sky turned {angle:g} deg", lens.label, truth, lens.scene)
 
 
-def turned_inputs(lens: LensImage, angles, image_size: int) -> torch.Tensor:
+def turned_inputs(lens: LensImage, angles, image_size: int, crop: int | None = None) -> torch.Tensor:
     """Model inputs ``[A, 1, S, S]`` (unmasked) of the simulated ``lens`` turned by each angle as a scene."""
     from eqlens.data.simulated import render_turned_lens
 
     config_name, class_index, seed = lens.scene
-    x, _ = render_turned_lens(_simulator(config_name)[1], seed, 0, class_index, list(angles), image_size)
+    x, _ = render_turned_lens(_simulator(config_name)[1], seed, 0, class_index, list(angles), image_size, crop)
     return x
 
 

@@ -34,13 +34,13 @@ def live(first: LoadedModel, second: LoadedModel, lens: lenses.LensImage, mask: 
     angle = st.slider("Rotation (deg)", 0.0, 359.0, 0.0, step=1.0, key=ANGLE)
     left, middle, right = st.columns([0.8, 1, 1])
     with left:
-        x_show = lenses.prepared(lens, first.image_size)
+        x_show = lenses.prepared(lens, first.image_size, first.crop)
         st.image(figures.image_grid([("input now", compute.input_at(x_show, angle, mask=mask)[0, 0].numpy())],
                                     cmap="gray", cell=220, colorbar_label="normalised"))
     results, names = {}, {}
     for column, loaded, slot in ((middle, first, "a"), (right, second, "b")):
         with column:
-            x = lenses.prepared(lens, loaded.image_size)
+            x = lenses.prepared(lens, loaded.image_size, loaded.crop)
             label = f"{slot.upper()}: {loaded.label}"
             results[label], names[label] = model_column(loaded, x, angle, mask, slot), loaded.class_names
     if first.class_names != second.class_names:

@@ -212,10 +212,10 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
     turned = None
     if sky:
         def turned(angles):
-            return lenses.turned_inputs(lens, angles, loaded.image_size)
-    now = compute.move(loaded, lenses.prepared(lens, loaded.image_size), angle, flip, mask, lens.digest,
+            return lenses.turned_inputs(lens, angles, loaded.image_size, loaded.crop)
+    now = compute.move(loaded, lenses.prepared(lens, loaded.image_size, loaded.crop), angle, flip, mask, lens.digest,
                        attention=view == "Attention", upright=view == "Group channels", turned=turned,
-                       scene_key=(lens.scene, loaded.image_size))
+                       scene_key=(lens.scene, loaded.image_size, loaded.crop))
     x_rot, insp = now.x_rot, now.inspection
     left, middle, right = st.columns([1, 1.1, 1.6])
     with left:

@@ -73,7 +73,7 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
     for name in ["cnn", choice] if choice else ["cnn"]:
         group = "C4" if spec(name).uses_group else "C1"
         loaded = catalog.load(catalog.untrained_key(name, group))
-        x = lenses.prepared(x_lens, loaded.image_size)
+        x = lenses.prepared(x_lens, loaded.image_size, loaded.crop)
         result = compute.orbit_of(loaded, x)
         curves[loaded.label] = result
         st.metric(f"{loaded.label}: logit change at exact 90-deg rotations", f"{result.exact_spread('C4'):.2e}")

@@ -22,7 +22,7 @@ def evaluate(loaded: LoadedModel, data: str, size: int, data_seed: int) -> dict:
     from eqlens.training.metrics import classification_report, softmax
 
     dataset = resolve_eval_dataset(data, "test", loaded.image_size, list(loaded.class_names), size=size,
-                                   data_seed=data_seed, device="cpu")
+                                   data_seed=data_seed, device="cpu", crop=loaded.crop)
     bar = st.progress(0.0, text="evaluating...")
     logits, labels = [], []
     for start in range(0, len(dataset), CHUNK):
@@ -41,7 +41,7 @@ def evaluate(loaded: LoadedModel, data: str, size: int, data_seed: int) -> dict:
 
 
 def loaded_mask(loaded: LoadedModel) -> bool:
-    return bool(loaded.card.get("input", {}).get("circular_mask", True))
+    return bool(loaded.card.get("input", {}).get("circular_mask", False))
 
 
 def _store_click() -> None:

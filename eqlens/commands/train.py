@@ -54,6 +54,20 @@ def register(subparsers) -> None:
                    help="batches per epoch, cycling through the training set as often as needed "
                         "(default: one pass); validation and checkpoints follow every epoch")
     p.add_argument("--workers", type=int, default=defaults["workers"], help="DataLoader workers for folders")
+    p.add_argument("--crop", type=int, default=None, metavar="PX",
+                   help="native central crop of the data's images before any resizing (e.g. 81 of Model I's 150: "
+                        "the Einstein ring at full resolution); recorded in the card, used by evaluate and the app")
+    p.add_argument("--fresh-data", action="store_true",
+                   help="simulated data: every epoch draws new lenses (never the same image twice); "
+                        "needs --steps-per-epoch")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="time budget of this call: whole epochs while the next fits, then stop with the "
+                             "state written (continue later with --resume)")
+    budget.add_argument("--hours", type=float, default=None, help="the same budget in hours")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON",
+                   help='the builder\'s hyper-parameters as a JSON object, e.g. \'{"widths": [8, 16, 32, 48]}\'')
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
 
 
@@ -64,10 +78,11 @@ def _architecture(args) -> dict:
     from ..training.config import TrainConfig
 
     given = {"model": args.model, "group": args.group, "image_size": args.image_size}
+    kwargs = _model_kwargs(args.model_kwargs)
     if args.init_from is None:
         if args.model is None:
             raise EqlensError("name a model with --model (or start from a checkpoint with --init-from)")
-        return {**given, "group": args.group or TrainConfig.group, "model_kwargs": {}}
+        return {**given, "group": args.group or TrainConfig.group, "model_kwargs": kwargs}
     from ..training import checkpoint
     from ..training.transfer import architecture
 
@@ -75,6 +90,25 @@ def _architecture(args) -> dict:
     chosen = {k: held[k] if v is None else v for k, v in given.items()}
     # Another model's kwargs would not build (or fit) the named model: the trainer then says why.
     return {**chosen, "model_kwargs": held["model_kwargs"] if chosen["model"] == held["model"] else {}}
+
+
+def _model_kwargs(text: str | None) -> dict:
+    """``--model-kwargs``: a JSON object (short, plain values), or {}."""
+    import json
+
+    from ..errors import EqlensError
+
+    if text is None:
+        return {}
+    if len(text) > 2000:
+        raise EqlensError("--model-kwargs is longer than 2000 characters")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise EqlensError(f"--model-kwargs is not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise EqlensError(f"--model-kwargs must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def config_from_args(args):
@@ -91,7 +125,8 @@ def config_from_args(args):
         augment_mode=args.augment_mode,
         circular_mask=not args.no_mask, robustness_size=args.robustness_size, resume=args.resume,
         workers=args.workers, model_kwargs=arch["model_kwargs"], init_from=args.init_from,
-        steps_per_epoch=args.steps_per_epoch,
+        steps_per_epoch=args.steps_per_epoch, crop=args.crop, fresh_data=args.fresh_data,
+        time_budget_min=args.minutes if args.hours is None else 60.0 * args.hours, threads=args.threads,
     )
 
 
@@ -124,4 +159,7 @@ def run(args) -> int:
         print(_transfer_line(result.extra["transfer"]))
     print(f"{result.images_per_s:.0f} img/s on {result.device}, {result.train_time_s:.1f} s training; "
           f"checkpoint: {result.checkpoint}")
+    if result.budget_spent:
+        print(f"time budget spent after epoch {result.history[-1]['epoch'] if result.history else 0} of "
+              f"{config.epochs}: run the same command with --resume to go on")
     return 0

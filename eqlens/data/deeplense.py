@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .images import SUPPORTED_SUFFIXES, DecodedImage, decode_image
-from .transforms import prepare_batch, resize_image
+from .transforms import center_crop, prepare_batch, resize_image
 
 CANONICAL_CLASS_ORDERS: dict[str, tuple[str, ...]] = {
     "deeplense_model": ("axion", "cdm", "no_sub"),
@@ -197,7 +197,8 @@ def detect_layout(root: str | os.PathLike, split: str | None = None) -> str:
 class DeepLenseFolderDataset(Dataset):
     """A DeepLense folder as ``(image [1, S, S] float32, label int)`` items.
 
-    ``S`` is ``image_size`` (antialiased bilinear resize) or the file's own size. ``normalize=False`` skips
+    ``S`` is ``image_size`` (antialiased bilinear resize, after the native central ``crop`` if given)
+    or the file's own size (or the crop's). ``normalize=False`` skips
     the min-max step (resize only), for looking at raw counts. Rotating a file's image by 90 deg rotates the
     item by 90 deg exactly when ``image_size`` is None (resizing commutes with it up to float rounding).
 
@@ -212,11 +213,13 @@ class DeepLenseFolderDataset(Dataset):
         normalize: bool = True,
         *,
         split: str | None = None,
+        crop: int | None = None,
     ):
         self.requested_root = Path(root)
         self.split = split
         self.root, kind = _data_root(self.requested_root, split)
         self.image_size = image_size
+        self.crop = crop
         self.normalize = normalize
         self.ignored: list[Path] = []
         if kind == "classes":
@@ -269,8 +272,8 @@ class DeepLenseFolderDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = torch.from_numpy(decode_image(self.files[index]).image).to(torch.float32)[None]  # [1, H, W]
         if self.normalize:
-            return prepare_batch(image[None], self.image_size)[0], self.labels[index]
-        return resize_image(image, self.image_size), self.labels[index]
+            return prepare_batch(image[None], self.image_size, self.crop)[0], self.labels[index]
+        return resize_image(center_crop(image, self.crop), self.image_size), self.labels[index]
 
     def file_path(self, index: int) -> Path:
         return self.files[index]

@@ -103,7 +103,7 @@ class SimulatedRegressionDataset(Dataset):
 
     def __init__(self, target: str | RegressionTarget = "axion_mass", config: str | SimulationConfig = "model_i",
                  split: str = "train", size: int = 1000, seed: int = 0, image_size: int | None = None, device="cpu",
-                 dtype=torch.float32):
+                 dtype=torch.float32, crop: int | None = None):
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
         self.target = get_target(target)
@@ -111,7 +111,8 @@ class SimulatedRegressionDataset(Dataset):
         self.label = target_class(self.config, self.target)
         self.size = int(size)
         self.images = SimulatedLensDataset(self.config, split=split, size=self.size * self.config.num_classes,
-                                           seed=seed, image_size=image_size, device=device, dtype=dtype)
+                                           seed=seed, image_size=image_size, device=device, dtype=dtype,
+                                           crop=crop)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -186,12 +187,13 @@ class FolderRegressionDataset(Dataset):
     targets are read from every file once, when the dataset is built, so a bad file fails early."""
 
     def __init__(self, root: str | os.PathLike, target: str | RegressionTarget = "axion_mass",
-                 image_size: int | None = None, *, split: str | None = None):
+                 image_size: int | None = None, *, split: str | None = None, crop: int | None = None):
         self.target = get_target(target)
         if self.target.folder_class is None:
             raise DataError(f"DeepLense files store no {self.target.task.replace('_', ' ')}: "
                             f"train {self.target.task} on simulated data (--data model_i)")
-        self.images = DeepLenseFolderDataset(root, image_size, classes=(self.target.folder_class,), split=split)
+        self.images = DeepLenseFolderDataset(root, image_size, classes=(self.target.folder_class,), split=split,
+                                             crop=crop)
         self._targets = np.array([self.target.from_file_mass(decode_image(path).axion_mass, str(path))
                                   for path in self.images.files], dtype=np.float64)
 

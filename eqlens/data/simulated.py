@@ -12,10 +12,12 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from ..simulation import LensSimulator, LensTruth, SimulationConfig, get_config
 from .transforms import prepare_batch
 
 SPLITS = ("train", "val", "test")
+STREAM_SIZE = 2**40  # the longest split: a fresh-data training stream (items are never stored)
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -30,8 +32,10 @@ def split_seed(seed: int, split: str) -> int:
 class SimulatedLensDataset(Dataset):
     """``size`` simulated images of one split: item i -> ``(image [1, S, S] float32 in [0, 1], label)``.
 
-    Images are noisy counts passed through :func:`eqlens.data.transforms.prepare_batch` (resize to
-    ``image_size`` if given, per-image min-max). :meth:`batch` renders many items in one call on the
+    Images are noisy counts passed through :func:`eqlens.data.transforms.prepare_batch` (the native
+    central ``crop`` if given, resize to ``image_size`` if given, per-image min-max). ``size`` may be
+    as large as :data:`STREAM_SIZE`: nothing is stored per item, so a training stream that never
+    repeats an image is just a very long split. :meth:`batch` renders many items in one call on the
     dataset's ``device`` (the trainer's path on a GPU); ``cache=True`` renders everything once.
     """
 
@@ -46,16 +50,22 @@ class SimulatedLensDataset(Dataset):
         dtype=torch.float32,
         cache: bool = False,
         cache_batch_size: int = 64,
+        crop: int | None = None,
     ):
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
+        if not 0 <= size <= STREAM_SIZE:
+            raise ValueError(f"size must be in [0, {STREAM_SIZE}], got {size}")
         self.config = get_config(config)
         self.split = split
         self.size = int(size)
         self.seed = int(seed)
         self.simulator_seed = split_seed(self.seed, split)
-        self.image_size = int(image_size or self.config.image_size)
-        self._resize = image_size if image_size and image_size != self.config.image_size else None
+        if crop is not None and not 1 <= int(crop) <= self.config.image_size:
+            raise DataError(f"a {crop} px crop does not fit the {self.config.image_size} px images "
+                            f"of {self.config.name}")
+        self.crop = None if crop is None or int(crop) == self.config.image_size else int(crop)
+        framed = self.crop or self.config.image_size
+        self.image_size = int(image_size or framed)
+        self._resize = image_size if image_size and image_size != framed else None
         self.device = torch.device(device)
         self.simulator = LensSimulator(self.config, device=self.device, dtype=dtype)
         self._cache = None
@@ -86,7 +96,7 @@ class SimulatedLensDataset(Dataset):
     def _render(self, indices, turn_deg=None) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(list(indices) if isinstance(indices, range) else indices, dtype=torch.int64)
         batch = self.simulator.simulate(self.simulator_seed, idx.to(self.device), turn_deg=turn_deg)
-        x = prepare_batch(batch.images, self._resize).to(torch.float32)
+        x = prepare_batch(batch.images, self._resize, self.crop).to(torch.float32)
         return x, batch.labels
 
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,10 +129,11 @@ class SimulatedLensDataset(Dataset):
 
 
 def render_turned_lens(simulator: LensSimulator, seed: int, index: int, label: int, angles_deg,
-                       image_size: int | None = None) -> tuple[torch.Tensor, list[dict]]:
+                       image_size: int | None = None, crop: int | None = None) -> tuple[torch.Tensor, list[dict]]:
     """One lens (image ``index`` of simulator stream ``seed``, class ``label``) with its scene turned
     by each of ``angles_deg`` and rendered: model inputs ``[A, 1, S, S]`` (resized to ``image_size``
-    if given, min-max normalised, no mask) and the truth of each turned scene (``LensTruth.for_image``).
+    if given, after the native central ``crop`` if given, min-max normalised, no mask) and the truth
+    of each turned scene (``LensTruth.for_image``).
 
     Every copy keeps the upright image's noise keys on the pixel grid, so at 0 deg it is exactly the
     simulator's image and no copy is a resampled picture (see ``LensSimulator.simulate``'s ``turn_deg``)."""
@@ -130,6 +141,6 @@ def render_turned_lens(simulator: LensSimulator, seed: int, index: int, label: i
     count = int(angles.shape[0])
     batch = simulator.simulate(seed, [int(index)] * count, labels=[int(label)] * count,
                                turn_deg=angles.to(simulator.device))
-    x = prepare_batch(batch.images, image_size).to(torch.float32)
+    x = prepare_batch(batch.images, image_size, crop).to(torch.float32)
     return x, [batch.truth.for_image(i) for i in range(count)]
 

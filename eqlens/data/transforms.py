@@ -1,4 +1,11 @@
-"""The one normalisation and the one resizing, identical for training, testing and the app.
+"""The one input transform, identical for training, testing and the app: an optional native central
+crop, the one resizing, the one normalisation (and, in :mod:`eqlens.training.augment`, the mask).
+
+Crop: the central ``crop x crop`` pixels of the native image, before any resizing, so a model can see
+the Einstein ring at the instrument's own resolution instead of a shrunk whole frame (Model I: ring
+radius ~26 px of 150; a 81 px crop keeps 2" around the centre at 0.05"/px). An odd crop of an even
+image (or the reverse) cannot be centred exactly; its window starts at ``(H - crop) // 2``, half a
+pixel off the frame's centre, the same for every split and page.
 
 Normalisation: per-image min-max to [0, 1] (the DeepLense ``(1, H, W)`` convention), computed
 over the last two axes. It commutes with any pixel permutation, so exact rotations and flips of
@@ -10,8 +17,15 @@ the original 3-class EqCvT run failed because its train and test transforms resc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from ..errors import DataError
+
+MAX_INPUT_SIZE = 1024  # a model input side above this is refused (memory grows with its square)
 
 
 def normalize_image(x: torch.Tensor) -> torch.Tensor:
@@ -22,6 +36,18 @@ def normalize_image(x: torch.Tensor) -> torch.Tensor:
     hi = x.amax(dim=(-2, -1), keepdim=True)
     span = hi - lo
     return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
+
+
+def center_crop(x: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """The central ``crop x crop`` window of ``[..., H, W]`` (``None``: unchanged). Raises
+    :class:`DataError` when ``crop`` exceeds the image. The window starts at ``(H - crop) // 2``."""
+    if crop is None:
+        return x
+    h, w = x.shape[-2:]
+    if crop > h or crop > w:
+        raise DataError(f"a {crop} px crop does not fit a {h}x{w} image")
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return x[..., top : top + crop, left : left + crop]
 
 
 def resize_image(x: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -38,11 +64,56 @@ def resize_image(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return out[0] if squeeze else out
 
 
-def prepare_batch(images: torch.Tensor, image_size: int | None) -> torch.Tensor:
+def prepare_batch(images: torch.Tensor, image_size: int | None, crop: int | None = None) -> torch.Tensor:
     """Counts or raw images ``[B, H, W]`` or ``[B, 1, H, W]`` -> model input ``[B, 1, S, S]``:
-    resized (if ``image_size``) then min-max normalised."""
+    centrally cropped (if ``crop``), resized (if ``image_size``), then min-max normalised."""
     if images.dim() == 3:
         images = images[:, None]
     if not images.is_floating_point():
         images = images.float()
-    return normalize_image(resize_image(images, image_size))
+    return normalize_image(resize_image(center_crop(images, crop), image_size))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a checkpoint's model wants its images: the card's ``input`` record, validated once.
+
+    ``image_size``: the model's input side S; ``crop``: the native central crop taken before
+    resizing (None: the whole frame); ``circular_mask``: zero outside the inscribed disk."""
+
+    image_size: int
+    crop: int | None = None
+    circular_mask: bool = True
+
+    def __post_init__(self):
+        for name in ("image_size", "crop"):
+            value = getattr(self, name)
+            if value is None and name == "crop":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INPUT_SIZE:
+                raise DataError(f"input {name} must be an integer in [1, {MAX_INPUT_SIZE}], got {value!r}")
+        if not isinstance(self.circular_mask, bool):
+            raise DataError(f"input circular_mask must be true or false, got {self.circular_mask!r}")
+
+    @classmethod
+    def from_record(cls, record: Mapping, fallback_size: int | None = None) -> InputSpec:
+        """From a card's ``input`` dict (``fallback_size``: the build config's size, for old cards
+        without ``input.image_size``). A missing ``circular_mask`` is False (cards before the mask)."""
+        if not isinstance(record, Mapping):
+            raise DataError(f"the card's input record must be a mapping, got {type(record).__name__}")
+        size = record.get("image_size") or fallback_size
+        return cls(image_size=size, crop=record.get("crop"), circular_mask=record.get("circular_mask", False))
+
+    def to_record(self) -> dict:
+        return {"image_size": self.image_size, "crop": self.crop, "circular_mask": self.circular_mask,
+                "normalisation": "per-image min-max to [0, 1]"}
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw or normalised images ``[B, H, W]`` / ``[B, 1, H, W]`` -> model input ``[B, 1, S, S]``
+        (crop, resize, min-max, then the mask when the spec has it)."""
+        from ..groups import circular_mask
+
+        x = prepare_batch(images, self.image_size, self.crop)
+        if self.circular_mask:
+            x = x * circular_mask(x.shape[-2], x.shape[-1], device=x.device, dtype=x.dtype)
+        return x

@@ -49,6 +49,7 @@ class LoadedCheckpoint:
     mask: bool
     data_seed: int
     augment: bool | None
+    crop: int | None = None  # the card's native central crop before resizing
 
     @property
     def model_name(self) -> str:
@@ -86,6 +87,7 @@ def load_for_shifts(sources: Sequence, device, base: str | SimulationConfig | No
             mask=bool(card["input"].get("circular_mask", False)),
             data_seed=int(card.get("data", {}).get("data_seed", 0)),
             augment=trained.get("augment"),
+            crop=card["input"].get("crop"),
         ))
     names = [c.label for c in loaded]
     for c in loaded:
@@ -94,13 +96,14 @@ def load_for_shifts(sources: Sequence, device, base: str | SimulationConfig | No
     return loaded
 
 
-def render_test_split(config: SimulationConfig, size: int, image_size: int, data_seed: int, device):
+def render_test_split(config: SimulationConfig, size: int, image_size: int, data_seed: int, device,
+                      crop: int | None = None):
     """The ``size`` first images of the test stream of ``config``, rendered once: items
     ``([1, S, S], label i % K)``."""
     from ..data.simulated import SimulatedLensDataset
 
     return SimulatedLensDataset(config, split="test", size=size, seed=data_seed, image_size=image_size,
-                                device=device, cache=True)
+                                device=device, cache=True, crop=crop)
 
 
 def score(ckpt: LoadedCheckpoint, dataset, batch_size: int, device) -> dict:
@@ -158,13 +161,14 @@ def probabilities(model: torch.nn.Module, x: torch.Tensor, mask: bool, batch_siz
 
 def score_sky_orientation(members: Sequence[LoadedCheckpoint], config: SimulationConfig, size: int,
                           image_size: int, data_seed: int, angles: Sequence[float], batch_size: int,
-                          device) -> dict[str, dict]:
+                          device, crop: int | None = None) -> dict[str, dict]:
     """:func:`angle_scores` of each checkpoint on the first ``size`` test scenes turned by each angle and
     rendered (:meth:`eqlens.data.SimulatedLensDataset.turned_batch`), each fed with its own input mask.
     The images of one angle are rendered once for all ``members``; returns ``label -> scores``."""
     from ..data.simulated import SimulatedLensDataset
 
-    test = SimulatedLensDataset(config, split="test", size=size, seed=data_seed, image_size=image_size, device=device)
+    test = SimulatedLensDataset(config, split="test", size=size, seed=data_seed, image_size=image_size, device=device,
+                                crop=crop)
     probs: dict[str, list[torch.Tensor]] = {c.label: [] for c in members}
     labels = None
     for angle in angles:
@@ -200,22 +204,23 @@ def evaluate_shifts(checkpoints: Sequence, shifts: str | Iterable[str] = "all", 
     loaded = load_for_shifts(checkpoints, device, base)
     groups: dict[tuple, list[LoadedCheckpoint]] = {}
     for c in loaded:  # checkpoints that can share rendered test images
-        groups.setdefault((c.base, c.image_size, c.data_seed), []).append(c)
+        groups.setdefault((c.base, c.image_size, c.data_seed, c.crop), []).append(c)
     rows, skipped = {}, []
     bar = _progress(len(names) * len(loaded), progress_bar)
     for shift in names:
-        for (config, image_size, seed), members in groups.items():
+        for (config, image_size, seed, crop), members in groups.items():
             if shift not in (NONE, *ROTATIONS) and not get_shift(shift).changes(config):
                 skipped.extend({"label": c.label, "shift": shift, "reason": "leaves the training config unchanged"}
                                for c in members)
                 _advance(bar, len(members))
                 continue
             if shift == ORIENTATION_SKY:
-                scores = score_sky_orientation(members, config, size, image_size, seed, angles, batch_size, device)
+                scores = score_sky_orientation(members, config, size, image_size, seed, angles, batch_size, device,
+                                               crop)
                 rows.update({(c.label, shift): _row(c, shift, scores[c.label]) for c in members})
                 _advance(bar, len(members))
                 continue
-            dataset = render_test_split(shifted_config(config, shift), size, image_size, seed, device)
+            dataset = render_test_split(shifted_config(config, shift), size, image_size, seed, device, crop)
             for c in members:
                 if shift == ORIENTATION:
                     x, y = dataset.batch(range(len(dataset)))

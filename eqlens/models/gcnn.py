@@ -38,15 +38,16 @@ class GroupConvBlock(nn.Module):
     ``conv`` is a :class:`LiftingConv` (input ``[B, C, H, W]``) or a :class:`GroupConv` (input
     ``[B, C, |G|, H, W]``); output ``[B, C', |G|, ceil(H/2), ceil(W/2)]``, equivariant:
     ``block(g.x) = rho(g) block(x)``. The tap sees the plain tensor ``[B, C' * |G|, H', W']`` with
-    each field's |G| orientation channels contiguous."""
+    each field's |G| orientation channels contiguous. ``pool=False``: no pooling (a strided ``conv``
+    already halved the plane)."""
 
-    def __init__(self, conv: LiftingConv | GroupConv):
+    def __init__(self, conv: LiftingConv | GroupConv, pool: bool = True):
         super().__init__()
         group_size = conv.group.order
         self.conv = conv
         self.norm = GroupBatchNorm(conv.out_channels, group_size)
         self.relu = nn.ReLU(inplace=True)
-        self.pool = CentredMaxPool2d()
+        self.pool = CentredMaxPool2d() if pool else nn.Identity()
         self.tap = Tap("group", group_size=group_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,14 +63,18 @@ class GroupCNN(LensModel):
     ``features`` (``[B, hidden]``, before the final linear layer)."""
 
     def __init__(self, num_classes: int, group: Group, widths: tuple[int, ...] = (16, 24, 32, 32),
-                 lift_kernel_size: int = 5, kernel_size: int = 3, hidden: int = 64, group_pool: str = "max"):
+                 lift_kernel_size: int = 5, kernel_size: int = 3, hidden: int = 64, group_pool: str = "max",
+                 lift_stride: int = 1):
         super().__init__()
         if len(widths) < 1:
             raise ValueError("gcnn needs at least one width (the lifting layer's)")
         self.group = group
         self.invariant = True
         # Convolutions are followed by batch norm, which would cancel a bias.
-        self.lift = GroupConvBlock(LiftingConv(group, 1, widths[0], lift_kernel_size, bias=False))
+        # lift_stride=2: the lifting kernel reads native pixels and samples every other one, in place
+        # of the block's max-pool (odd input sizes only: the stride-2 grid is centred there).
+        self.lift = GroupConvBlock(LiftingConv(group, 1, widths[0], lift_kernel_size, bias=False, stride=lift_stride),
+                                   pool=lift_stride == 1)
         self.blocks = nn.Sequential(*(
             GroupConvBlock(GroupConv(group, c_in, c_out, kernel_size, bias=False))
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
@@ -93,5 +98,7 @@ class GroupCNN(LensModel):
 @register("gcnn", description="group CNN from scratch (lifting + group convs, exact on 90-deg rotations/flips)",
           uses_group=True, invariant=True, odd_size_for_exactness=False)
 def build_gcnn(num_classes: int, group: Group, image_size: int, widths=(16, 24, 32, 32), lift_kernel_size: int = 5,
-               kernel_size: int = 3, hidden: int = 64, group_pool: str = "max") -> GroupCNN:
-    return GroupCNN(num_classes, group, tuple(widths), lift_kernel_size, kernel_size, hidden, group_pool)
+               kernel_size: int = 3, hidden: int = 64, group_pool: str = "max", lift_stride: int = 1) -> GroupCNN:
+    if lift_stride == 2 and image_size % 2 == 0:
+        raise ValueError(f"gcnn with lift_stride 2 needs an odd image size (a centred stride-2 grid), got {image_size}")
+    return GroupCNN(num_classes, group, tuple(widths), lift_kernel_size, kernel_size, hidden, group_pool, lift_stride)

@@ -123,11 +123,14 @@ class _MovedKernelConv(nn.Module):
     weight gradients flow."""
 
     def __init__(self, group: Group, kernel_shape: tuple[int, ...], out_channels: int, kernel_size: int,
-                 padding: int | None, bias: bool):
+                 padding: int | None, bias: bool, stride: int = 1):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd (a centre pixel to rotate about), got {kernel_size}")
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
         self.group = group
+        self.stride = stride
         self.out_channels = out_channels
         self.kernel_size = kernel_size
         self.padding = kernel_size // 2 if padding is None else padding
@@ -180,11 +183,15 @@ class _MovedKernelConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = self._flatten_input(x)  # [B, C_in_flat, H, W]
         bias = None if self.bias is None else self.bias.repeat_interleave(self.group.order)
-        out = F.conv2d(flat, self.stacked_weight(), bias, padding=self.padding)
+        if self.stride == 2 and (flat.shape[-1] % 2 == 0 or flat.shape[-2] % 2 == 0):
+            raise ValueError(f"a stride-2 group convolution is centred only on odd sizes, got "
+                             f"{tuple(flat.shape[-2:])}")
+        out = F.conv2d(flat, self.stacked_weight(), bias, padding=self.padding, stride=self.stride)
         return out.unflatten(1, (self.out_channels, self.group.order))  # [B, C', |G|, H, W]
 
     def extra_repr(self) -> str:
         return (f"group={self.group.name}, kernel={tuple(self.weight.shape)}, padding={self.padding}, "
+                f"stride={self.stride}, "
                 f"bias={self.bias is not None}")
 
 
@@ -194,12 +201,17 @@ class LiftingConv(_MovedKernelConv):
     ``out[:, c', g] = sum_c x[:, c] * (g.psi)[c', c]`` with the free kernel ``psi: [C', C, k, k]``
     (``self.weight``). Rotating/flipping the input by an exact ``g`` moves every output map by
     ``g`` and permutes the group axis by ``rho(g)`` (for C_N, a rotation by r*90 deg rolls it by
-    ``r * N / 4``)."""
+    ``r * N / 4``).
+
+    ``stride=2`` samples the output on input rows and columns ``0, 2, ..., H-1``, giving
+    ``[B, C', |G|, (H+1)/2, (W+1)/2]``. That grid is symmetric about the centre only for odd ``H``
+    and ``W`` (the only sizes it accepts), so the layer stays exactly equivariant; it lets a network
+    read the native pixels with its first kernel and still work on a half-size plane after it."""
 
     def __init__(self, group: Group, in_channels: int, out_channels: int, kernel_size: int = 5,
-                 padding: int | None = None, bias: bool = True):
+                 padding: int | None = None, bias: bool = True, stride: int = 1):
         super().__init__(group, (out_channels, in_channels, kernel_size, kernel_size), out_channels,
-                         kernel_size, padding, bias)
+                         kernel_size, padding, bias, stride)
         self.in_channels = in_channels
 
     def _moved(self, g: GroupElement) -> torch.Tensor:
@@ -296,7 +308,9 @@ class CentredMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-2]
-        flat = x.reshape(-1, 1, *x.shape[-2:]) if x.dim() != 4 else x
+        # Channels stay channels ([B, C * |G|, H, W]): max_pool2d is several times faster on a few
+        # wide images than on many one-channel ones, and the windows are the same.
+        flat = x.reshape(x.shape[0], -1, *x.shape[-2:]) if x.dim() != 4 else x
         sizes = [3 if n % 2 else 2 for n in x.shape[-2:]]
         pads = [1 if n % 2 else 0 for n in x.shape[-2:]]
         out = F.max_pool2d(flat, kernel_size=sizes, stride=2, padding=pads)

@@ -8,10 +8,12 @@ seed never had. Batch size 32 (the seed used 8 for EqCvT and 64 for CvT).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral
 from pathlib import Path
 
+from ..data.transforms import MAX_INPUT_SIZE
 from ..errors import TrainingError
 from ..groups import get_group
 from .augment import AUGMENT_MODES
@@ -54,6 +56,16 @@ class TrainConfig:
     ``steps_per_epoch=None``: an epoch is one pass over the training split; an int: every epoch takes
     exactly that many batches, drawing fresh permutations of the split as often as needed (with 30, a
     few-shot set of 9 images is validated every 30 steps rather than after every step).
+
+    ``crop``: the native central crop (pixels of the data's own images) taken before any resizing,
+    e.g. 81 of Model I's 150 keeps the Einstein ring at the instrument's resolution; recorded in the
+    card's ``input`` and applied by evaluation and the app alike. ``fresh_data`` (simulated data,
+    with ``steps_per_epoch``): every epoch draws new lenses from the training stream, so a long run
+    never sees an image twice; validation and test stay the fixed, disjoint streams.
+    ``time_budget_min``: this call trains whole epochs while the next one still fits in that many
+    minutes (measured), then stops with its state written, to be continued with ``resume``; a
+    budget too small for one epoch is refused before anything is written. ``threads``: torch's CPU
+    threads for this run (None: torch's default).
     """
 
     model: str
@@ -88,6 +100,10 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     init_from: str | None = None
     steps_per_epoch: int | None = None
+    crop: int | None = None
+    fresh_data: bool = False
+    time_budget_min: float | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -136,6 +152,23 @@ class TrainConfig:
         if steps is not None and (not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1):
             raise TrainingError(f"steps_per_epoch must be a positive integer or None, got {steps!r}")
         self._validate_init_from()
+        self._validate_campaign()
+
+    def _validate_campaign(self) -> None:
+        for name in ("crop", "threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, Integral) or isinstance(value, bool) or value < 1):
+                raise TrainingError(f"{name} must be a positive integer or None, got {value!r}")
+        if self.crop is not None and self.crop > MAX_INPUT_SIZE:
+            raise TrainingError(f"crop must be at most {MAX_INPUT_SIZE} px, got {self.crop}")
+        if self.image_size is not None and int(self.image_size) > MAX_INPUT_SIZE:
+            raise TrainingError(f"image_size must be at most {MAX_INPUT_SIZE} px, got {self.image_size}")
+        if self.fresh_data and self.steps_per_epoch is None:
+            raise TrainingError("fresh_data needs steps_per_epoch: an epoch of an endless stream has no natural end")
+        budget = self.time_budget_min
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not math.isfinite(budget) or budget <= 0):
+            raise TrainingError(f"time_budget_min must be a positive number of minutes, got {budget!r}")
 
     def _validate_init_from(self) -> None:
         if self.init_from is None:

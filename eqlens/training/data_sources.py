@@ -67,7 +67,7 @@ def is_folder_spec(spec: str) -> bool:
 
 
 def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: int | None, device,
-                       task: str = CLASSIFICATION):
+                       task: str = CLASSIFICATION, crop: int | None = None):
     from ..data.regression import SimulatedRegressionDataset
     from ..data.simulated import SimulatedLensDataset
     from ..simulation import get_config
@@ -80,21 +80,21 @@ def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: 
         ) from None
     if is_regression(task):
         return SimulatedRegressionDataset(task, config, split=split, size=int(size), seed=int(seed),
-                                          image_size=image_size, device=device)
+                                          image_size=image_size, device=device, crop=crop)
     return SimulatedLensDataset(config, split=split, size=int(size), seed=int(seed), image_size=image_size,
-                                device=device)
+                                device=device, crop=crop)
 
 
 def _folder_dataset(root: Path, image_size: int | None, classes=None, split: str | None = None,
-                    task: str = CLASSIFICATION):
+                    task: str = CLASSIFICATION, crop: int | None = None):
     """A classification folder dataset (classes in ``classes`` order), or the regression dataset of
     ``task`` (its one class folder; ``classes`` must then be None or its one output name)."""
     from ..data.deeplense import DeepLenseFolderDataset
     from ..data.regression import FolderRegressionDataset
 
     if is_regression(task):
-        return FolderRegressionDataset(root, task, image_size, split=split)
-    return DeepLenseFolderDataset(root, image_size=image_size, classes=classes, split=split)
+        return FolderRegressionDataset(root, task, image_size, split=split, crop=crop)
+    return DeepLenseFolderDataset(root, image_size=image_size, classes=classes, split=split, crop=crop)
 
 
 def _split_roots(root: Path) -> bool:
@@ -104,10 +104,11 @@ def _split_roots(root: Path) -> bool:
     return bool(list_splits(root))
 
 
-def _optional_split(root: Path, split: str, image_size: int, classes, task: str) -> Dataset | None:
+def _optional_split(root: Path, split: str, image_size: int, classes, task: str,
+                    crop: int | None = None) -> Dataset | None:
     """Split ``split`` of a split root, None when the root has no such split."""
     try:
-        return _folder_dataset(root, image_size, None if is_regression(task) else classes, split, task)
+        return _folder_dataset(root, image_size, None if is_regression(task) else classes, split, task, crop)
     except DataError as err:
         if "no split" in str(err):
             return None
@@ -147,21 +148,21 @@ def stratified_split(labels, fractions: Iterable[float], seed: int) -> list[np.n
 
 
 def _folder_splits(root: Path, image_size: int, val_fraction: float, test_fraction: float,
-                   data_seed: int, task: str = CLASSIFICATION) -> DataSplits:
+                   data_seed: int, task: str = CLASSIFICATION, crop: int | None = None) -> DataSplits:
     if not root.is_dir():
         raise DataError(f"data folder {str(root)!r} does not exist")
     if _split_roots(root):
-        train_full = _folder_dataset(root, image_size, split="train", task=task)
+        train_full = _folder_dataset(root, image_size, split="train", task=task, crop=crop)
         names = list(train_full.class_names)
-        val = _optional_split(root, "val", image_size, names, task)
-        test = _optional_split(root, "test", image_size, names, task)
+        val = _optional_split(root, "val", image_size, names, task, crop)
+        test = _optional_split(root, "test", image_size, names, task, crop)
         layout = "split folders"
     else:
-        train_full = _folder_dataset(root, image_size, task=task)
+        train_full = _folder_dataset(root, image_size, task=task, crop=crop)
         names = list(train_full.class_names)
         sibling = root.parent / f"{root.name}_test"
         classes = None if is_regression(task) else names
-        test = _folder_dataset(sibling, image_size, classes, task=task) if sibling.is_dir() else None
+        test = _folder_dataset(sibling, image_size, classes, task=task, crop=crop) if sibling.is_dir() else None
         val = None
         layout = "ROOT + ROOT_test" if test is not None else "one folder"
     carve = [val_fraction if val is None else 0.0, test_fraction if test is None else 0.0]
@@ -187,24 +188,37 @@ def _with_task(description: dict, task: str) -> dict:
 
 def resolve_data(spec: str, image_size: int, *, train_size: int, val_size: int, test_size: int,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, data_seed: int = 0,
-                 device="cpu", task: str = CLASSIFICATION) -> DataSplits:
-    """The train/val/test datasets of ``spec`` at ``image_size`` for ``task`` (see the module docstring).
+                 device="cpu", task: str = CLASSIFICATION, crop: int | None = None,
+                 fresh_data: bool = False) -> DataSplits:
+    """The train/val/test datasets of ``spec`` at ``image_size`` for ``task`` (see the module docstring),
+    every image cropped to its central ``crop`` native pixels first when ``crop`` is given.
 
     Simulated splits render on ``device``; a folder is read on the CPU. For a regression task the
-    simulated sizes count lenses of the target's class."""
+    simulated sizes count lenses of the target's class. ``fresh_data`` (simulated only): the training
+    split is the whole training stream of ``data_seed`` (:data:`STREAM_SIZE` images, never stored),
+    which the trainer walks in order so that no image is seen twice; ``train_size`` is then unused."""
+    from ..data.simulated import STREAM_SIZE
+
     if is_folder_spec(spec):
-        return _folder_splits(Path(spec), image_size, val_fraction, test_fraction, data_seed, task)
-    sizes = {"train": train_size, "val": val_size, "test": test_size}
-    made = {s: _simulated_dataset(spec, s, n, data_seed, image_size, device, task) if n > 0 else None
+        if fresh_data:
+            raise DataError(f"fresh data is drawn from the simulator; {spec!r} is a folder of fixed images")
+        return _folder_splits(Path(spec), image_size, val_fraction, test_fraction, data_seed, task, crop)
+    sizes = {"train": STREAM_SIZE if fresh_data else train_size, "val": val_size, "test": test_size}
+    if fresh_data and is_regression(task):
+        sizes["train"] = STREAM_SIZE // 16  # a regression item is one lens of its class: K images apart
+    made = {s: _simulated_dataset(spec, s, n, data_seed, image_size, device, task, crop) if n > 0 else None
             for s, n in sizes.items()}
     names = list(made["train"].class_names)
-    description = {"kind": "simulated", "spec": spec, "data_seed": int(data_seed), "sizes": sizes}
+    description = {"kind": "simulated", "spec": spec, "data_seed": int(data_seed),
+                   "sizes": {**sizes, "train": "stream" if fresh_data else train_size}}
+    if fresh_data:
+        description["fresh_data"] = True
     return DataSplits(made["train"], made["val"], made["test"], names, image_size, _with_task(description, task))
 
 
 def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: list[str], *,
                          size: int | None = None, data_seed: int = 0, device="cpu",
-                         task: str = CLASSIFICATION) -> Dataset:
+                         task: str = CLASSIFICATION, crop: int | None = None) -> Dataset:
     """One split of ``spec`` for evaluation, with classes in ``class_names`` order (for a regression
     ``task``: the one output name).
 
@@ -215,7 +229,7 @@ def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: li
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if not is_folder_spec(spec):
-        ds = _simulated_dataset(spec, split, size or 1000, data_seed, image_size, device, task)
+        ds = _simulated_dataset(spec, split, size or 1000, data_seed, image_size, device, task, crop)
     else:
         root = Path(spec)
         if not root.is_dir():
@@ -224,7 +238,8 @@ def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: li
         found = list(_folder_dataset(root, image_size, split=chosen, task=task).class_names)
         if sorted(found) != sorted(class_names):
             raise DataError(f"folder {spec!r} has classes {found}, the checkpoint was trained on {list(class_names)}")
-        ds = _folder_dataset(root, image_size, None if is_regression(task) else list(class_names), chosen, task)
+        ds = _folder_dataset(root, image_size, None if is_regression(task) else list(class_names), chosen, task,
+                             crop)
         if size is not None and size < len(ds):
             # Files are listed class by class: take a random (seeded) subset, not the first classes.
             ds = Subset(ds, np.sort(np.random.default_rng(data_seed).permutation(len(ds))[:size]).tolist())

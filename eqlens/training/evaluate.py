@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.transforms import InputSpec
 from ..errors import DataError
 from . import distributed
 from .augment import apply_circular_mask
@@ -231,20 +232,22 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
     data_seed = int(card.get("data", {}).get("data_seed", 0)) if same_data else 0
     if size is None and same_data:
         size = card.get("data", {}).get("sizes", {}).get(split) or None
-    image_size = int(card["input"].get("image_size") or card["model"]["build_config"]["image_size"])
+    spec_in = InputSpec.from_record(card.get("input", {}), card["model"]["build_config"].get("image_size"))
+    image_size = spec_in.image_size
     described = card.get("data", {})
     if same_data and described.get("kind") == "folder":
         # The split may have been carved out of the folder: carve it again, the same way.
         splits = resolve_data(spec, image_size, train_size=1, val_size=1, test_size=1,
                               val_fraction=described.get("val_fraction", 0.1),
-                              test_fraction=described.get("test_fraction", 0.1), data_seed=data_seed, task=task)
+                              test_fraction=described.get("test_fraction", 0.1), data_seed=data_seed, task=task,
+                              crop=spec_in.crop)
         if splits.class_names != list(card["class_names"]):
             raise DataError(f"folder {spec!r} has classes {splits.class_names}, the checkpoint {card['class_names']}")
         dataset = getattr(splits, split)
     else:
         dataset = resolve_eval_dataset(spec, split, image_size, card["class_names"], size=size,
-                                       data_seed=data_seed, device=device, task=task)
-    common = dict(batch_size=batch_size, device=device, mask=bool(card["input"].get("circular_mask", False)),
+                                       data_seed=data_seed, device=device, task=task, crop=spec_in.crop)
+    common = dict(batch_size=batch_size, device=device, mask=spec_in.circular_mask,
                   robustness_size=robustness_size, group=card.get("group"), workers=workers)
     if scaler is None:
         report = evaluate_model(model, dataset, card["class_names"], **common)
@@ -252,5 +255,6 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
         report = evaluate_regression(model, dataset, task, scaler, **common)
     report["checkpoint"] = {"source": str(source), "model": card["model"]["name"], "group": card.get("group"),
                             "task": task, "card_metrics": card.get("metrics", {})}
-    report["data"] = {"spec": spec, "split": split, "data_seed": data_seed, "image_size": image_size}
+    report["data"] = {"spec": spec, "split": split, "data_seed": data_seed, "image_size": image_size,
+                      "crop": spec_in.crop}
     return report

@@ -141,17 +141,16 @@ def card_task(card: Mapping, source: str = "checkpoint") -> tuple[str, TargetSca
 def predict(model, card: Mapping, x: torch.Tensor) -> torch.Tensor:
     """What a checkpoint says about images ``x`` (raw counts or normalised, ``[B, H, W]`` or ``[B, 1, H, W]``).
 
-    The card's input transform is applied first (resize, min-max, circular mask), as in training.
+    The card's input transform is applied first (native crop, resize, min-max, circular mask), as in training.
     Regression: physical values ``[B]`` float64 (e.g. log10 eV); classification: class probabilities
     ``[B, K]``. Runs in eval mode on the model's device; returns CPU tensors."""
-    from .augment import model_input
+    from ..data.transforms import InputSpec
     from .checkpoint import eval_mode
 
     task, scaler = card_task(card)
-    spec = card.get("input", {})
-    size = spec.get("image_size") or card["model"]["build_config"]["image_size"]
+    spec = InputSpec.from_record(card.get("input", {}), card["model"]["build_config"].get("image_size"))
     device = next(model.parameters()).device
-    inputs = model_input(torch.as_tensor(x).to(device), int(size), bool(spec.get("circular_mask", False)))
+    inputs = spec.prepare(torch.as_tensor(x).to(device))
     with eval_mode(model):
         outputs = model(inputs).float()
     if scaler is None:

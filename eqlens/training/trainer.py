@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.transforms import InputSpec
 from ..errors import DataError, TrainingError
 from ..groups import get_group
 from . import checkpoint, distributed, transfer
@@ -49,7 +50,8 @@ from .targets import Objective, TargetScaler, is_regression, task_record
 RUN_DEFINING = ("model", "group", "data", "task", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
                 "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
                 "test_fraction", "augment", "augment_mode", "circular_mask", "model_kwargs", "init_from",
-                "steps_per_epoch")
+                "steps_per_epoch", "crop", "fresh_data")
+EPOCH_WARN_S = 600  # an epoch longer than this loses more than 10 minutes when a campaign is killed
 SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stalls a GPU pipeline)
 
 
@@ -95,6 +97,7 @@ class TrainResult:
     images_per_s: float
     device: str
     extra: dict = field(default_factory=dict)
+    budget_spent: bool = False  # the time budget ended this call before the last epoch: resume to go on
 
 
 def choose_image_size(requested: int | None, native: int, model_spec) -> int:
@@ -126,6 +129,18 @@ def epoch_index_batches(n: int, batch_size: int, steps: int | None, generator: t
         if steps is None:
             return batches
     return batches[:steps]
+
+
+def stream_index_batches(epoch: int, steps: int, batch_size: int,
+                         context: distributed.DistributedContext) -> list[list[int]]:
+    """This rank's index batches of epoch ``epoch`` (from 1) of a fresh-data stream: the training
+    stream is walked in order, ``steps * batch_size * world_size`` new items per epoch, so no item is
+    used twice in a run and resuming at any epoch needs no stored data."""
+    world, rank = context.world_size, context.rank
+    per_step = batch_size * world
+    start = (epoch - 1) * steps * per_step
+    return [list(range(start + k * per_step + rank * batch_size, start + k * per_step + (rank + 1) * batch_size))
+            for k in range(steps)]
 
 
 def _epoch_generator(*key: int) -> torch.Generator:
@@ -169,6 +184,23 @@ def _oom_error(batch_size: int, err: Exception) -> TrainingError:
                          f" ({str(err).splitlines()[0]})")
 
 
+class Budget:
+    """A call's time budget in whole epochs: another epoch starts only while the time spent plus the
+    longest epoch so far (before the first: ``estimate_s``) stays within ``minutes`` (None: no limit)."""
+
+    def __init__(self, minutes: float | None, estimate_s: float):
+        self.limit_s = None if minutes is None else 60.0 * float(minutes)
+        self.estimate_s, self.spent_s, self.measured = float(estimate_s), 0.0, []
+
+    def fits_another(self) -> bool:
+        longest = max(self.measured) if self.measured else self.estimate_s
+        return self.limit_s is None or self.spent_s + longest <= self.limit_s
+
+    def record(self, seconds: float) -> None:
+        self.spent_s += seconds
+        self.measured.append(seconds)
+
+
 class _Run:
     """One call of :func:`train`: holds the state the epoch loop shares."""
 
@@ -179,6 +211,8 @@ class _Run:
                                 f"should start the run?")
         self.config, self.context = config, context
         self.progress, self.stop_event, self.progress_bar = progress, stop_event, progress_bar
+        if config.threads is not None:
+            torch.set_num_threads(int(config.threads))
         self.device = distributed.resolve_device(config.device, context)
         self.out = Path(config.out) if config.out else None
         self.writes = self.out is not None and context.is_main
@@ -201,7 +235,8 @@ class _Run:
         self.epochs_done, self.history = 0, []
         self.best: dict | None = None  # {"epoch", "score", "val"}
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.train_time, self.images_seen = 0.0, 0
+        self.train_time, self.images_seen, self.wall_time = 0.0, 0, 0.0
+        self.budget_spent = False
         if config.resume and self.out is not None:
             self._resume()
 
@@ -216,12 +251,19 @@ class _Run:
             raise TrainingError(str(err)) from None
         c = self.config
         if data is None:
-            size = choose_image_size(c.image_size, native_image_size(c.data), self.model_spec)
+            native = native_image_size(c.data)
+            if c.crop is not None and c.crop > native:
+                raise TrainingError(f"crop {c.crop} is larger than the {native} px images of {c.data!r}")
+            size = choose_image_size(c.image_size, c.crop or native, self.model_spec)
             data = resolve_data(c.data, size, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size,
                                 val_fraction=c.val_fraction, test_fraction=c.test_fraction, data_seed=c.data_seed,
-                                device=self.device, task=c.task)
-        elif c.image_size is not None and int(c.image_size) != data.image_size:
-            raise TrainingError(f"image_size {c.image_size} requested, the given data is {data.image_size}")
+                                device=self.device, task=c.task, crop=c.crop, fresh_data=c.fresh_data)
+        else:
+            if c.image_size is not None and int(c.image_size) != data.image_size:
+                raise TrainingError(f"image_size {c.image_size} requested, the given data is {data.image_size}")
+            if c.fresh_data or c.crop is not None:
+                raise TrainingError("fresh_data and crop describe how the trainer builds its data; "
+                                    "ready splits were given")
         if len(data.train) == 0:
             raise DataError("the training split is empty")
         if c.augment and c.augment_mode == "scene" and not can_turn_scenes(data.train):
@@ -287,6 +329,7 @@ class _Run:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epochs_done, self.history, self.best = int(state["epoch"]), list(state["history"]), state["best"]
         self.train_time, self.images_seen = float(state["train_time_s"]), int(state["images_seen"])
+        self.wall_time = float(state.get("wall_time_s", self.train_time))
         self.transfer = state.get("transfer")  # how the run started, before it was interrupted
         if (self.out / checkpoint.WEIGHTS_FILE).exists():
             self.best_state, _ = checkpoint.read_checkpoint(self.out)
@@ -306,19 +349,64 @@ class _Run:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         cancelled = False
+        budget = Budget(c.time_budget_min, self._estimate_epoch_s() if c.time_budget_min is not None else 0.0)
         try:
             for epoch in range(self.epochs_done + 1, c.epochs + 1):
+                if not budget.fits_another():
+                    self.budget_spent = True
+                    break
+                started = time.perf_counter()
                 if not self._train_epoch(net, epoch):
                     cancelled = True
                     break
-                self._end_epoch(epoch)
+                self._end_epoch(epoch, time.perf_counter() - started)
+                budget.record(time.perf_counter() - started)
             test_report = None if cancelled else self._test()
         except torch.cuda.OutOfMemoryError as err:
             raise _oom_error(c.batch_size, err) from None
         return self._result(cancelled, test_report)
 
+    def _estimate_epoch_s(self) -> float:
+        """Seconds one epoch will take, from two timed training steps on a copy of the model (the
+        run's weights, optimizer and random states are left as they were) plus validation at the same
+        rate. Raises :class:`TrainingError` when the time budget cannot hold one epoch."""
+        import copy
+        import warnings
+
+        from .data_sources import iterate_batches
+
+        c = self.config
+        rng = checkpoint.capture_rng_state()
+        trial = copy.deepcopy(self.model).train()
+        optimizer = torch.optim.Adam(trial.parameters(), lr=0.0)
+        batch = self._index_batches(self.epochs_done + 1)[0]
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            x, y = next(iterate_batches(self.splits.train, [batch], self.device, 0))
+            loss = self.objective.loss(trial(self.augmenter.evaluation(x)), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+        checkpoint.restore_rng_state(rng)
+        step_s = min(times)
+        steps = len(self._index_batches(self.epochs_done + 1))
+        estimate = step_s * steps + step_s / 3 * len(self.splits.val) / max(len(batch), 1)
+        budget_s = 60.0 * c.time_budget_min
+        if estimate > budget_s:
+            raise TrainingError(f"one epoch takes about {estimate / 60:.1f} min here ({steps} steps of {step_s:.2f} s "
+                                f"and validation), more than the {c.time_budget_min:g} min budget; give more time "
+                                f"or fewer --steps-per-epoch. Nothing was written.")
+        if estimate > EPOCH_WARN_S:
+            warnings.warn(f"an epoch takes about {estimate / 60:.1f} min: state is written once per epoch, so a killed "
+                          f"run loses up to that much; fewer --steps-per-epoch keep it under 10 min", stacklevel=2)
+        return estimate
+
     def _index_batches(self, epoch: int) -> list[list[int]]:
         c = self.config
+        if c.fresh_data:
+            return stream_index_batches(epoch, c.steps_per_epoch, c.batch_size, self.context)
         return epoch_index_batches(len(self.splits.train), c.batch_size, c.steps_per_epoch,
                                    _epoch_generator(c.seed, epoch, 0), self.context)
 
@@ -399,13 +487,15 @@ class _Run:
         raise TrainingError(f"loss is not finite (epoch {epoch}, by step {step}); {kept}. "
                             f"Try a lower --lr (now {self.config.lr:g}) or check the data for NaN pixels")
 
-    def _end_epoch(self, epoch: int) -> None:
+    def _end_epoch(self, epoch: int, elapsed_s: float) -> None:
         c = self.config
         distributed.broadcast_buffers(self.model, self.context)
+        self._val_started = time.perf_counter()
         val = _summary(self._evaluate(self.splits.val, final=False))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         self.history.append(self._history_entry(epoch, val, lr))
+        self.wall_time += elapsed_s + (time.perf_counter() - self._val_started)
         score = list(_selection_score(c.select_on, val))
         improved = self.best is None or score > list(self.best["score"])
         if improved:
@@ -455,11 +545,14 @@ class _Run:
             "device": _device_name(self.device),
             "world_size": self.context.world_size,
             "train_time_s": self.train_time,
+            "wall_time_s": self.wall_time,
+            "images_seen": self.images_seen,
+            "fresh_data": self.config.fresh_data,
+            "complete": self.epochs_done >= self.config.epochs,
             "images_per_s": self._images_per_s(),
             "initialised_from": self.transfer,
         }
-        input_spec = {"image_size": self.splits.image_size, "circular_mask": self.config.circular_mask,
-                      "normalisation": "per-image min-max to [0, 1]"}
+        input_spec = InputSpec(self.splits.image_size, self.config.crop, self.config.circular_mask).to_record()
         return checkpoint.make_card(self.model, class_names=self.splits.class_names, group=self.config.group,
                                     data=self.splits.description, training=training, metrics=metrics,
                                     history=self.history, input_spec=input_spec,
@@ -474,6 +567,7 @@ class _Run:
             "best": self.best,
             "history": self.history,
             "train_time_s": self.train_time,
+            "wall_time_s": self.wall_time,
             "images_seen": self.images_seen,
             "config": self._config_record(),
             "transfer": self.transfer,
@@ -507,6 +601,7 @@ class _Run:
             history=self.history, val_metrics=metrics["val"], test_metrics=test_report,
             best_epoch=self._best_epoch(), cancelled=cancelled, train_time_s=self.train_time,
             images_per_s=self._images_per_s(), device=_device_name(self.device), extra={"transfer": self.transfer},
+            budget_spent=self.budget_spent,
         )
 
 

@@ -292,3 +292,24 @@ def test_gcnn_layers_reproduce_escnn_r2conv_from_its_expanded_filter(c4_gspace):
         x = torch.randn(2, 1, 17, 17)
         expected = e_conv(e_lift(enn.GeometricTensor(x, trivial))).tensor
         assert rel_err(conv(lift(x)).flatten(1, 2), expected) < TOL
+
+
+@pytest.mark.parametrize("name", ["C4", "D4"])
+@pytest.mark.parametrize("size", [17, 21])
+def test_a_stride_2_lifting_layer_keeps_the_logits_exactly_invariant_on_odd_sizes(name, size):
+    model = create("gcnn", num_classes=3, group=name, image_size=size, widths=(4, 6, 6), lift_stride=2).eval()
+    x = torch.rand(3, 1, size, size)
+    with torch.no_grad():
+        lifted = model.lift(x)
+        assert lifted.shape[-2:] == ((size + 1) // 2, (size + 1) // 2)
+        logits = model(x)
+        for g in model.group.exact_elements:
+            assert rel_err(model(act_on_image(x, g)), logits) < TOL, str(g)
+
+
+def test_a_stride_2_lifting_layer_refuses_even_sizes_where_its_grid_cannot_be_centred():
+    with pytest.raises(ValueError, match="odd image size"):
+        create("gcnn", num_classes=3, group="C4", image_size=18, lift_stride=2)
+    model = create("gcnn", num_classes=3, group="C4", image_size=17, widths=(4, 6), lift_stride=2)
+    with pytest.raises(ValueError, match="centred only on odd sizes"):
+        model(torch.rand(1, 1, 18, 18))

@@ -77,6 +77,11 @@ def test_macro_one_vs_rest_auc_averages_the_per_class_aucs_of_softmax_scores():
     labels = np.array([0, 1, 2, 2])
     probs = softmax(logits)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(probs, np.exp(logits))
+    # The AUCs are taken on the exact probabilities: softmax(log p) may round the two 0.3 of class 2
+    # apart (1 ulp), turning the tie below into a win or a loss.
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    probs[3, 2] = probs[1, 2]
     # Class 0 scores 0.7, 0.2, 0.1, 0.3: its one positive (0.7) beats all 3 -> 1.
     # Class 1 scores 0.2, 0.5, 0.3, 0.4: positive 0.5 beats 0.2, 0.3, 0.4 -> 1.
     # Class 2 scores 0.1, 0.3, 0.6, 0.3: positives 0.6, 0.3 vs negatives 0.1, 0.3 -> (2 + 1.5) / 4.

@@ -31,7 +31,7 @@ def test_two_epochs_write_finite_checkpoints_and_report_val_and_test(splits, tmp
     model, card = ck.load_checkpoint(tmp_path / "run")
     assert card["metrics"]["test"]["n"] == 16 and card["metrics"]["val"]["n"] == 16
     assert card["training"]["images_per_s"] > 0 and card["input"] == {
-        "image_size": 24, "circular_mask": True, "normalisation": "per-image min-max to [0, 1]"}
+        "image_size": 24, "crop": None, "circular_mask": True, "normalisation": "per-image min-max to [0, 1]"}
     assert result.test_metrics["accuracy"] == card["metrics"]["test"]["accuracy"]
 
 

@@ -1,0 +1,121 @@
+"""Promises of the long-campaign machinery: fresh data, native crops, time budgets and resuming
+(tiny simulated runs: a 4-8 channel CNN on 33 px crops of Model I, a few steps)."""
+
+import pytest
+import torch
+
+from eqlens.data.transforms import InputSpec
+from eqlens.errors import DataError, TrainingError
+from eqlens.training import TrainConfig, train
+from eqlens.training import checkpoint as ck
+from eqlens.training import trainer as trainer_module
+from eqlens.training.distributed import DistributedContext
+from eqlens.training.trainer import Budget, stream_index_batches
+
+from .conftest import TINY_CNN, assert_same_checkpoints
+
+
+def _fresh(out, **kw):
+    base = dict(model="cnn", data="model_i", out=str(out), epochs=2, batch_size=4, lr=3e-3, robustness_size=0,
+                model_kwargs=TINY_CNN, crop=33, image_size=33, fresh_data=True, steps_per_epoch=2, val_size=6,
+                test_size=6, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def _context(rank, world):
+    return DistributedContext(rank=rank, world_size=world, local_rank=rank)
+
+
+def test_a_fresh_data_stream_never_gives_an_item_twice_across_epochs_and_ranks():
+    seen = []
+    for epoch in (1, 2, 3):
+        for rank in (0, 1):
+            for batch in stream_index_batches(epoch, steps=5, batch_size=4, context=_context(rank, 2)):
+                assert len(batch) == 4
+                seen += batch
+    assert len(seen) == len(set(seen)) == 3 * 2 * 5 * 4
+    assert sorted(seen) == list(range(len(seen)))  # the stream is walked in order: nothing skipped
+
+
+class _OneEpochBudget(Budget):
+    """A budget that holds exactly one epoch, whatever the machine's speed."""
+
+    def fits_another(self) -> bool:
+        return not self.measured
+
+
+def test_a_budgeted_fresh_run_stops_then_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    whole = train(_fresh(tmp_path / "whole"))
+    assert not whole.budget_spent
+    card = ck.load_checkpoint(tmp_path / "whole")[1]
+    assert card["training"]["fresh_data"] and card["training"]["complete"]
+    assert card["training"]["images_seen"] == 2 * 2 * 4 and card["training"]["wall_time_s"] > 0
+    assert card["input"]["crop"] == 33 and card["data"]["sizes"]["train"] == "stream"
+
+    monkeypatch.setattr(trainer_module, "Budget", _OneEpochBudget)
+    first = train(_fresh(tmp_path / "cut", time_budget_min=60.0))
+    assert first.budget_spent and [h["epoch"] for h in first.history] == [1]
+    assert ck.load_checkpoint(tmp_path / "cut")[1]["training"]["complete"] is False
+    monkeypatch.setattr(trainer_module, "Budget", Budget)
+    resumed = train(_fresh(tmp_path / "cut", time_budget_min=60.0, resume=True))
+    assert not resumed.budget_spent and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_a_budget_that_cannot_hold_one_epoch_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(TrainingError, match="Nothing was written"):
+        train(_fresh(tmp_path / "run", time_budget_min=1e-6))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_budget_starts_another_epoch_only_while_the_longest_one_still_fits():
+    budget = Budget(minutes=1.0, estimate_s=20.0)
+    assert budget.fits_another()
+    budget.record(25.0)
+    assert budget.fits_another()  # 25 + 25 <= 60
+    budget.record(20.0)
+    assert not budget.fits_another()  # 45 + 25 > 60
+    assert Budget(None, 1e9).fits_another()
+
+
+def test_a_resume_with_another_crop_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "Budget", _OneEpochBudget)
+    train(_fresh(tmp_path / "run", time_budget_min=60.0))
+    with pytest.raises(TrainingError, match="crop"):
+        train(_fresh(tmp_path / "run", crop=35, image_size=33, resume=True))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(crop=151), "larger than the 150 px"),
+    (dict(fresh_data=True, steps_per_epoch=None), "needs steps_per_epoch"),
+    (dict(time_budget_min=float("nan")), "time_budget_min"),
+    (dict(crop=0), "crop must be a positive integer"),
+    (dict(threads=0), "threads must be a positive integer"),
+])
+def test_bad_campaign_settings_get_a_clear_message(tmp_path, change, message):
+    with pytest.raises(TrainingError, match=message):
+        train(_fresh(tmp_path / "run", **change))
+    assert not (tmp_path / "run").exists()
+
+
+def test_fresh_data_from_a_folder_is_refused(tmp_path, lens_folder):
+    with pytest.raises(DataError, match="fresh data is drawn from the simulator"):
+        train(_fresh(tmp_path / "run", data=str(lens_folder), crop=None, image_size=24))
+
+
+def test_evaluation_and_predict_apply_the_cards_crop(tmp_path):
+    from eqlens.data.simulated import SimulatedLensDataset
+    from eqlens.training.evaluate import evaluate_checkpoint
+    from eqlens.training.targets import predict
+
+    train(_fresh(tmp_path / "run", epochs=1))
+    model, card = ck.load_checkpoint(tmp_path / "run")
+    report = evaluate_checkpoint(tmp_path / "run", size=6, robustness_size=0, device="cpu")
+    assert report["data"]["crop"] == 33 and report["data"]["image_size"] == 33
+    raw = SimulatedLensDataset("model_i", "test", 3, seed=0).simulator.simulate(2, torch.arange(3)).images
+    spec = InputSpec.from_record(card["input"])
+    model.eval()
+    with torch.no_grad():
+        expected = model(spec.prepare(raw)).softmax(-1)
+    assert torch.allclose(predict(model, card, raw), expected, atol=1e-6)
+    assert not torch.allclose(predict(model, {**card, "input": {**card["input"], "crop": None}}, raw), expected)
