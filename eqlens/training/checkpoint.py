@@ -29,13 +29,14 @@ import shutil
 import struct
 from collections.abc import Mapping
 from contextlib import contextmanager
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
 from .jsonio import atomic_write_bytes, dumps, jsonable
 from .targets import card_task
 
@@ -46,6 +47,11 @@ CARD_FILE = "model_card.json"
 STATE_FILE = "state.pt"
 LAST_DIR = "last"
 CARD_METADATA_KEY = "eqlens_card"
+# A card's model input side above this is refused: the app's orbits and attributions grow with its square
+# (800 px took the app from 0.9 to 2.7 GB). Training refuses larger sizes too, so every card it writes loads.
+MAX_CARD_IMAGE_SIZE = 512
+MAX_CLASSES = 1000
+MAX_BUILD_CONFIG_CHARS = 20_000
 
 
 # ---------------------------------------------------------------- model card
@@ -78,12 +84,79 @@ def make_card(model, *, class_names, group: str, data: dict, training: dict, met
     })
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _check_group(value, where: str, source: str) -> None:
+    from ..groups import get_group
+
+    if not isinstance(value, str) or len(value) > 8:
+        raise CheckpointError(f"{source}: {where} must be a group name such as 'C4', got {_short(value)}")
+    try:
+        get_group(value)
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {where}: {err}") from None
+
+
+def _short(value) -> str:
+    """``repr`` of a card value, cut short for messages (a card may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _validate_build(build: Mapping, source: str) -> None:
+    """Types and ranges of ``model.build_config``: everything :func:`build_model` hands the builder."""
+    name = build.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise CheckpointError(f"{source}: model card lacks model.build_config")
+    if len(dumps(jsonable(dict(build)), indent=None)) > MAX_BUILD_CONFIG_CHARS:
+        raise CheckpointError(f"{source}: model.build_config is longer than {MAX_BUILD_CONFIG_CHARS} characters")
+    classes = build.get("num_classes")
+    if classes is not None and not (_is_int(classes) and 1 <= classes <= MAX_CLASSES):
+        raise CheckpointError(f"{source}: model.build_config.num_classes must be an integer in [1, {MAX_CLASSES}], "
+                              f"got {_short(classes)}")
+    if "group" in build:
+        _check_group(build["group"], "model.build_config.group", source)
+    size = build.get("image_size")
+    if size is not None and not (_is_int(size) and 1 <= size <= MAX_CARD_IMAGE_SIZE):
+        raise CheckpointError(f"{source}: model.build_config.image_size must be an integer in "
+                              f"[1, {MAX_CARD_IMAGE_SIZE}], got {_short(size)}")
+
+
+def _validate_input(card: Mapping, build: Mapping, source: str) -> dict:
+    """The card's ``input`` record checked by :class:`InputSpec` (the one reader of it), returned complete
+    (a card without it, older than the record: the build size, no crop, no mask)."""
+    from ..data.transforms import InputSpec
+
+    record = card.get("input")
+    if record is None:
+        record = {}
+    try:
+        spec = InputSpec.from_record(record, build.get("image_size"))
+    except DataError as err:
+        raise CheckpointError(f"{source}: model card: {err}") from None
+    if spec.image_size > MAX_CARD_IMAGE_SIZE:
+        raise CheckpointError(f"{source}: the model takes {spec.image_size} px images; eqlens reads cards up to "
+                              f"{MAX_CARD_IMAGE_SIZE} px")
+    if build.get("image_size") is not None and build["image_size"] != spec.image_size:
+        raise CheckpointError(f"{source}: input.image_size {spec.image_size} differs from the model's "
+                              f"build_config.image_size {build['image_size']}")
+    return {**record, **spec.to_record()}
+
+
 def validate_card(card, source: str = "checkpoint") -> dict:
-    """Return ``card`` if it is one of ours, else raise :class:`CheckpointError` saying why."""
+    """Return ``card`` if it is one of ours, else raise :class:`CheckpointError` saying why.
+
+    The one place a card's types and ranges are checked (an uploaded card is untrusted): format,
+    ``model.build_config`` (name, ``num_classes`` in [1, MAX_CLASSES], group, ``image_size`` in
+    [1, MAX_CARD_IMAGE_SIZE]), ``class_names``, ``group``, ``task`` and ``input`` (through
+    :class:`eqlens.data.transforms.InputSpec`; returned complete, so readers need no defaults), and the
+    container types of ``training``, ``metrics``, ``history`` and ``data``."""
     if not isinstance(card, Mapping) or card.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not an eqlens checkpoint (no '{FORMAT}' model card)")
     version = card.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not _is_int(version) or version < 1:
         raise CheckpointError(f"{source}: model card has no valid format_version")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{source}: format version {version} is newer than this eqlens reads "
@@ -91,15 +164,28 @@ def validate_card(card, source: str = "checkpoint") -> dict:
     build = card.get("model", {}).get("build_config") if isinstance(card.get("model"), Mapping) else None
     if not isinstance(build, Mapping) or not isinstance(build.get("name"), str):
         raise CheckpointError(f"{source}: model card lacks model.build_config")
+    _validate_build(build, source)
     names = card.get("class_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
         raise CheckpointError(f"{source}: model card lacks class_names")
-    if int(build.get("num_classes", len(names))) != len(names):
+    if len(names) > MAX_CLASSES or any(len(n) > 200 for n in names):
+        raise CheckpointError(f"{source}: model card has more than {MAX_CLASSES} class names or one over 200 "
+                              f"characters")
+    if build.get("num_classes", len(names)) != len(names):
         raise CheckpointError(f"{source}: {len(names)} class names for a {build.get('num_classes')}-class model")
+    if card.get("group") is not None:
+        _check_group(card["group"], "group", source)
+    for key, kind in (("training", Mapping), ("metrics", Mapping), ("data", Mapping), ("history", list)):
+        if card.get(key) is not None and not isinstance(card[key], kind):
+            raise CheckpointError(f"{source}: the card's {key} must be a {'list' if kind is list else 'mapping'}, "
+                                  f"got {type(card[key]).__name__}")
+    complete = (card.get("training") or {}).get("complete")
+    if complete is not None and not isinstance(complete, bool):
+        raise CheckpointError(f"{source}: training.complete must be true or false, got {_short(complete)}")
     task, scaler = card_task(card, source)
     if scaler is not None and len(names) != 1:
         raise CheckpointError(f"{source}: a {task} model has one output, the card names {len(names)}")
-    return dict(card)
+    return {**card, "input": _validate_input(card, build, source)}
 
 
 # ---------------------------------------------------------------- weights
@@ -139,16 +225,19 @@ def embedded_card(data: bytes, source: str = "checkpoint") -> dict | None:
         raise CheckpointError(f"{source}: truncated or corrupt (safetensors header runs past the end)")
     try:
         header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{source}: corrupt (unreadable safetensors header)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{source}: corrupt (safetensors header is not a table)")
-    text = (header.get("__metadata__") or {}).get(CARD_METADATA_KEY)
+    metadata = header.get("__metadata__") or {}
+    text = metadata.get(CARD_METADATA_KEY) if isinstance(metadata, dict) else None
     if text is None:
         return None
+    if not isinstance(text, str):
+        raise CheckpointError(f"{source}: corrupt (the embedded model card is not text)")
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{source}: corrupt (unreadable embedded model card)") from None
 
 
@@ -196,7 +285,12 @@ def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
         if tuple(tensors[key].shape) != tuple(value.shape):
             raise CheckpointError(f"{source}: weight {key!r} has shape {tuple(tensors[key].shape)}, "
                                   f"the model needs {tuple(value.shape)}")
-        if not torch.isfinite(tensors[key]).all() and tensors[key].is_floating_point():
+        given = tensors[key]
+        kind_differs = given.is_floating_point() != value.is_floating_point() or given.is_complex()
+        if kind_differs or (not value.is_floating_point() and given.dtype != value.dtype):
+            raise CheckpointError(f"{source}: weight {key!r} is {str(given.dtype).removeprefix('torch.')}, "
+                                  f"the model needs {str(value.dtype).removeprefix('torch.')}")
+        if given.is_floating_point() and not torch.isfinite(given).all():
             raise CheckpointError(f"{source}: weight {key!r} holds NaN or inf")
     model.load_state_dict(tensors, strict=True)
 
@@ -214,12 +308,27 @@ def build_model(card: dict, source: str = "checkpoint"):
 
 # ---------------------------------------------------------------- writing
 
+def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating tensor holding NaN or inf, None if all are finite (one host sync
+    when they are)."""
+    floats = [(k, t) for k, t in tensors.items() if t.is_floating_point()]
+    if not floats or bool(torch.stack([torch.isfinite(t).all() for _, t in floats]).all()):
+        return None
+    return next(k for k, t in floats if not bool(torch.isfinite(t).all()))
+
+
 def write_checkpoint(directory, model, card: dict, state: dict | None = None) -> Path:
-    """Write ``model.safetensors`` (card embedded), ``model_card.json`` and, if given, ``state.pt``."""
+    """Write ``model.safetensors`` (card embedded), ``model_card.json`` and, if given, ``state.pt``.
+    Raises :class:`CheckpointError` (writing nothing) for a card that does not validate or weights
+    holding NaN or inf: such a checkpoint could never be loaded."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     card = validate_card(jsonable(card))
-    atomic_write_bytes(directory / WEIGHTS_FILE, encode_weights(eval_state_dict(model), card))
+    tensors = eval_state_dict(model)
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"{directory}: refusing to write weights holding NaN or inf ({bad!r})")
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(directory / WEIGHTS_FILE, encode_weights(tensors, card))
     atomic_write_bytes(directory / CARD_FILE, (dumps(card) + "\n").encode())
     if state is not None:
         buffer = io.BytesIO()
@@ -274,7 +383,7 @@ def _read_source(source) -> tuple[bytes, dict | None, str]:
     if (path.parent / CARD_FILE).is_file():
         try:
             side = json.loads((path.parent / CARD_FILE).read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CheckpointError(f"{path.parent / CARD_FILE}: corrupt model card (not JSON)") from None
     return path.read_bytes(), side, str(path)
 

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 
 from ..data.transforms import MAX_INPUT_SIZE
 from ..errors import TrainingError
 from ..groups import get_group
 from .augment import AUGMENT_MODES
+from .checkpoint import MAX_CARD_IMAGE_SIZE
 from .targets import TASKS, is_regression
 
 SCHEDULES = ("constant", "cosine")
+# Ranges of the numeric settings, shared with the command line's argument types (eqlens.commands.argtypes).
+MAX_LR = 10.0  # Adam steps of this size already destroy any model; 1e300 overflows the optimizer
+MAX_WEIGHT_DECAY = 1.0
+MAX_SEED = 2**63 - 1
+MAX_BATCH_SIZE = 65536
+MAX_WORKERS = 256
+MAX_EPOCHS = 1_000_000
+MAX_THREADS = 1024
+MAX_IMAGE_SIZE = MAX_CARD_IMAGE_SIZE  # a model input side the card of the run can carry
 CLASSIFICATION_SELECTION = ("val_accuracy", "val_auc", "val_loss")
 REGRESSION_SELECTION = ("val_mse", "val_loss")  # the same ranking: val_loss is the standardised MSE
 SELECTION_METRICS = CLASSIFICATION_SELECTION + ("val_mse",)
@@ -106,7 +116,10 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)
+        try:
+            self.betas = tuple(float(b) for b in self.betas)
+        except (TypeError, ValueError):
+            raise TrainingError(f"betas must be two numbers in [0, 1), got {self.betas!r}") from None
         if self.init_from is not None:
             self.init_from = str(self.init_from)  # a Path too; the record is plain JSON
         if isinstance(self.steps_per_epoch, Integral) and not isinstance(self.steps_per_epoch, bool):
@@ -116,22 +129,31 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`TrainingError` naming the first bad setting."""
-        positive = ("epochs", "batch_size", "eval_batch_size", "train_size", "val_size")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("test_size", "workers", "robustness_size"):
-            if int(getattr(self, name)) < 0:
-                raise TrainingError(f"{name} must not be negative, got {getattr(self, name)}")
+        """Raise :class:`TrainingError` naming the first bad setting (type or range)."""
+        counts = {"epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH_SIZE), "eval_batch_size": (1, MAX_BATCH_SIZE),
+                  "train_size": (1, None), "val_size": (1, None), "test_size": (0, None), "workers": (0, MAX_WORKERS),
+                  "robustness_size": (0, None), "seed": (0, MAX_SEED), "data_seed": (0, MAX_SEED)}
+        for name, (low, high) in counts.items():
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or isinstance(value, bool):
+                raise TrainingError(f"{name} must be an integer, got {value!r}")
+            if value < low:
+                raise TrainingError(f"{name} must be at least {low}, got {value}" if low else
+                                    f"{name} must not be negative, got {value}")
+            if high is not None and value > high:
+                raise TrainingError(f"{name} must be at most {high}, got {value}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise TrainingError(f"{name} must be a finite number, got {value!r}")
+        if not 0 < self.lr <= MAX_LR:
+            raise TrainingError(f"lr must be positive and at most {MAX_LR:g}, got {self.lr}")
+        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
+            raise TrainingError(f"weight_decay must be in [0, {MAX_WEIGHT_DECAY:g}], got {self.weight_decay}")
         try:
             get_group(self.group)
         except ValueError as err:
             raise TrainingError(str(err)) from None
-        if not self.lr > 0:
-            raise TrainingError(f"lr must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise TrainingError(f"weight_decay must not be negative, got {self.weight_decay}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise TrainingError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.schedule not in SCHEDULES:
@@ -141,10 +163,13 @@ class TrainConfig:
         if self.select_on not in selection_metrics(self.task):
             raise TrainingError(f"select_on {self.select_on!r} does not fit the {self.task} task; use one of "
                                 f"{', '.join(selection_metrics(self.task))}")
-        if self.image_size is not None and int(self.image_size) < 1:
-            raise TrainingError(f"image_size must be positive, got {self.image_size}")
+        size = self.image_size
+        if size is not None and (not isinstance(size, Integral) or isinstance(size, bool)
+                                 or not 1 <= size <= MAX_IMAGE_SIZE):
+            raise TrainingError(f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}] px or None, got {size!r}")
         for name in ("val_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < 1:
                 raise TrainingError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.augment_mode not in AUGMENT_MODES:
             raise TrainingError(f"unknown augment_mode {self.augment_mode!r}; use one of {', '.join(AUGMENT_MODES)}")
@@ -159,10 +184,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Integral) or isinstance(value, bool) or value < 1):
                 raise TrainingError(f"{name} must be a positive integer or None, got {value!r}")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise TrainingError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
         if self.crop is not None and self.crop > MAX_INPUT_SIZE:
             raise TrainingError(f"crop must be at most {MAX_INPUT_SIZE} px, got {self.crop}")
-        if self.image_size is not None and int(self.image_size) > MAX_INPUT_SIZE:
-            raise TrainingError(f"image_size must be at most {MAX_INPUT_SIZE} px, got {self.image_size}")
         if self.fresh_data and self.steps_per_epoch is None:
             raise TrainingError("fresh_data needs steps_per_epoch: an epoch of an endless stream has no natural end")
         budget = self.time_budget_min
