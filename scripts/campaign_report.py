@@ -1,0 +1,123 @@
+"""Tables and figures of training campaigns, read from their model cards (nothing is re-run).
+
+    .venv/bin/python scripts/campaign_report.py curve campaigns/flagship_gcnn [--png docs/figures/x.png]
+    .venv/bin/python scripts/campaign_report.py runs campaigns/inputs/*
+
+``curve``: the validation learning curve of one run against the CPU time it took (training and
+validation wall time, summed over the run's epochs and every call that resumed it), from the card of
+its latest epoch (``RUN/last/model_card.json``, else ``RUN/model_card.json``). ``runs``: one row per
+run: input, images seen, CPU minutes, best epoch, validation and held-out test accuracy and AUC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def latest_card(run: Path) -> dict:
+    for path in (run / "last" / "model_card.json", run / "model_card.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise SystemExit(f"{run}: no model card")
+
+
+def best_card(run: Path) -> dict:
+    path = run / "model_card.json"
+    if not path.is_file():
+        raise SystemExit(f"{run}: no best checkpoint yet")
+    return json.loads(path.read_text())
+
+
+def curve_rows(card: dict) -> list[tuple[int, int, float, float, float]]:
+    """(epoch, images seen, CPU hours, val accuracy, val AUC) per epoch; CPU time counts training and
+    validation (``time_s`` of the epoch plus its share of the run's validation time)."""
+    history = card["history"]
+    training = card["training"]
+    wall = float(training.get("wall_time_s") or training["train_time_s"])
+    train_total = sum(h["time_s"] for h in history) or 1.0
+    val_share = max(wall - train_total, 0.0) / len(history)  # validation time, spread evenly
+    images_per_epoch = training["images_seen"] / len(history) if training.get("images_seen") else None
+    rows, hours = [], 0.0
+    for h in history:
+        hours += (h["time_s"] + val_share) / 3600
+        seen = int(round(images_per_epoch * h["epoch"])) if images_per_epoch else 0
+        rows.append((h["epoch"], seen, hours, h["val_accuracy"], h["val_auc_macro"]))
+    return rows
+
+
+def curve(run: Path, png: Path | None) -> None:
+    card = latest_card(run)
+    rows = curve_rows(card)
+    print("| epoch | images seen | CPU hours | val accuracy | val macro AUC |")
+    print("|---:|---:|---:|---:|---:|")
+    for epoch, seen, hours, acc, auc in rows:
+        print(f"| {epoch} | {seen:,} | {hours:.2f} | {acc:.4f} | {auc:.4f} |")
+    if png is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+        hours = [r[2] for r in rows]
+        ax.plot(hours, [r[3] for r in rows], "o-", ms=3, label="validation accuracy (1500 lenses)")
+        ax.plot(hours, [r[4] for r in rows], "s-", ms=3, label="validation macro AUC")
+        best = best_card(run) if (run / "model_card.json").is_file() else None
+        test = (best or {}).get("metrics", {}).get("test") if best else None
+        if test:
+            ax.axhline(test["accuracy"], color="C2", ls="--", lw=1,
+                       label=f"held-out test accuracy of the best epoch ({test['n']} lenses): {test['accuracy']:.3f}")
+        ax.axhline(0.95, color="grey", ls=":", lw=1, label="goal: 0.95 accuracy")
+        ax.set_xlabel("hours of training on the 2-core CPU (wall time, validation included)")
+        ax.set_ylabel("score")
+        ax.set_ylim(0.4, 1.0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        name = card["model"]["name"]
+        ax.set_title(f"{name} ({card['model']['parameters']:,} parameters) on fresh Model I lenses")
+        fig.tight_layout()
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png)
+        print(f"wrote {png}")
+
+
+def describe_input(card: dict) -> str:
+    spec = card["input"]
+    crop = spec.get("crop")
+    return f"native {crop} px crop" if crop else f"150 px frame resized to {spec['image_size']} px"
+
+
+def runs(folders: list[Path]) -> None:
+    print("| input | model px | images seen | CPU min | epochs (best) | val acc | test acc | test macro AUC | test n |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for run in folders:
+        card, best = latest_card(run), best_card(run)
+        training = card["training"]
+        test = best["metrics"].get("test") or {}
+        val = best["metrics"]["val"]
+        minutes = float(training.get("wall_time_s") or training["train_time_s"]) / 60
+        print(f"| {describe_input(card)} | {card['input']['image_size']} | {training['images_seen']:,} | {minutes:.1f} "
+              f"| {training['epochs_done']} ({best['training']['best_epoch']}) | {val['accuracy']:.4f} "
+              f"| {test.get('accuracy', float('nan')):.4f} | {test.get('auc_macro', float('nan')):.4f} "
+              f"| {test.get('n', '-')} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("curve")
+    c.add_argument("run", type=Path)
+    c.add_argument("--png", type=Path, default=None)
+    r = sub.add_parser("runs")
+    r.add_argument("folders", type=Path, nargs="+")
+    args = parser.parse_args()
+    if args.command == "curve":
+        curve(args.run, args.png)
+    else:
+        runs(args.folders)
+
+
+if __name__ == "__main__":
+    main()
