@@ -3,7 +3,8 @@
     model = eqlens.models.create("eqcvt_inv", num_classes=3, group="C4", image_size=129)
 
 A builder registers itself with :func:`register`; :func:`create` validates the arguments, builds
-the model and stores ``model.build_config`` (plain data that rebuilds the same model).
+the model and stores ``model.build_config``: plain data that rebuilds the same model, with every
+hyper-parameter of the builder stated (the defaults of the day filled in), not only those passed.
 """
 
 from __future__ import annotations
@@ -76,9 +77,29 @@ def create(name: str, num_classes: int = 3, group: str = "C4", image_size: int =
         "num_classes": int(num_classes),
         "group": group_obj.name,
         "image_size": int(image_size),
-        **kwargs,
+        **builder_defaults(model_spec.builder),
+        **{k: _plain(v) for k, v in kwargs.items()},
     }
     return model
+
+
+def builder_defaults(builder: Callable[..., LensModel]) -> dict:
+    """Every hyper-parameter of ``builder`` beyond ``num_classes, group, image_size`` with its default,
+    as plain JSON data: what a build config records so that a checkpoint rebuilds the model it was
+    trained as even after a default changes."""
+    import inspect
+
+    skip = {"num_classes", "group", "image_size"}
+    return {name: _plain(p.default) for name, p in inspect.signature(builder).parameters.items()
+            if name not in skip and p.default is not inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _plain(value):
+    """Tuples (and nested ones) as lists: the JSON form a card stores, compared equal after a round trip."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def create_from_config(config: dict) -> LensModel:

@@ -89,3 +89,17 @@ def test_resnet18_has_the_published_size_and_a_map_tap_after_each_stage():
         inspection = model.inspect(random_images(33))
     assert [tuple(m.shape[1:]) for m in inspection.maps.values()] == [(64, 9, 9), (128, 5, 5), (256, 3, 3), (512, 2, 2)]
     assert inspection.features.shape == (2, 512)
+
+
+def test_a_build_config_states_every_hyper_parameter_so_a_changed_default_cannot_change_a_rebuilt_model(monkeypatch):
+    from eqlens.models import create_from_config
+    from eqlens.models import gcnn as gcnn_module
+
+    model = create("gcnn", num_classes=3, group="C4", image_size=17)
+    config = model.build_config
+    assert config["group_pool"] == "max" and config["widths"] == [16, 24, 32, 32] and config["lift_stride"] == 1
+    defaults = list(gcnn_module.build_gcnn.__defaults__)
+    defaults[defaults.index("max")] = "mean"  # tomorrow's default
+    monkeypatch.setattr(gcnn_module.build_gcnn, "__defaults__", tuple(defaults))
+    assert create("gcnn", num_classes=3, group="C4", image_size=17).group_pool.reduction == "mean"
+    assert create_from_config(config).group_pool.reduction == "max"
