@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..analysis.equivariance import DEFAULT_ANGLES
 from ..errors import DataError
 from ..simulation import SimulationConfig, get_config
 from .shifts import NONE, ORIENTATION, ORIENTATION_SKY, ROTATIONS, get_shift, parse_shifts, shifted_config
 
 TWINS = (("gcnn", "cnn"), ("eqcvt_inv", "cvt"))
 """(equivariant model, its plain twin): the pairs the orientation summary compares."""
-
-DEFAULT_ANGLES = tuple(range(0, 360, 15))
 
 
 @dataclass
