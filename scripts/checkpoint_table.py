@@ -14,6 +14,12 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _input(spec: dict) -> str:
+    """The model's input side, with the native crop it was taken from when there is one."""
+    crop = spec.get("crop")
+    return f"{spec['image_size']} (crop {crop})" if crop else str(spec["image_size"])
+
+
 def rows(folder: Path):
     for card_path in sorted(folder.glob("*/model_card.json")):
         card = json.loads(card_path.read_text())
@@ -22,7 +28,7 @@ def rows(folder: Path):
         training = card["training"]
         yield (
             card_path.parent.name, card["model"]["name"], card["group"], f"{card['model']['parameters']:,}",
-            card["data"].get("spec", "-"), str(card["input"]["image_size"]),
+            card["data"].get("spec", "-"), _input(card["input"]),
             str(test.get("n", "-")), fmt(test.get("accuracy"), ".3f"), fmt(test.get("auc_macro"), ".4f"),
             fmt((robust.get("invariance_error") or {}).get("max"), ".1e"),
             fmt(robust.get("worst_angle_accuracy"), ".3f"), fmt(robust.get("seed_logit_std"), ".3f"),
