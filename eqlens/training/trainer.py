@@ -51,6 +51,10 @@ RUN_DEFINING = ("model", "group", "data", "task", "data_seed", "seed", "batch_si
                 "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
                 "test_fraction", "augment", "augment_mode", "circular_mask", "model_kwargs", "init_from",
                 "steps_per_epoch", "crop", "fresh_data")
+# torch's default generator (model initialisation) and numpy's and Python's global ones are shared by every
+# thread of a process: a run seeds them and builds its model under this lock, so concurrent runs (the app's
+# jobs) never draw from each other's streams. Code that reseeds or restores them in a shared process takes it.
+GLOBAL_RNG_LOCK = threading.RLock()
 EPOCH_WARN_S = 600  # an epoch longer than this loses more than 10 minutes when a campaign is killed
 SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stalls a GPU pipeline)
 
@@ -216,11 +220,12 @@ class _Run:
         self.device = distributed.resolve_device(config.device, context)
         self.out = Path(config.out) if config.out else None
         self.writes = self.out is not None and context.is_main
-        _seed_everything(config.seed)
-        self.splits = self._resolve_data(data)
+        self.splits = self._resolve_data(data)  # draws nothing from the global generators
         self.objective = Objective(config.task, self._fit_scaler())
         initial = None if self._will_resume() else self._initial_weights(init_state)  # read before the build: fail fast
-        self.model = self._build_model()
+        with GLOBAL_RNG_LOCK:  # the seed alone decides the initial weights, whatever else the process runs
+            _seed_everything(config.seed)
+            self.model = self._build_model()
         self.transfer = None
         if initial is not None:
             tensors, name = initial
@@ -331,9 +336,58 @@ class _Run:
         self.train_time, self.images_seen = float(state["train_time_s"]), int(state["images_seen"])
         self.wall_time = float(state.get("wall_time_s", self.train_time))
         self.transfer = state.get("transfer")  # how the run started, before it was interrupted
-        if (self.out / checkpoint.WEIGHTS_FILE).exists():
-            self.best_state, _ = checkpoint.read_checkpoint(self.out)
-        checkpoint.restore_rng_state(state["rng"])
+        self._reconcile_best(last, state, tensors)
+        with GLOBAL_RNG_LOCK:
+            checkpoint.restore_rng_state(state["rng"])
+
+    def _reconcile_best(self, last: Path, state: dict, last_tensors: dict) -> None:
+        """The best weights the resumed run keeps, agreeing with the best record it goes on from.
+
+        Every epoch writes ``last/`` before the best checkpoint ``OUT/``, so a run killed (or out of disk)
+        between the two left ``OUT/`` one improvement behind: the resume state's best epoch is then
+        ``last/``'s own, whose weights are published to ``OUT/`` here. Anything else that disagrees (a
+        run of an older eqlens killed there, then resumed) keeps the checkpoint ``OUT/`` holds, with its
+        own record, and says so."""
+        import warnings
+
+        best_epoch = None if self.best is None else int(self.best["epoch"])
+        published = self._published_best()
+        if best_epoch is None:
+            return
+        if published is not None and published[1] == best_epoch:
+            self.best_state = published[0]
+            return
+        if best_epoch == int(state["epoch"]):
+            self.best_state = last_tensors
+            if self.writes:
+                _, card = checkpoint.read_checkpoint(last)
+                checkpoint.write_checkpoint(self.out, self.model, card)  # the model holds last/'s weights now
+            return
+        if published is not None and published[1] is not None and published[2] is not None:
+            tensors, epoch, val = published
+            try:
+                score = list(_selection_score(self.config.select_on, val))
+            except (KeyError, TypeError):
+                score = None
+            if score is not None:
+                warnings.warn(f"{self.out}: the resume state names epoch {best_epoch} as the best, but the best "
+                              f"checkpoint holds epoch {epoch} (an interrupted write); the run goes on from that "
+                              f"checkpoint as its best", stacklevel=3)
+                self.best, self.best_state = {"epoch": epoch, "score": score, "val": dict(val)}, tensors
+                return
+        raise TrainingError(f"cannot resume {self.out}: the best epoch {best_epoch} of the resume state has no "
+                            f"weights left (the best checkpoint {self.out / checkpoint.WEIGHTS_FILE} is "
+                            f"missing or of another epoch); start again in another --out")
+
+    def _published_best(self) -> tuple[dict, int | None, dict | None] | None:
+        """``(tensors, best epoch, validation metrics)`` of the best checkpoint ``OUT/``, None if there is none."""
+        if not (self.out / checkpoint.WEIGHTS_FILE).exists():
+            return None
+        tensors, card = checkpoint.read_checkpoint(self.out)
+        training = card.get("training") or {}
+        epoch = training.get("best_epoch", training.get("epoch"))
+        val = (card.get("metrics") or {}).get("val")
+        return tensors, None if epoch is None else int(epoch), val if isinstance(val, Mapping) else None
 
     def _config_record(self) -> dict:
         record = self.config.to_dict()
@@ -376,20 +430,21 @@ class _Run:
         from .data_sources import iterate_batches
 
         c = self.config
-        rng = checkpoint.capture_rng_state()
         trial = copy.deepcopy(self.model).train()
         optimizer = torch.optim.Adam(trial.parameters(), lr=0.0)
         batch = self._index_batches(self.epochs_done + 1)[0]
         times = []
-        for _ in range(2):
-            start = time.perf_counter()
-            x, y = next(iterate_batches(self.splits.train, [batch], self.device, 0))
-            loss = self.objective.loss(trial(self.augmenter.evaluation(x)), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            times.append(time.perf_counter() - start)
-        checkpoint.restore_rng_state(rng)
+        with GLOBAL_RNG_LOCK:  # it restores the global generators: no other run may be seeding them meanwhile
+            rng = checkpoint.capture_rng_state()
+            for _ in range(2):
+                start = time.perf_counter()
+                x, y = next(iterate_batches(self.splits.train, [batch], self.device, 0))
+                loss = self.objective.loss(trial(self.augmenter.evaluation(x)), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                times.append(time.perf_counter() - start)
+            checkpoint.restore_rng_state(rng)
         step_s = min(times)
         steps = len(self._index_batches(self.epochs_done + 1))
         estimate = step_s * steps + step_s / 3 * len(self.splits.val) / max(len(batch), 1)
@@ -487,9 +542,27 @@ class _Run:
         raise TrainingError(f"loss is not finite (epoch {epoch}, by step {step}); {kept}. "
                             f"Try a lower --lr (now {self.config.lr:g}) or check the data for NaN pixels")
 
+    def _check_finite(self, epoch: int) -> None:
+        """Raise :class:`TrainingError` when a parameter or buffer holds NaN or inf (a finite loss does not
+        promise finite weights: a huge step, an inf running variance). Nothing of the epoch is written;
+        the best and ``last`` checkpoints of the previous epochs stay as they are."""
+        tensors = {**{f"parameter {k}": v.detach() for k, v in self.model.named_parameters()},
+                   **{f"buffer {k}": v for k, v in self.model.named_buffers()}}
+        bad = checkpoint.first_non_finite(tensors)
+        if bad is None:
+            return
+        if self.writes and checkpoint.find_last(self.out):
+            best = f"; the best checkpoint {self.out} holds epoch {self._best_epoch()}" if self.best else ""
+            kept = f"the last good checkpoint is {self.out / checkpoint.LAST_DIR}{best}"
+        else:
+            kept = "no checkpoint was written yet"
+        raise TrainingError(f"the weights are not finite after epoch {epoch} ({bad} holds NaN or inf); nothing of "
+                            f"this epoch was written, {kept}. Try a lower --lr (now {self.config.lr:g})")
+
     def _end_epoch(self, epoch: int, elapsed_s: float) -> None:
         c = self.config
         distributed.broadcast_buffers(self.model, self.context)
+        self._check_finite(epoch)
         self._val_started = time.perf_counter()
         val = _summary(self._evaluate(self.splits.val, final=False))
         lr = self.optimizer.param_groups[0]["lr"]
@@ -504,6 +577,7 @@ class _Run:
         self.epochs_done = epoch
         if self.writes:
             card = self._card(epoch, {"val": val})
+            # last/ first: a kill between the two leaves last/ holding the new best, which resume publishes
             checkpoint.write_last(self.out, self.model, card, self._resume_state(epoch))
             if improved:
                 checkpoint.write_checkpoint(self.out, self.model, card)
@@ -516,6 +590,10 @@ class _Run:
         if self.best_state is not None:
             checkpoint.load_weights_into(self.model, self.best_state, "best epoch")
         if self.splits.test is None or len(self.splits.test) == 0:
+            if self.writes and self.best is not None:  # the card says how far the run got (training.complete)
+                card = self._card(self.best["epoch"], {"val": self.best["val"]})
+                checkpoint.write_checkpoint(self.out, self.model, card)
+            distributed.barrier(self.context)
             return None
         report = self._evaluate(self.splits.test, final=True)
         if self.writes and self.best is not None:
