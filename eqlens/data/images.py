@@ -9,9 +9,18 @@ Formats are recognised by their first bytes, not by the file name (the name only
   ``0.299 R + 0.587 G + 0.114 B`` in float (no rounding to 8 bit); alpha is dropped.
 - FITS: the first image HDU holding data; a cube with a single plane is squeezed.
 
-Pickles: an object ``.npy`` is unpickled only if its header says a 1-D object array of length 2, and then
-by an unpickler that resolves numpy's array-reconstruction globals alone; any other global (``os.system``,
-``builtins.eval``, ...) raises :class:`DataError` before it can be called.
+No untrusted byte reaches pickle, ``np.load`` or numpy's ``ndarray.__setstate__``. A numeric ``.npy`` is
+rebuilt from its header with ``np.frombuffer`` once the payload is exactly ``prod(shape) * itemsize`` bytes
+(a header claiming more pixels than the file holds allocates nothing). The pickle of an object ``.npy`` (the
+axion pair, and only when its header says a 1-D object array of length 2) is read by a small interpreter of
+its opcodes (:func:`_read_pickled_pair`): it knows numpy's array, dtype and scalar recipes by name and nothing
+else, calls none of them, and builds each array itself after checking its shape, dtype and payload length;
+an object array must carry exactly ``prod(shape)`` items. Any other global (``os.system``,
+``builtins.eval``, ...) or opcode raises :class:`DataError`.
+
+FITS: every header is read before any data (:func:`_fits_image_plan`); an image (or a tile-compressed image,
+``ZNAXISn``) over ``MAX_SIDE`` or over ``MAX_SIDE**2`` pixels, or data running past the end of the file,
+is refused before astropy decodes anything, so a small compressed file cannot expand into gigabytes.
 
 Nothing is normalised here: the one normalisation lives in :mod:`eqlens.data.transforms`.
 """
@@ -21,7 +30,7 @@ from __future__ import annotations
 import io
 import math
 import os
-import pickle
+import pickletools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -41,17 +50,21 @@ LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
-# Taken from numpy's own reducers so the names work for numpy 1.x ("numpy.core") and 2.x ("numpy._core").
-_RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]
-_SCALAR = np.float64(0).__reduce__()[0]
-_SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy.core.multiarray", "scalar"): _SCALAR,
-    ("numpy._core.multiarray", "scalar"): _SCALAR,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+# The only globals a pickled axion pair may name, each to a role of the interpreter (never called).
+# numpy 1.x writes "numpy.core", 2.x "numpy._core"; protocol-2 pickles carry bytes as _codecs.encode(str).
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy.core.multiarray", "scalar"): "scalar",
+    ("numpy._core.multiarray", "scalar"): "scalar",
+    ("numpy", "ndarray"): "ndarray",
+    ("numpy", "dtype"): "dtype",
+    ("_codecs", "encode"): "encode",
 }
+_PICKLE_MAX_OPS = 2000  # an axion pair takes about 70 opcodes
+_NUMERIC_DESCRS = frozenset(f"{kind}{size}" for kind in "iu" for size in (1, 2, 4, 8)) | {"f2", "f4", "f8"}
+_OBJECT_DESCRS = frozenset({"O4", "O8"})
+MAX_FITS_HDUS = 64
 
 
 @dataclass(frozen=True)
@@ -125,73 +138,291 @@ def _read_source(source: ImageSource, filename: str | None, max_bytes: int) -> t
 
 def _decode_npy(data: bytes, name: str) -> DecodedImage:
     stream = io.BytesIO(data)
-    shape, dtype = _read_npy_header(stream, name)
+    shape, fortran_order, dtype = _read_npy_header(stream, name)
+    payload = data[stream.tell() :]
     if dtype.hasobject:
-        image, mass = _read_axion_pair(stream, shape, name)
+        image, mass = _read_axion_pair(payload, shape, name)
         return DecodedImage(_checked(_squeezed(image, name), name), name, "npy_axion_pair", axion_mass=mass)
-    if dtype.kind not in "iuf":
+    if dtype.kind not in "iuf" or dtype.shape != () or dtype.itemsize == 0:
         raise DataError(f"{name}: dtype {dtype} is not a real-valued image")
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as err:
-        raise DataError(f"{name}: unreadable .npy ({err})") from err
+    array = _array_from_payload(payload, shape, dtype, fortran_order, name)
     if array.ndim == 1:
         return _decode_flat(array, name)
     layout = "npy_image" if array.ndim == 2 else "npy_channel"
     return DecodedImage(_checked(_squeezed(array, name), name), name, layout)
 
 
-def _read_npy_header(stream: BinaryIO, name: str) -> tuple[tuple[int, ...], np.dtype]:
+def _read_npy_header(stream: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
         elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             raise DataError(f"{name}: .npy format version {version} is not supported (1.0 and 2.0 are)")
-    except ValueError as err:
-        raise DataError(f"{name}: corrupt .npy header ({err})") from err
-    return shape, dtype
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
+        raise DataError(f"{name}: corrupt .npy header ({type(err).__name__}: {_short(err)})") from err
+    _check_shape(shape, name)
+    return shape, bool(fortran_order), dtype
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Resolves numpy's array-reconstruction globals and nothing else."""
-
-    def __init__(self, file: BinaryIO, name: str):
-        super().__init__(file)
-        self._name = name
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise DataError(
-                f"{self._name}: refusing to unpickle {module}.{name}; only the DeepLense [image, mass] "
-                "numpy pair is accepted"
-            ) from None
+def _check_shape(shape, name: str) -> tuple[int, ...]:
+    if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape) or len(shape) > 32:
+        raise DataError(f"{name}: the array shape is not a tuple of non-negative integers")
+    return shape
 
 
-def _read_axion_pair(stream: BinaryIO, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, float]:
+def _array_from_payload(payload, shape: tuple[int, ...], dtype: np.dtype, fortran_order: bool, name: str):
+    """``shape`` x ``dtype`` read from ``payload``, which must hold exactly that many bytes (a view, no copy)."""
+    needed = math.prod(shape) * dtype.itemsize
+    if len(payload) != needed:
+        raise DataError(
+            f"{name}: an array of shape {shape} and dtype {dtype} needs exactly {needed} bytes of data, "
+            f"the file holds {len(payload)}"
+        )
+    return np.frombuffer(payload, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_axion_pair(payload: bytes, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, float]:
     if shape != (2,):
         raise DataError(
             f"{name}: an object array of shape {shape} is not the [image, axion_mass] pair; refusing to unpickle"
         )
+    pair = _read_pickled_pair(payload, name)
+    if not (isinstance(pair, _ArrayRecipe) and pair.items is not None and pair.shape == (2,)):
+        raise DataError(f"{name}: the pickle does not hold a 1-D object array of length 2")
+    image, mass = pair.items
+    if not (isinstance(image, _ArrayRecipe) and image.array is not None and image.array.dtype.kind in "iuf"):
+        raise DataError(f"{name}: the first item of the pair is not a numeric image array")
+    is_number = type(mass) in (int, float)
+    if not is_number or not math.isfinite(float(mass)):
+        shown = repr(mass) if type(mass) in (str, bool, float, int) and len(repr(mass)) < 40 else type(mass).__name__
+        raise DataError(f"{name}: the second item of the pair is not a finite number (got {shown})")
+    return image.array, float(mass)
+
+
+# ------------------------------------------------------------------------------------ the pickle reader
+
+
+class _Global:
+    """A global the interpreter knows by its role; it is never called."""
+
+    __slots__ = ("role",)
+
+    def __init__(self, role: str):
+        self.role = role
+
+
+class _DtypeRecipe:
+    """``numpy.dtype(descr, ...)``: completed by one BUILD with its byte order."""
+
+    __slots__ = ("descr", "dtype")
+
+    def __init__(self, descr: str):
+        self.descr = descr
+        self.dtype: np.dtype | None = None
+
+    def build(self, state, name: str) -> None:
+        if type(state) is not tuple or len(state) not in (8, 9) or state[0] not in (3, 4):
+            raise DataError(f"{name}: unsupported pickled dtype state")
+        endian = state[1]
+        if endian not in ("<", ">", "|", "=") or any(item is not None for item in state[2:5]):
+            raise DataError(f"{name}: only plain numeric or object dtypes are accepted in the pickle")
+        if len(state) == 9 and state[8] is not None:
+            raise DataError(f"{name}: a pickled dtype with metadata is not accepted")
+        dtype = np.dtype(self.descr)
+        self.dtype = dtype.newbyteorder(endian) if endian in "<>" and dtype.itemsize > 1 else dtype
+
+
+class _ArrayRecipe:
+    """``_reconstruct(ndarray, (0,), b'b')``: completed by one BUILD that carries shape, dtype and data.
+    A numeric array becomes ``array``; an object array keeps its ``items`` (exactly ``prod(shape)``)."""
+
+    __slots__ = ("array", "built", "items", "shape")
+
+    def __init__(self):
+        self.built = False
+        self.array: np.ndarray | None = None
+        self.items: list | None = None
+        self.shape: tuple[int, ...] | None = None
+
+    def build(self, state, name: str) -> None:
+        if type(state) is tuple and len(state) == 5:
+            if state[0] != 1 or type(state[0]) is not int:
+                raise DataError(f"{name}: unsupported pickled array state version")
+            state = state[1:]
+        if type(state) is not tuple or len(state) != 4:
+            raise DataError(f"{name}: unsupported pickled array state")
+        shape, recipe, fortran_order, data = state
+        shape = _check_shape(shape, name)
+        if not isinstance(recipe, _DtypeRecipe) or recipe.dtype is None or type(fortran_order) is not bool:
+            raise DataError(f"{name}: the pickled array has no valid dtype")
+        self.built, self.shape = True, shape
+        if recipe.dtype.hasobject:
+            if type(data) is not list or len(data) != math.prod(shape):
+                count = len(data) if type(data) is list else type(data).__name__
+                raise DataError(
+                    f"{name}: a pickled object array of shape {shape} must carry exactly {math.prod(shape)} "
+                    f"items (got {count}); refusing it"
+                )
+            self.items = data
+        else:
+            if type(data) is not bytes:
+                raise DataError(f"{name}: the pickled array's data is not a byte string")
+            self.array = _array_from_payload(data, shape, recipe.dtype, fortran_order, name)
+
+
+_MARK = object()
+
+
+def _read_pickled_pair(payload: bytes, name: str):
+    """Interpret the pickle of an object ``.npy`` without ``pickle``: the known numpy recipes only."""
     try:
-        pair = _ArrayOnlyUnpickler(stream, name).load()
+        return _interpret_pickle(payload, name)
     except DataError:
         raise
-    except Exception as err:  # a corrupt pickle can raise almost anything
-        raise DataError(f"{name}: corrupt pickled [image, mass] pair ({type(err).__name__}: {err})") from err
-    if type(pair) is not np.ndarray or pair.dtype != object or pair.shape != (2,):
-        raise DataError(f"{name}: the pickle does not hold a 1-D object array of length 2")
-    image, mass = pair[0], pair[1]
-    if type(image) is not np.ndarray or image.dtype.kind not in "iuf":
-        raise DataError(f"{name}: the first item of the pair is not a numeric image array")
-    is_number = isinstance(mass, (int, float, np.integer, np.floating)) and not isinstance(mass, (bool, np.bool_))
-    if not is_number or not math.isfinite(float(mass)):
-        raise DataError(f"{name}: the second item of the pair is not a finite number (got {mass!r})")
-    return image, float(mass)
+    except Exception as err:  # pickletools raises ValueError for truncated or unknown opcodes; be broad
+        raise DataError(f"{name}: corrupt pickled [image, mass] pair ({type(err).__name__}: {_short(err)})") from None
+
+
+def _interpret_pickle(payload: bytes, name: str):
+    stack: list = []
+    memo: dict[int, object] = {}
+
+    def pop_mark() -> list:
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is _MARK:
+                items = stack[i + 1 :]
+                del stack[i:]
+                return items
+        raise DataError(f"{name}: corrupt pickle (no mark)")
+
+    def pop():
+        if not stack or stack[-1] is _MARK:
+            raise DataError(f"{name}: corrupt pickle (stack underflow)")
+        return stack.pop()
+
+    def refuse_global(module, attr):
+        raise DataError(
+            f"{name}: refusing to unpickle {str(module)[:80]}.{str(attr)[:80]}; only the DeepLense "
+            "[image, mass] numpy pair is accepted"
+        )
+
+    for count, (opcode, arg, _pos) in enumerate(pickletools.genops(io.BytesIO(payload))):
+        if count > _PICKLE_MAX_OPS:
+            raise DataError(f"{name}: the pickle has over {_PICKLE_MAX_OPS} opcodes; not an [image, mass] pair")
+        op = opcode.name
+        if op in ("PROTO", "FRAME"):
+            continue
+        if op == "STOP":
+            result = pop()
+            return result
+        if op == "MARK":
+            stack.append(_MARK)
+        elif op in ("GLOBAL", "STACK_GLOBAL"):
+            if op == "GLOBAL":
+                module, _, attr = str(arg).partition(" ")
+            else:
+                attr, module = pop(), pop()
+                if type(module) is not str or type(attr) is not str:
+                    raise DataError(f"{name}: corrupt pickle (a global named by non-strings)")
+            role = _PICKLE_GLOBALS.get((module, attr))
+            if role is None:
+                refuse_global(module, attr)
+            stack.append(_Global(role))
+        elif op in ("BINPUT", "LONG_BINPUT", "PUT"):
+            if not stack or stack[-1] is _MARK:
+                raise DataError(f"{name}: corrupt pickle (memo of nothing)")
+            memo[int(arg)] = stack[-1]
+        elif op == "MEMOIZE":
+            if not stack or stack[-1] is _MARK:
+                raise DataError(f"{name}: corrupt pickle (memo of nothing)")
+            memo[len(memo)] = stack[-1]
+        elif op in ("BINGET", "LONG_BINGET", "GET"):
+            if int(arg) not in memo:
+                raise DataError(f"{name}: corrupt pickle (memo key {int(arg)} unset)")
+            stack.append(memo[int(arg)])
+        elif op in ("NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1",
+                    "LONG4", "BINFLOAT", "FLOAT"):
+            stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}.get(op, arg))
+        elif op in ("BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "UNICODE"):
+            stack.append(str(arg))
+        elif op in ("SHORT_BINBYTES", "BINBYTES", "BINBYTES8"):
+            stack.append(bytes(arg))
+        elif op in ("BINSTRING", "SHORT_BINSTRING", "STRING"):  # Python 2 str: bytes, as numpy loads them
+            stack.append(arg.encode("latin-1") if isinstance(arg, str) else bytes(arg))
+        elif op == "EMPTY_TUPLE":
+            stack.append(())
+        elif op in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            n = int(op[-1])
+            items = [pop() for _ in range(n)][::-1]
+            stack.append(tuple(items))
+        elif op == "TUPLE":
+            stack.append(tuple(pop_mark()))
+        elif op == "EMPTY_LIST":
+            stack.append([])
+        elif op == "LIST":
+            stack.append(pop_mark())
+        elif op in ("APPEND", "APPENDS"):
+            items = [pop()] if op == "APPEND" else pop_mark()
+            target = pop()
+            if type(target) is not list:
+                raise DataError(f"{name}: corrupt pickle (append to a non-list)")
+            if len(target) + len(items) > 16:
+                raise DataError(f"{name}: a pickled list of over 16 items is not an [image, mass] pair")
+            target.extend(items)
+            stack.append(target)
+        elif op == "REDUCE":
+            args = pop()
+            stack.append(_reduce(pop(), args, name))
+        elif op == "BUILD":
+            state = pop()
+            target = stack[-1] if stack else None
+            if isinstance(target, (_DtypeRecipe, _ArrayRecipe)) and not _is_built(target):
+                target.build(state, name)
+            else:
+                raise DataError(f"{name}: the pickle sets the state of something other than a new array or dtype")
+        else:
+            raise DataError(f"{name}: the pickle uses opcode {op}, which an [image, mass] pair never needs")
+    raise DataError(f"{name}: corrupt pickle (no STOP)")
+
+
+def _is_built(recipe) -> bool:
+    return recipe.dtype is not None if isinstance(recipe, _DtypeRecipe) else recipe.built
+
+
+def _reduce(func, args, name: str):
+    """What calling a known global would give, computed here (nothing is called)."""
+    if not isinstance(func, _Global) or type(args) is not tuple:
+        raise DataError(f"{name}: the pickle calls something that is not a known numpy recipe")
+    if func.role == "reconstruct":
+        if len(args) != 3 or not isinstance(args[0], _Global) or args[0].role != "ndarray":
+            raise DataError(f"{name}: _reconstruct of something other than numpy.ndarray")
+        return _ArrayRecipe()
+    if func.role == "dtype":
+        descr = args[0] if args else None
+        if type(descr) is not str or descr not in _NUMERIC_DESCRS | _OBJECT_DESCRS:
+            shown = descr if type(descr) is str and len(descr) < 20 else type(descr).__name__
+            raise DataError(f"{name}: the pickled dtype {shown!r} is not a plain numeric or object dtype")
+        return _DtypeRecipe(descr)
+    if func.role == "scalar":
+        if len(args) != 2 or not isinstance(args[0], _DtypeRecipe) or args[0].dtype is None:
+            raise DataError(f"{name}: a pickled numpy scalar without a dtype")
+        dtype, raw = args[0].dtype, args[1]
+        if dtype.hasobject or type(raw) is not bytes or len(raw) != dtype.itemsize:
+            raise DataError(f"{name}: a pickled numpy scalar that is not {dtype.itemsize} bytes of a number")
+        return np.frombuffer(raw, dtype=dtype)[0].item()
+    if func.role == "encode":
+        if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
+            raise DataError(f"{name}: an unexpected _codecs.encode call in the pickle")
+        return args[0].encode("latin-1")
+    raise DataError(f"{name}: the pickle calls numpy.{func.role} directly")
+
+
+def _short(err: BaseException, limit: int = 200) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return text[:limit]
 
 
 def _decode_flat(array: np.ndarray, name: str) -> DecodedImage:
@@ -216,21 +447,131 @@ def _decode_flat(array: np.ndarray, name: str) -> DecodedImage:
 
 
 def _decode_fits(data: bytes, name: str) -> DecodedImage:
+    index, expected_shape = _fits_image_plan(data, name)  # refuses bombs before astropy reads a byte of data
     from astropy.io import fits  # a few hundred ms to import; only FITS users pay it
 
     try:
-        with fits.open(io.BytesIO(data), memmap=False) as hdus:
-            for hdu in hdus:
-                if hdu.is_image and hdu.data is not None and hdu.data.size > 0:
-                    array = np.array(hdu.data, dtype=np.float64)
-                    break
-            else:
-                raise DataError(f"{name}: the FITS file has no image HDU with data")
+        with fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True) as hdus:
+            hdu = hdus[index]
+            if not hdu.is_image or tuple(hdu.shape) != expected_shape:
+                raise DataError(f"{name}: HDU {index} is not the {expected_shape[::-1]} image its header announces")
+            array = np.array(hdu.data, dtype=np.float64)
     except DataError:
         raise
     except Exception as err:  # astropy raises OSError, ValueError, VerifyError, ... for broken files
-        raise DataError(f"{name}: unreadable FITS file ({type(err).__name__}: {err})") from err
+        raise DataError(f"{name}: unreadable FITS file ({type(err).__name__}: {_short(err)})") from err
     return DecodedImage(_checked(_squeezed(array, name), name), name, "fits")
+
+
+_FITS_BLOCK = 2880
+_FITS_BITPIX = (8, 16, 32, 64, -32, -64)
+
+
+def _fits_image_plan(data: bytes, name: str) -> tuple[int, tuple[int, ...]]:
+    """Read every header (not the data) and return the index of the first HDU holding image data and
+    its numpy shape (slowest axis first). Refuses, before any decoding: an image or tile-compressed
+    image (``ZNAXISn``) with a side over ``MAX_SIDE``, over ``MAX_SIDE**2`` pixels or more than two
+    axes over 1; data that runs past the end of the file; more than ``MAX_FITS_HDUS`` HDUs."""
+    position, index = 0, 0
+    while position < len(data):
+        if index >= MAX_FITS_HDUS:
+            raise DataError(f"{name}: over {MAX_FITS_HDUS} HDUs before an image with data")
+        cards, position = _fits_header(data, position, name, index)
+        data_bytes = _fits_data_bytes(cards, name, index)
+        if position + data_bytes > len(data):
+            raise DataError(f"{name}: HDU {index} announces {data_bytes} bytes of data; the file ends before that")
+        axes = _fits_image_axes(cards, name, index)
+        if axes is not None and axes and math.prod(axes) > 0:
+            _check_fits_axes(axes, name, index)
+            return index, tuple(reversed(axes))
+        position += -(-data_bytes // _FITS_BLOCK) * _FITS_BLOCK
+        index += 1
+    raise DataError(f"{name}: the FITS file has no image HDU with data")
+
+
+def _fits_header(data: bytes, position: int, name: str, index: int) -> tuple[dict[str, object], int]:
+    """The cards of the header starting at ``position`` (keyword -> int, bool, str or None) and the
+    offset of its data."""
+    cards: dict[str, object] = {}
+    while True:
+        card = data[position : position + 80]
+        if len(card) < 80:
+            raise DataError(f"{name}: HDU {index}: the header has no END card before the end of the file")
+        position += 80
+        keyword = card[:8].decode("ascii", "replace").strip()
+        if keyword == "END":
+            return cards, -(-position // _FITS_BLOCK) * _FITS_BLOCK
+        if card[8:10] == b"= " and keyword not in cards:
+            cards[keyword] = _fits_value(card[10:].decode("ascii", "replace"))
+
+
+def _fits_value(text: str):
+    text = text.strip()
+    if text.startswith("'"):
+        end = text.find("'", 1)
+        return text[1:end].rstrip() if end > 0 else None
+    text = text.split("/", 1)[0].strip()
+    if text in ("T", "F"):
+        return text == "T"
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _fits_int(cards: dict, key: str, name: str, index: int, default: int | None = None, low: int = 0,
+              high: int = 2**62) -> int:
+    value = cards.get(key, default)
+    if type(value) is not int or not low <= value <= high:
+        raise DataError(f"{name}: HDU {index}: header keyword {key} is missing or not an integer in [{low}, {high}]")
+    return value
+
+
+def _fits_data_bytes(cards: dict, name: str, index: int) -> int:
+    """The data size the header announces: |BITPIX|/8 * GCOUNT * (PCOUNT + NAXIS1 * ... * NAXISn)."""
+    bitpix = cards.get("BITPIX")
+    if bitpix not in _FITS_BITPIX or type(bitpix) is not int:
+        raise DataError(f"{name}: HDU {index}: BITPIX {bitpix!r} is not one of {_FITS_BITPIX}")
+    naxis = _fits_int(cards, "NAXIS", name, index, high=999)
+    if naxis == 0:
+        return 0
+    axes = [_fits_int(cards, f"NAXIS{i}", name, index) for i in range(1, naxis + 1)]
+    if cards.get("GROUPS") is True and axes[0] == 0:  # random groups: NAXIS1 = 0 is not a factor
+        axes = axes[1:]
+    pcount = _fits_int(cards, "PCOUNT", name, index, default=0)
+    gcount = _fits_int(cards, "GCOUNT", name, index, default=1)
+    return abs(bitpix) // 8 * gcount * (pcount + math.prod(axes))
+
+
+def _fits_image_axes(cards: dict, name: str, index: int) -> list[int] | None:
+    """NAXIS1..n of an image HDU, ZNAXIS1..n of a tile-compressed one, None for anything else."""
+    extension = cards.get("XTENSION")
+    if index == 0 or extension == "IMAGE":
+        if cards.get("GROUPS") is True:
+            return None
+        return [_fits_int(cards, f"NAXIS{i}", name, index) for i in range(1, cards["NAXIS"] + 1)]
+    if extension == "BINTABLE" and cards.get("ZIMAGE") is True:
+        if cards.get("ZBITPIX") not in _FITS_BITPIX:
+            raise DataError(f"{name}: HDU {index}: ZBITPIX {cards.get('ZBITPIX')!r} is not one of {_FITS_BITPIX}")
+        znaxis = _fits_int(cards, "ZNAXIS", name, index, high=999)
+        axes = [_fits_int(cards, f"ZNAXIS{i}", name, index) for i in range(1, znaxis + 1)]
+        tiles = [_fits_int(cards, f"ZTILE{i}", name, index, default=axes[0] if i == 1 else 1, low=1)
+                 for i in range(1, znaxis + 1)]
+        if math.prod(tiles) > MAX_SIDE * MAX_SIDE:
+            shown = "x".join(map(str, tiles))
+            raise DataError(f"{name}: HDU {index}: compression tiles of {shown} pixels are too large")
+        return axes
+    return None
+
+
+def _check_fits_axes(axes: list[int], name: str, index: int) -> None:
+    sides = [n for n in axes if n > 1]
+    shown = "x".join(str(n) for n in reversed(axes))
+    if len(sides) > 2 or any(n > MAX_SIDE for n in sides) or math.prod(axes) > MAX_SIDE * MAX_SIDE:
+        raise DataError(
+            f"{name}: HDU {index} holds a {shown} image; one 2-D image with sides of at most {MAX_SIDE} "
+            "pixels is accepted (refused before decoding)"
+        )
 
 
 # ------------------------------------------------------------------------------------ PNG / JPEG / TIFF
