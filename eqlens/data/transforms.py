@@ -28,14 +28,26 @@ from ..errors import DataError
 MAX_INPUT_SIZE = 1024  # a model input side above this is refused (memory grows with its square)
 
 
+CONSTANT_TOLERANCE_EPS = 128  # spans within this many float eps of the image's magnitude count as constant
+
+
 def normalize_image(x: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise ``[..., H, W]`` to [0, 1] per image, in float32 (float64 kept)."""
+    """Min-max normalise ``[..., H, W]`` to [0, 1] per image, in float32 (float64 kept).
+
+    A constant image maps to zeros, and so does a near-constant one: an image whose span ``hi - lo`` is at
+    most ``CONSTANT_TOLERANCE_EPS`` machine epsilons of its magnitude ``max(|lo|, |hi|)`` (float32: a relative
+    span of 7.6e-6; float64: 2.8e-14). That is float rounding, not signal: the antialiased resize of a
+    constant image leaves such a span (up to ~90 eps for a 4096 -> 33 px resize), which plain min-max
+    would stretch into a full-range noise pattern. The decision is per image, so the map still commutes
+    with pixel permutations."""
     if not x.is_floating_point():
         x = x.float()
     lo = x.amin(dim=(-2, -1), keepdim=True)
     hi = x.amax(dim=(-2, -1), keepdim=True)
     span = hi - lo
-    return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
+    eps = torch.finfo(torch.float64 if x.dtype == torch.float64 else torch.float32).eps
+    varies = span > CONSTANT_TOLERANCE_EPS * eps * torch.maximum(lo.abs(), hi.abs())
+    return torch.where(varies, (x - lo) / torch.where(varies, span, torch.ones_like(span)), torch.zeros_like(x))
 
 
 def center_crop(x: torch.Tensor, crop: int | None) -> torch.Tensor:
