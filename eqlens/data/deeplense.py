@@ -18,6 +18,10 @@ Files within a class are in natural order (``sim_2`` before ``sim_10``). Names s
 ``__`` (``.DS_Store``, ``__MACOSX``) are ignored and counted in :meth:`DeepLenseFolderDataset.describe`;
 any other unsupported file raises, so nothing is skipped silently.
 
+Scanning looks at most two levels below the folder given (a split root's splits and their class folders),
+never further. :func:`scan_limits` bounds a scan in entries seen and in seconds (the app sets both, so a
+folder such as ``/usr`` is refused quickly instead of being walked); without it a scan is unbounded.
+
 Every item goes through :func:`eqlens.data.transforms.prepare_batch`, the one normalisation (antialiased
 bilinear resize to ``image_size``, then per-image min-max to [0, 1]). A bad file raises
 :class:`DataError` naming it when it is read; :meth:`DeepLenseFolderDataset.validate` reads all up front.
@@ -25,10 +29,13 @@ bilinear resize to ``image_size``, then per-image min-max to [0, 1]). A bad file
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,13 +91,72 @@ class _Listing:
     unsupported: list[Path] = field(default_factory=list)
 
 
+class ScanLimitError(DataError):
+    """A folder scan went over the entries or seconds that :func:`scan_limits` allows."""
+
+
+@dataclass
+class _ScanBudget:
+    max_entries: int
+    deadline: float
+    seconds: float
+    seen: int = 0
+
+    def charge(self, folder: Path) -> None:
+        self.seen += 1
+        if self.seen > self.max_entries:
+            raise ScanLimitError(f"{folder}: the scan passed {self.max_entries} entries; not a DeepLense folder of a "
+                            "size this limit allows (choose a folder holding one dataset)")
+        if self.seen % 64 == 0:
+            self.check_time(folder)
+
+    def check_time(self, where: Path) -> None:
+        if time.monotonic() > self.deadline:
+            raise ScanLimitError(f"{where}: scanning took over {self.seconds:g} s; choose a folder holding one dataset")
+
+
+_SCAN_BUDGET: contextvars.ContextVar[_ScanBudget | None] = contextvars.ContextVar("eqlens_scan_budget", default=None)
+
+
+@contextmanager
+def scan_limits(max_entries: int, seconds: float) -> Iterator[None]:
+    """Within the block, every folder scan (and the label reads of loose files) together may see at most
+    ``max_entries`` directory entries and take at most ``seconds``; beyond either a :class:`DataError` says
+    so. Nested blocks share the outermost budget."""
+    if _SCAN_BUDGET.get() is not None:
+        yield
+        return
+    token = _SCAN_BUDGET.set(_ScanBudget(int(max_entries), time.monotonic() + float(seconds), float(seconds)))
+    try:
+        yield
+    finally:
+        _SCAN_BUDGET.reset(token)
+
+
+def _charge_time(where: Path) -> None:
+    budget = _SCAN_BUDGET.get()
+    if budget is not None:
+        budget.check_time(where)
+
+
 def _is_ignored(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
+def _entries(folder: Path) -> list[Path]:
+    budget = _SCAN_BUDGET.get()
+    if budget is None:
+        return list(folder.iterdir())
+    entries = []
+    for entry in folder.iterdir():
+        budget.charge(folder)
+        entries.append(entry)
+    return entries
+
+
 def _list(folder: Path) -> _Listing:
     listing = _Listing(folder)
-    for entry in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
+    for entry in sorted(_entries(folder), key=lambda p: natural_key(p.name)):
         if _is_ignored(entry.name):
             listing.ignored.append(entry)
         elif entry.is_dir():
@@ -102,8 +168,9 @@ def _list(folder: Path) -> _Listing:
     return listing
 
 
-def _folder_kind(folder: Path) -> str:
-    """``"classes"``, ``"loose"`` or ``"splits"``; anything else raises (empty or unknown layout)."""
+def _folder_kind(folder: Path, allow_splits: bool = True) -> str:
+    """``"classes"``, ``"loose"`` or (with ``allow_splits``) ``"splits"``; anything else raises (empty or
+    unknown layout). A split's own kind is found with ``allow_splits=False``: no deeper walk."""
     listing = _list(folder)
     has_class_dirs = any(_list(sub).files for sub in listing.subdirs)
     if has_class_dirs and listing.files:
@@ -112,7 +179,7 @@ def _folder_kind(folder: Path) -> str:
         return "classes"
     if listing.files:
         return "loose"
-    if any(_data_kind_or_none(sub) for sub in listing.subdirs):
+    if allow_splits and any(_data_kind_or_none(sub) for sub in listing.subdirs):
         return "splits"
     if not (listing.subdirs or listing.unsupported or listing.ignored):
         raise DataError(f"{folder}: the folder is empty")
@@ -125,10 +192,11 @@ def _folder_kind(folder: Path) -> str:
 
 def _data_kind_or_none(folder: Path) -> str | None:
     try:
-        kind = _folder_kind(folder)
+        return _folder_kind(folder, allow_splits=False)
+    except ScanLimitError:
+        raise
     except DataError:
         return None
-    return kind if kind in ("classes", "loose") else None
 
 
 def _require_folder(root: Path) -> None:
@@ -257,7 +325,10 @@ class DeepLenseFolderDataset(Dataset):
             raise DataError(f"{listing.unsupported[0]}: not a supported data file")
         self.layout = "flat_labeled"
         self.files = listing.files
-        self.labels = [_appended_label(decode_image(path)) for path in self.files]
+        self.labels = []
+        for path in self.files:
+            _charge_time(self.root)
+            self.labels.append(_appended_label(decode_image(path)))
         count = max(self.labels) + 1
         if classes is None:
             self.class_names = tuple(str(label) for label in range(count))
