@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -113,16 +114,65 @@ def turned_inputs(lens: LensImage, angles, image_size: int, crop: int | None = N
     return x
 
 
+def allowed_folder(text: str) -> Path:
+    """The folder a user typed, resolved (symlinks followed), if it lies inside one of the configured data
+    roots (:data:`app.settings.DATA_ROOTS`); a relative path is taken relative to each root in turn.
+    Raises DataError otherwise, with the same words whether or not an outside path exists."""
+    text = (text or "").strip()
+    roots = settings.DATA_ROOTS
+    shown = ", ".join(str(root) for root in roots)
+    if not text or "\x00" in text:
+        raise DataError("type the path of a DeepLense folder inside the data folders")
+    typed = Path(text)
+    candidates = [typed] if typed.is_absolute() else [root / typed for root in roots]
+    inside = False
+    for candidate in candidates:
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError):  # symlink loops, overlong names
+            continue
+        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+            continue
+        if resolved.is_dir():
+            return resolved
+        inside = True
+    if inside:
+        raise DataError(f"{text}: no such folder inside the data folders ({shown})")
+    raise DataError(f"{text}: the app reads folders only inside its data folders ({shown}); "
+                    "whoever runs the app can add more with EQLENS_DATA_ROOTS")
+
+
+def _inside_roots(path: Path) -> bool:
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return any(resolved == root or resolved.is_relative_to(root) for root in settings.DATA_ROOTS)
+
+
 @st.cache_resource(show_spinner="Indexing folder...", max_entries=4)
 def _folder(root: str):
-    from eqlens.data.deeplense import DeepLenseFolderDataset
+    from eqlens.data.deeplense import DeepLenseFolderDataset, scan_limits
 
-    return DeepLenseFolderDataset(root)
+    with scan_limits(settings.FOLDER_SCAN_MAX_ENTRIES, settings.FOLDER_SCAN_SECONDS):
+        return DeepLenseFolderDataset(root)
 
 
 def folder_index(root: str):
-    """The DeepLense folder dataset at ``root`` (raises DataError with the reason)."""
-    return _folder(root)
+    """The DeepLense folder dataset at ``root``, which must lie inside the data roots (raises DataError
+    with the reason; the scan is bounded in entries and seconds)."""
+    return _folder(str(allowed_folder(root)))
+
+
+def training_folder(root: str) -> str:
+    """A Train page folder, checked like :func:`folder_index` (inside the data roots, a bounded scan
+    that finds a DeepLense layout); returns the resolved path to hand to the trainer."""
+    from eqlens.data.deeplense import detect_layout, scan_limits
+
+    folder = allowed_folder(root)
+    with scan_limits(settings.FOLDER_SCAN_MAX_ENTRIES, settings.FOLDER_SCAN_SECONDS):
+        detect_layout(folder)
+    return str(folder)
 
 
 def from_folder(root: str, index: int) -> LensImage:
@@ -130,6 +180,8 @@ def from_folder(root: str, index: int) -> LensImage:
 
     dataset = folder_index(root)
     path = dataset.file_path(index)
+    if not _inside_roots(path):  # a symlink in the folder pointing elsewhere on the server
+        raise DataError(f"{path.name}: links outside the data folders; refused")
     image = np.asarray(load_image(path), dtype=np.float32)
     label = _folder_label(dataset, index)
     return LensImage(image, f"{path}", label)
@@ -142,13 +194,29 @@ def _folder_label(dataset, index: int) -> str | None:
     return dataset.class_names[int(labels[index])]
 
 
-def from_upload(data: bytes, filename: str) -> LensImage:
-    """An uploaded .npy / PNG / FITS file -> LensImage; DataError for anything the app cannot show."""
-    from eqlens.data.images import load_image
+@st.cache_data(show_spinner="Reading the upload...", max_entries=32)
+def _decode_upload(data: bytes, filename: str) -> tuple[np.ndarray | None, str | None]:
+    """(image, None) or (None, the refusal), so a refused file is not decoded again on every rerun."""
+    from eqlens.data.sandbox import decode_untrusted
 
+    try:
+        decoded = decode_untrusted(data, filename, memory_bytes=settings.DECODE_MEMORY_MB << 20,
+                                   timeout_s=settings.DECODE_TIMEOUT_S)
+    except DataError as err:
+        return None, str(err)
+    return decoded.image, None
+
+
+def from_upload(data: bytes, filename: str) -> LensImage:
+    """An uploaded .npy / PNG / FITS file -> LensImage; DataError for anything the app cannot show.
+    The bytes are decoded in a child process with a memory and time limit (eqlens.data.sandbox): a
+    file that crashes or exhausts a decoder costs that child, never the server."""
     if len(data) == 0:
         raise DataError(f"{filename} is empty")
-    image = np.asarray(load_image(data, filename=filename))
+    image, refusal = _decode_upload(bytes(data), filename)
+    if refusal is not None:
+        raise DataError(refusal)
+    image = np.asarray(image)
     check_image(image, filename)
     return LensImage(image.astype(np.float32), f"upload {filename}")
 

@@ -3,6 +3,11 @@
 ``EQLENS_APP_TINY=1`` (the tests) shrinks everything: 33-px untrained models, few test lenses,
 few orbit angles, a training run of a few steps. ``EQLENS_CHECKPOINT_DIR`` points at the
 checkpoints to offer (default ``checkpoints/`` beside ``app/``).
+
+Untrusted input (see docs/security.md): folder fields accept only folders inside ``DATA_ROOTS``, the
+project's ``data/`` plus any listed in ``EQLENS_DATA_ROOTS`` (separated by ``:``), and scan at
+most ``FOLDER_SCAN_MAX_ENTRIES`` entries in ``FOLDER_SCAN_SECONDS``; uploaded images are decoded in a
+child process limited to ``DECODE_MEMORY_MB`` MiB and ``DECODE_TIMEOUT_S`` seconds.
 """
 
 from __future__ import annotations
@@ -25,6 +30,18 @@ EVAL_IMAGES = 6 if TINY else 300
 IG_STEPS = 8 if TINY else 32
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 MAX_UPLOAD_PIXELS = 2048 * 2048
+
+
+def _data_roots() -> tuple[Path, ...]:
+    extra = [p for p in os.environ.get("EQLENS_DATA_ROOTS", "").split(os.pathsep) if p.strip()]
+    return tuple(dict.fromkeys(Path(p).resolve() for p in [ROOT / "data", *extra]))
+
+
+DATA_ROOTS = _data_roots()
+FOLDER_SCAN_MAX_ENTRIES = int(os.environ.get("EQLENS_FOLDER_SCAN_MAX_ENTRIES", 200_000))
+FOLDER_SCAN_SECONDS = float(os.environ.get("EQLENS_FOLDER_SCAN_SECONDS", 20))
+DECODE_MEMORY_MB = int(os.environ.get("EQLENS_DECODE_MEMORY_MB", 1024))
+DECODE_TIMEOUT_S = float(os.environ.get("EQLENS_DECODE_TIMEOUT_S", 30))
 
 
 def device() -> torch.device:

@@ -3,6 +3,10 @@ reports problems with st.error/st.warning so a page never crashes on a bad file.
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
+
 import streamlit as st
 
 from app import catalog, lenses, settings, state
@@ -18,11 +22,15 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
     uploaded = state.uploaded_checkpoints()
     with st.expander("Upload a checkpoint", expanded=False):
         file = st.file_uploader("checkpoint file", key=f"{prefix}_ckpt_upload",
-                                help="a checkpoint written by eqlens (file or zipped folder with model_card.json)")
+                                help="a checkpoint written by eqlens: its model.safetensors (the model card is "
+                                     "embedded), or its folder zipped")
         if file is not None:
-            data = file.getvalue()
-            key = catalog.upload_key(data)
-            uploaded.setdefault(key, (file.name, data))
+            try:
+                data = checkpoint_upload(file.getvalue(), file.name)
+            except CheckpointError as err:
+                st.error(f"Cannot load this model: {user_message(err)}")
+            else:
+                uploaded.setdefault(catalog.upload_key(data), (file.name, data))
     options = catalog.entries(uploaded)
     labels = {e.key: e.label for e in options}
     select_key = f"{prefix}_model"
@@ -43,12 +51,61 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
     try:
         loaded = catalog.load(chosen, uploaded)
     except (CheckpointError, EqlensError, ValueError, OSError) as err:
-        st.error(f"Cannot load this model: {err}")
+        st.error(f"Cannot load this model: {user_message(err)}")
         return None
     if not loaded.trained:
         st.caption(f"untrained weights (seed 0), {loaded.image_size}x{loaded.image_size} input: "
                    "train one on the Train page")
     return loaded
+
+
+WEIGHTS_NAME = "model.safetensors"
+MAX_UNZIPPED_BYTES = 256 << 20  # a deflate bomb in a 50 MB upload could otherwise reach 50 GB
+_TORCH_ADVICE = re.compile(r"\s*\(weights_only load failed:.*", re.S)
+
+
+def checkpoint_upload(data: bytes, filename: str) -> bytes:
+    """The bytes to load from an uploaded checkpoint: a ``model.safetensors`` (or a pure-tensor torch
+    file) as is; a zipped checkpoint folder gives its ``model.safetensors`` (the shallowest one, never
+    one under ``last/``), read with a size bound. CheckpointError for a zip without one."""
+    if data[:2] != b"PK":
+        return data
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()]
+            weights = [info for info in members if info.filename.rsplit("/", 1)[-1] == WEIGHTS_NAME
+                       and "last" not in info.filename.split("/")[:-1]]
+            if not weights:
+                if any(info.filename.endswith("/data.pkl") or info.filename == "data.pkl" for info in members):
+                    return data  # a torch archive: the loader reads it as plain tensors or refuses it
+                raise CheckpointError(f"{filename}: a zip archive without {WEIGHTS_NAME}; zip the checkpoint "
+                                      f"folder eqlens wrote, or upload its {WEIGHTS_NAME} alone")
+            info = min(weights, key=lambda i: (i.filename.count("/"), i.filename))
+            if info.file_size > MAX_UNZIPPED_BYTES:
+                raise CheckpointError(f"{filename}: {info.filename} unzips to {info.file_size} bytes, over the "
+                                      f"{MAX_UNZIPPED_BYTES}-byte limit")
+            with archive.open(info) as member:
+                weights_bytes = member.read(MAX_UNZIPPED_BYTES + 1)
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, ValueError, OSError, EOFError,
+            NotImplementedError) as err:
+        raise CheckpointError(f"{filename}: unreadable zip archive ({type(err).__name__})") from None
+    if len(weights_bytes) > MAX_UNZIPPED_BYTES:
+        raise CheckpointError(f"{filename}: {info.filename} unzips to over {MAX_UNZIPPED_BYTES} bytes")
+    return weights_bytes
+
+
+def user_message(err: BaseException) -> str:
+    """An error as the page shows it. A refused pickle says so in eqlens' words: torch's advice to retry
+    with ``weights_only=False`` (which would run the file's code) is never shown."""
+    text = str(err)
+    if "weights_only" in text:
+        text = _TORCH_ADVICE.sub("", text)
+        if "weights_only" in text:
+            text = "refusing a checkpoint that is not plain tensors"
+        text += " (eqlens loads only plain tensors and never runs code from a checkpoint)"
+    return text
 
 
 def lens_selector(prefix: str, follow: catalog.LoadedModel | None = None) -> lenses.LensImage | None:
@@ -100,10 +157,12 @@ def _simulate_controls(prefix: str) -> lenses.LensImage:
 
 
 def _folder_controls(prefix: str) -> lenses.LensImage | None:
-    root = st.text_input("Folder", key=f"{prefix}_folder", placeholder="/data/Model_I_test",
-                         help="a DeepLense folder: one sub-folder per class of .npy files")
+    roots = ", ".join(str(root) for root in settings.DATA_ROOTS)
+    root = st.text_input("Folder", key=f"{prefix}_folder", placeholder="Model_I_test",
+                         help=f"a DeepLense folder (one sub-folder per class of .npy files) inside the data "
+                              f"folders: {roots}; a relative path is taken inside them")
     if not root:
-        st.info("Type the path of a DeepLense folder.")
+        st.info(f"Type the path of a DeepLense folder inside {roots}.")
         return None
     dataset = lenses.folder_index(root)
     n = len(dataset.files)

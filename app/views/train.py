@@ -7,7 +7,7 @@ import datetime as dt
 
 import streamlit as st
 
-from app import catalog, figures, settings, state
+from app import catalog, figures, lenses, settings, state
 from app.jobs import TrainingJob
 from eqlens.errors import EqlensError
 
@@ -56,6 +56,8 @@ def start(settings_dict: dict) -> None:
     from eqlens.training import TrainConfig
 
     try:
+        if settings_dict["data"] not in SIM_DATA:  # a folder: inside the data roots, scanned with bounds
+            settings_dict = {**settings_dict, "data": lenses.training_folder(settings_dict["data"])}
         config = TrainConfig(**settings_dict)
     except (EqlensError, TypeError, ValueError) as err:
         st.error(f"Cannot train with these settings: {err}")
