@@ -11,7 +11,7 @@ import torch
 
 from eqlens.analysis import activations, attention, attribution, orbit
 from eqlens.groups import act_on_group_channels, act_on_image, get_group
-from eqlens.models import AttentionMap, create, names
+from eqlens.models import AttentionMap, create
 
 
 def softmax_rows(*shape):
@@ -132,7 +132,6 @@ def test_rotating_back_a_quarter_turned_map_is_exact():
     assert attribution.attribution_invariance_error(attr, attribution.rotate_back(turned, 90.0)) == 0.0
 
 
-@pytest.mark.skipif("gcnn" not in names(), reason="the gcnn model is not registered in this checkout")
 def test_saliency_of_an_invariant_model_is_invariant_after_rotating_back():
     torch.manual_seed(0)
     model = create("gcnn", num_classes=3, group="C4", image_size=33).eval()
@@ -163,7 +162,6 @@ def test_a_plain_cnn_changes_its_logits_under_an_exact_quarter_turn(plain_cnn):
     assert result.exact_spread("C4") > 1e-4
 
 
-@pytest.mark.skipif("gcnn" not in names(), reason="the gcnn model is not registered in this checkout")
 def test_an_invariant_model_is_flat_at_the_exact_angles_of_its_orbit():
     torch.manual_seed(0)
     model = create("gcnn", num_classes=3, group="C4", image_size=33).eval()

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from app import catalog, state
-from eqlens.models import names
 
 from .conftest import no_exception, ring_lens
 
@@ -65,7 +64,6 @@ def test_an_exact_angle_button_puts_the_slider_on_that_angle(app_test):
     assert at.slider(key="explore_angle").value == 90.0
 
 
-@pytest.mark.skipif("gcnn" not in names(), reason="gcnn is not registered in this checkout")
 def test_an_invariant_model_shows_the_same_logits_after_a_quarter_turn_and_a_still_stabilised_view(app_test):
     at = app_test(explore_pinned_lens=ring_lens(), explore_model=catalog.untrained_key("gcnn", "C4"),
                   explore_view="Group channels")
@@ -97,7 +95,6 @@ def test_the_sky_toggle_is_off_for_a_picture_that_is_not_simulated(app_test):
     no_exception(at)
 
 
-@pytest.mark.skipif("eqcvt" not in names(), reason="eqcvt is not registered in this checkout")
 def test_an_attention_model_gets_head_maps_and_a_rollout(app_test):
     at = app_test(explore_pinned_lens=ring_lens(), explore_model=catalog.untrained_key("eqcvt", "C4"))
     no_exception(at)

@@ -9,11 +9,7 @@ import shutil
 import pytest
 import torch
 
-from eqlens.models import names
-
 from .conftest import no_exception
-
-pytestmark = pytest.mark.skipif("gcnn" not in names(), reason="gcnn is not registered in this checkout")
 
 
 @pytest.fixture(scope="module")
