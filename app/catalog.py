@@ -95,6 +95,76 @@ def checkpoint_paths(folder: Path | None = None) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class RunStatus:
+    """How far the training run behind a checkpoint folder got, from its card (``training``).
+
+    ``partial``: the card says the run stopped before its last epoch (``complete`` false: killed,
+    cancelled or out of time budget); cards older than that field count as complete. ``resumable``: the
+    folder holds the resume state of its last finished epoch (``last/``)."""
+
+    partial: bool
+    epochs_done: int | None
+    epochs: int | None
+    resumable: bool
+
+    @property
+    def label(self) -> str:
+        if not self.partial:
+            return "checkpoint"
+        if self.epochs_done is not None and self.epochs is not None:
+            return f"partial checkpoint: epoch {self.epochs_done} of {self.epochs}"
+        return "partial checkpoint"
+
+
+def run_status(path: Path) -> RunStatus:
+    """The :class:`RunStatus` of a checkpoint folder (a single file or an unreadable card: complete)."""
+    from eqlens.training.checkpoint import find_last
+
+    training = _card_on_disk(path).get("training") if path.is_dir() else None
+    if not isinstance(training, dict) or training.get("complete") is not False:
+        return RunStatus(False, None, None, False)
+    config = training.get("config") if isinstance(training.get("config"), dict) else {}
+
+    def count(value):
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return RunStatus(True, count(training.get("epochs_done")), count(config.get("epochs")),
+                     find_last(path) is not None)
+
+
+def partial_runs(folder: Path | None = None) -> list[Path]:
+    """Checkpoint folders of runs that stopped early and can be resumed, none of them being trained now."""
+    from app import jobs
+
+    found = []
+    for path in checkpoint_paths(folder):
+        if path.is_dir() and not jobs.is_active(path):
+            status = run_status(path)
+            if status.partial and status.resumable:
+                found.append(path)
+    return found
+
+
+def resume_config(path: Path):
+    """The :class:`TrainConfig` that continues the partial run in ``path`` (its card's settings, resumed
+    in place on this server's device). Raises :class:`EqlensError` when it cannot be resumed."""
+    from eqlens.errors import EqlensError
+    from eqlens.training import TrainConfig
+    from eqlens.training.checkpoint import find_last
+
+    last = find_last(path)
+    if last is None:
+        raise EqlensError(f"{path} holds no resume state (no finished epoch)")
+    record = (_card_on_disk(last).get("training") or {}).get("config")
+    if not isinstance(record, dict):
+        raise EqlensError(f"{path}: the card does not record the run's settings")
+    try:
+        return TrainConfig.from_dict({**record, "out": str(path), "resume": True, "device": "auto"})
+    except (TypeError, ValueError) as err:
+        raise EqlensError(f"{path}: cannot resume with the card's settings ({err})") from None
+
+
 def untrained_key(name: str, group: str) -> str:
     return f"untrained:{name}:{group}"
 
@@ -104,7 +174,7 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
     from eqlens.models import names, spec
 
     paths = sorted(checkpoint_paths(), key=lambda p: p.stem != settings.DEFAULT_CHECKPOINT)  # stable
-    found = [ModelEntry(f"ckpt:{p}", f"{p.stem} (checkpoint)") for p in paths]
+    found = [ModelEntry(f"ckpt:{p}", f"{p.stem} ({run_status(p).label})") for p in paths]
     found += [ModelEntry(key, f"{name} (uploaded)") for key, (name, _) in (uploaded or {}).items()]
     for name in names():
         group = "C4" if spec(name).uses_group else "C1"
@@ -162,9 +232,13 @@ def _load_bytes(key: str, name: str, data: bytes) -> LoadedModel:
 @st.cache_resource(show_spinner="Building model...", max_entries=16)
 def _build_untrained(name: str, group: str, image_size: int, num_classes: int) -> LoadedModel:
     from eqlens.models import create
+    from eqlens.training.trainer import GLOBAL_RNG_LOCK
 
-    torch.manual_seed(0)  # the same untrained weights in every session and run
-    model = create(name, num_classes=num_classes, group=group, image_size=image_size)
+    # The same untrained weights in every session and run; the lock keeps a training job that is seeding
+    # and building its model at that moment out of this stream, and fork_rng leaves the global one as it was.
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create(name, num_classes=num_classes, group=group, image_size=image_size)
     return _wrap(untrained_key(name, group), f"{name} {group} (untrained)", model, None, trained=False)
 
 

@@ -1,6 +1,13 @@
 """A background training run: a plain object with its own thread, a stop event and a
 lock-protected snapshot of progress. It never calls st.*; a polling fragment reads
 :meth:`TrainingJob.snapshot`.
+
+Jobs of different sessions run side by side in one server process. Each writes into its own folder
+(:func:`claim_output_folder` creates it atomically, so two Starts in the same second get two folders),
+no two running jobs share an output folder (:class:`JobConflict`), and each run's initial weights
+depend on its seed alone: the trainer seeds and builds its model under
+:data:`eqlens.training.trainer.GLOBAL_RNG_LOCK`, and shuffling and augmentation draw from generators
+of the run's own seed.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from eqlens.errors import EqlensError
 
 _NUMBER_KEYS = ("step", "steps", "epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy",
                 "learning_rate", "images_per_second")
@@ -40,6 +50,39 @@ def progress_record(event) -> dict:
         elif key == "phase" and isinstance(value, str):
             record[key] = value
     return record
+
+
+class JobConflict(EqlensError):
+    """Another running job of this server writes into the same folder."""
+
+
+_ACTIVE_LOCK = threading.Lock()
+_ACTIVE_OUTPUTS: set[str] = set()  # resolved output folders of the jobs running in this process
+
+
+def _key(path) -> str:
+    return str(Path(path).resolve())
+
+
+def is_active(path) -> bool:
+    """Whether a running job of this process writes into ``path``."""
+    with _ACTIVE_LOCK:
+        return _key(path) in _ACTIVE_OUTPUTS
+
+
+def claim_output_folder(wanted) -> Path:
+    """A new, empty folder: ``wanted`` itself or, when it exists, ``wanted_2``, ``wanted_3``, ... Created with
+    an exclusive ``mkdir``, so concurrent callers asking for the same name each get their own folder."""
+    wanted = Path(wanted)
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = wanted if n == 1 else wanted.with_name(f"{wanted.name}_{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise JobConflict(f"no free output folder named like {wanted}")
 
 
 @dataclass
@@ -72,10 +115,28 @@ class TrainingJob:
         self._snapshot = JobSnapshot("starting")
         self._thread = threading.Thread(target=self._run, name="eqlens-train", daemon=True)
         self._started = time.perf_counter()
+        self._out_key: str | None = None
 
     def start(self) -> TrainingJob:
-        self._thread.start()
+        """Start the thread. Raises :class:`JobConflict` when a running job writes into the same folder."""
+        out = getattr(self.config, "out", None)
+        self._out_key = None if out is None else _key(out)
+        if self._out_key is not None:
+            with _ACTIVE_LOCK:
+                if self._out_key in _ACTIVE_OUTPUTS:
+                    raise JobConflict(f"another training is writing into {out}: wait for it to end")
+                _ACTIVE_OUTPUTS.add(self._out_key)
+        try:
+            self._thread.start()
+        except BaseException:
+            self._release()
+            raise
         return self
+
+    def _release(self) -> None:
+        if self._out_key is not None:
+            with _ACTIVE_LOCK:
+                _ACTIVE_OUTPUTS.discard(self._out_key)
 
     def cancel(self) -> None:
         self.stop_event.set()
@@ -130,6 +191,7 @@ class TrainingJob:
                 self._on_done(result)
             except Exception as err:  # noqa: BLE001
                 state, message = "failed", f"after training: {type(err).__name__}: {err}"
+        self._release()
         with self._lock:
             self._snapshot.state, self._snapshot.result = state, result
             self._snapshot.message = message

@@ -3,12 +3,14 @@ with live curves, progress and a cancel button; the checkpoint then appears on e
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import streamlit as st
 
 from app import catalog, figures, lenses, settings, state
-from app.jobs import TrainingJob
+from app.jobs import JobConflict, TrainingJob, claim_output_folder
 from eqlens.errors import EqlensError
 
 SIM_DATA = ("model_i", "binary", "model_ii")
@@ -62,8 +64,33 @@ def start(settings_dict: dict) -> None:
     except (EqlensError, TypeError, ValueError) as err:
         st.error(f"Cannot train with these settings: {err}")
         return
-    settings.CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
-    st.session_state[state.TRAIN_JOB] = TrainingJob(config).start()
+    # Its own new folder (two Starts in the same second get two): a run never writes into another's.
+    launch(dataclasses.replace(config, out=str(claim_output_folder(config.out))))
+
+
+def launch(config) -> None:
+    try:
+        st.session_state[state.TRAIN_JOB] = TrainingJob(config).start()
+    except JobConflict as err:
+        st.error(str(err))
+
+
+def resume_form():
+    """The settings that continue a run which stopped early (killed, cancelled), or None until the user
+    picks one and presses Resume. Runs being trained now are not offered."""
+    partial = {str(p): f"{p.name} ({catalog.run_status(p).label})" for p in catalog.partial_runs()}
+    if not partial:
+        return None
+    st.subheader("Resume a run that stopped early")
+    choice = st.selectbox("Partial checkpoint", list(partial), key="train_resume_pick", format_func=partial.get,
+                          help="it goes on from its last finished epoch with the settings its card records")
+    if not st.button("Resume training", key="train_resume"):
+        return None
+    try:
+        return catalog.resume_config(Path(choice))
+    except EqlensError as err:
+        st.error(f"Cannot resume {Path(choice).name}: {err}")
+        return None
 
 
 def _cancel() -> None:
@@ -99,6 +126,8 @@ def job_panel() -> None:
         out = str(job.config.out) if job.config.out else None
         if saved is not None and out in offered:
             st.write(f"Checkpoint saved: `{out}`: it is now offered on every page.")
+            if snap.state == "cancelled":
+                st.caption("The run stopped early: its checkpoint is listed as partial and can be resumed here.")
             if st.button("Open it in Explore", key="train_open"):
                 st.session_state["explore_model"] = f"ckpt:{out}"
                 st.switch_page("views/explore.py")
@@ -114,8 +143,13 @@ job = st.session_state.get(state.TRAIN_JOB)
 running = job is not None and not job.snapshot().finished
 if not running:
     request = job_form()
+    resumed = resume_form()
     if request:
         st.session_state["train_seen_end"] = False
         start(request)
+        running = st.session_state.get(state.TRAIN_JOB) is not None
+    elif resumed is not None:
+        st.session_state["train_seen_end"] = False
+        launch(resumed)
         running = st.session_state.get(state.TRAIN_JOB) is not None
 st.fragment(job_panel, run_every=1.0 if running else None)()
