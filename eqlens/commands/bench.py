@@ -5,22 +5,23 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     from ..training.config import SCHEDULES
+    from . import argtypes as arg
 
     p = subparsers.add_parser("bench", help="benchmark models over seeds on the simulated data sets")
     p.add_argument("--models", default="cnn,gcnn,eqcvt,eqcvt_inv,cvt", help="comma-separated registered model names")
     p.add_argument("--data", default="binary,model_i", help="comma-separated simulation configs or folders")
-    p.add_argument("--seeds", type=int, default=3, help="number of training seeds (0..N-1)")
+    p.add_argument("--seeds", type=arg.POSITIVE, default=3, help="number of training seeds (0..N-1)")
     p.add_argument("--group", default="C4")
     p.add_argument("--task", default="classification", help="classification, axion_mass or subhalo_mass")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--epochs", type=arg.EPOCHS, default=40)
+    p.add_argument("--batch-size", type=arg.BATCH_SIZE, default=32)
+    p.add_argument("--lr", type=arg.LR, default=1e-4)
     p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--train-size", type=int, default=9000)
-    p.add_argument("--val-size", type=int, default=1000)
-    p.add_argument("--test-size", type=int, default=1000)
-    p.add_argument("--robustness-size", type=int, default=64)
+    p.add_argument("--image-size", type=arg.IMAGE_SIZE, default=None)
+    p.add_argument("--train-size", type=arg.POSITIVE, default=9000)
+    p.add_argument("--val-size", type=arg.POSITIVE, default=1000)
+    p.add_argument("--test-size", type=arg.COUNT, default=1000)
+    p.add_argument("--robustness-size", type=arg.COUNT, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--augment-mode", choices=("image", "scene"), default="image",

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from . import argtypes as arg
     p = subparsers.add_parser("evaluate", help="evaluate a checkpoint: accuracy, AUC, confusion (regression: MSE, "
                               "MAE, R^2), robustness")
     p.add_argument("checkpoint", help="checkpoint directory or .safetensors file")
     p.add_argument("--data", default=None, help="simulation config or DeepLense folder (default: the training data)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=arg.POSITIVE, default=None,
                    help="number of images (simulated: the first N of the split; folders: a seeded random N)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--robustness-size", type=int, default=64, help="images for the robustness report (0: skip)")
+    p.add_argument("--batch-size", type=arg.BATCH_SIZE, default=64)
+    p.add_argument("--robustness-size", type=arg.COUNT, default=64, help="images for the robustness report (0: skip)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=arg.WORKERS, default=0)
     p.add_argument("--json", default=None, help="write the full report (ROC, predictions, robustness) here")
     p.set_defaults(func=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     from ..experiments.fewshot import FewShotConfig
+    from . import argtypes as arg
 
     d = FewShotConfig.__dataclass_fields__
     p = subparsers.add_parser("fewshot", help="learn a class a model never saw from 10, 100, 1000 examples")
@@ -13,17 +14,18 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=d["data"].default, help="the full simulation config (model_i, model_ii)")
     p.add_argument("--new-class", default=d["new_class"].default, help="the class left out of pretraining")
     p.add_argument("--group", default=d["group"].default)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--pretrain-epochs", type=int, default=d["pretrain_epochs"].default)
-    p.add_argument("--train-size", type=int, default=d["train_size"].default, help="pretraining images")
-    p.add_argument("--val-size", type=int, default=d["val_size"].default)
-    p.add_argument("--test-size", type=int, default=d["test_size"].default, help="held-out 3-class test images")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"].default)
-    p.add_argument("--lr", type=float, default=d["lr"].default, help="pretraining learning rate")
-    p.add_argument("--finetune-steps", type=int, default=d["finetune_steps"].default)
-    p.add_argument("--finetune-lr", type=float, default=d["finetune_lr"].default)
-    p.add_argument("--seed", type=int, default=d["seed"].default)
-    p.add_argument("--data-seed", type=int, default=d["data_seed"].default)
+    p.add_argument("--image-size", type=arg.IMAGE_SIZE, default=None)
+    p.add_argument("--pretrain-epochs", type=arg.EPOCHS, default=d["pretrain_epochs"].default)
+    p.add_argument("--train-size", type=arg.POSITIVE, default=d["train_size"].default, help="pretraining images")
+    p.add_argument("--val-size", type=arg.POSITIVE, default=d["val_size"].default)
+    p.add_argument("--test-size", type=arg.POSITIVE, default=d["test_size"].default,
+                   help="held-out 3-class test images")
+    p.add_argument("--batch-size", type=arg.BATCH_SIZE, default=d["batch_size"].default)
+    p.add_argument("--lr", type=arg.LR, default=d["lr"].default, help="pretraining learning rate")
+    p.add_argument("--finetune-steps", type=arg.POSITIVE, default=d["finetune_steps"].default)
+    p.add_argument("--finetune-lr", type=arg.LR, default=d["finetune_lr"].default)
+    p.add_argument("--seed", type=arg.SEED, default=d["seed"].default)
+    p.add_argument("--data-seed", type=arg.SEED, default=d["data_seed"].default)
     p.add_argument("--device", default=d["device"].default)
     p.add_argument("--no-augment", action="store_true", help="no random rotations/flips in either phase")
     p.add_argument("--scratch", action="store_true", help="also train fresh 3-class models on the same examples")

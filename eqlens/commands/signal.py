@@ -5,12 +5,13 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from . import argtypes as arg
     p = subparsers.add_parser("signal", help="ideal-observer S/N of an axion-mass change (what regression can reach)")
     p.add_argument("--config", default="model_i", help="simulation config with an axion class")
     p.add_argument("--masses", default=None, help="log10 masses [eV], comma-separated (default: 9 over the range)")
     p.add_argument("--reference", type=float, default=None, help="log10 mass compared against (default: the heaviest)")
-    p.add_argument("--n", type=int, default=64, help="axion scenes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=arg.POSITIVE, default=64, help="axion scenes")
+    p.add_argument("--seed", type=arg.SEED, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--markdown", default=None, help="write the table here")
