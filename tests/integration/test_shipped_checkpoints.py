@@ -31,3 +31,16 @@ def test_a_shipped_checkpoint_scores_on_its_test_lenses_what_its_card_says(folde
     # A subset of the card's test split: agree within sampling noise (4 sigma of a binomial on N).
     sigma = math.sqrt(card_test["accuracy"] * (1 - card_test["accuracy"]) / N)
     assert abs(report["accuracy"] - card_test["accuracy"]) < 4 * sigma + 1e-9
+
+
+def test_a_shipped_card_states_every_hyper_parameter_its_builder_takes():
+    from eqlens.models import spec
+    from eqlens.models.registry import builder_defaults
+
+    for folder in FOLDERS:
+        build = json.loads((folder / "model_card.json").read_text())["model"]["build_config"]
+        missing = set(builder_defaults(spec(build["name"]).builder)) - set(build)
+        assert not missing, (folder.name, missing)
+    pinned = json.loads((SHIPPED / "model_i_gcnn" / "model_card.json").read_text())["model"]["build_config"]
+    assert pinned == {"name": "gcnn", "num_classes": 3, "group": "C4", "image_size": 65, "widths": [16, 24, 32, 32],
+                      "lift_kernel_size": 5, "kernel_size": 3, "hidden": 64, "group_pool": "max", "lift_stride": 1}
