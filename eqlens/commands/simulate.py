@@ -14,7 +14,11 @@ def register(subparsers) -> None:
                    help="output folder (created); one that is not empty is refused unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the simulated data set in OUT (its class folders of .npy files)")
-    p.add_argument("--seed", type=arg.SEED, default=0)
+    p.add_argument("--seed", type=arg.SEED, default=0,
+                   help="folder stream N: lenses of no training, validation or test split of any data seed")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None,
+                   help="write exactly this split's lenses of --data-seed instead (e.g. a test split as files)")
+    p.add_argument("--data-seed", type=arg.SEED, default=0, help="with --split: whose split")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=arg.BATCH_SIZE, default=16,
                    help="images per simulator call (CPU: 8-16; GPU: 1024+)")
@@ -26,6 +30,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
+    from ..data.simulated import folder_stream_seed, split_seed
     from ..errors import DataError
     from ..simulation import get_config, write_deeplense_folder
 
@@ -34,18 +39,24 @@ def run(args) -> int:
         raise DataError("--n-per-class must be >= 0 and --batch-size >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise DataError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.split is None:
+        stream, described = folder_stream_seed(args.seed), f"folder stream {args.seed} (no split of any data seed)"
+    else:
+        stream = split_seed(args.data_seed, args.split)
+        described = f"the {args.split} split of data seed {args.data_seed}"
     prepare_out(args.out, overwrite=args.overwrite)
     written = write_deeplense_folder(
         config,
         args.out,
         args.n_per_class,
-        seed=args.seed,
+        seed=stream,
         device=args.device,
         progress=not args.no_progress,
         batch_size=args.batch_size,
         dtype=torch.float64 if args.float64 else torch.float32,
     )
-    print(f"wrote {sum(written.values())} images to {args.out}: " + ", ".join(f"{k} {v}" for k, v in written.items()))
+    print(f"wrote {sum(written.values())} images to {args.out}: " + ", ".join(f"{k} {v}" for k, v in written.items())
+          + f"; lenses of {described}, simulator seed {stream}")
     return 0
 
 

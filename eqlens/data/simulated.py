@@ -20,6 +20,18 @@ SPLITS = ("train", "val", "test")
 STREAM_SIZE = 2**40  # the longest split: a fresh-data training stream (items are never stored)
 
 
+FOLDER_STREAM_BASE = 3 * 2**61  # simulator seeds from here on belong to no split of any data seed
+
+
+def folder_stream_seed(number: int) -> int:
+    """The simulator seed of folder stream ``number`` (``eqlens simulate --seed``): at or above
+    ``3 * 2**61``, where no ``split_seed`` reaches, so a simulated folder never holds a lens of any
+    training, validation or test split."""
+    if not 0 <= int(number) < 2**63 - FOLDER_STREAM_BASE:
+        raise ValueError(f"folder stream must be in [0, {2**63 - FOLDER_STREAM_BASE}), got {number}")
+    return FOLDER_STREAM_BASE + int(number)
+
+
 def split_seed(seed: int, split: str) -> int:
     """The simulator seed of ``split`` of data set ``seed`` (see the module notes)."""
     if split not in SPLITS:
