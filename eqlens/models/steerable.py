@@ -28,6 +28,7 @@ basis, InnerBatchNorm's indices, the blur filter) exist in both modes and are sa
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 from torch import nn
@@ -35,6 +36,9 @@ from torch import nn
 from ..groups import Group
 
 _DERIVED_CONV_BUFFERS = ("filter", "expanded_bias")
+# escnn warns at import when py3nj (a Fortran build) is missing; py3nj serves SO(3) only, which eqlens
+# never uses, so the warning says nothing to our users (it used to land inside `eqlens models`' table).
+warnings.filterwarnings("ignore", message=r".*py3nj.*", category=UserWarning)
 
 
 @functools.cache
