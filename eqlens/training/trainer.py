@@ -178,7 +178,7 @@ def _selection_score(select_on: str, val: dict) -> tuple[float, ...]:
     return (finite(main), loss)
 
 
-def _summary(report: dict) -> dict:
+def card_summary(report: dict) -> dict:
     """The part of an evaluation report that goes into a model card (no curves, no per-image rows)."""
     return {k: v for k, v in report.items() if k not in ("roc", "predictions", *SUMMARY_EXCLUDES)}
 
@@ -564,7 +564,7 @@ class _Run:
         distributed.broadcast_buffers(self.model, self.context)
         self._check_finite(epoch)
         self._val_started = time.perf_counter()
-        val = _summary(self._evaluate(self.splits.val, final=False))
+        val = card_summary(self._evaluate(self.splits.val, final=False))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         self.history.append(self._history_entry(epoch, val, lr))
@@ -597,12 +597,12 @@ class _Run:
             return None
         report = self._evaluate(self.splits.test, final=True)
         if self.writes and self.best is not None:
-            metrics = {"val": self.best["val"], "test": _summary(report)}
+            metrics = {"val": self.best["val"], "test": card_summary(report)}
             checkpoint.write_checkpoint(self.out, self.model, self._card(self.best["epoch"], metrics))
         distributed.barrier(self.context)
         running = report["accuracy"] if self.objective.running == "accuracy" else report["mae"]
         self._report(self._progress("test", self.epochs_done, 0, 0, math.nan, running, self._images_per_s(),
-                                    val=_summary(report)), None, 0)
+                                    val=card_summary(report)), None, 0)
         return report
 
     # ------------------------------------------------------------ records
@@ -672,7 +672,7 @@ class _Run:
             checkpoint.load_weights_into(self.model, self.best_state, "best epoch")
         self.model.eval()
         metrics = {"val": None if self.best is None else self.best["val"],
-                   "test": None if test_report is None else _summary(test_report)}
+                   "test": None if test_report is None else card_summary(test_report)}
         card = self._card(self._best_epoch() or 0, metrics) if self.best is not None else {}
         return TrainResult(
             model=self.model, card=card, checkpoint=self.out if self.writes and self.best is not None else None,
