@@ -6,15 +6,22 @@ the shared module, which other sessions' threads must not see half-way.
 
 from __future__ import annotations
 
+import copy
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from app import settings
+from app import figures, settings
 from app.catalog import LoadedModel
+from eqlens.analysis import activations
+from eqlens.analysis import attention as attention_lib
 from eqlens.analysis import attribution as attribution_lib
 from eqlens.analysis.orbit import OrbitResult, orbit, orbit_angles, orbit_of_copies, rotated_copies
+from eqlens.groups import rotate
 from eqlens.training.augment import apply_circular_mask
 
 MAX_CACHED_RESULTS = 128
@@ -136,3 +143,262 @@ def move(loaded: LoadedModel, x: torch.Tensor, angle: float, flip: bool = False,
         straight = (_cached(loaded, key, lambda: inspect_at(loaded, x_up, attention=False)) if lens_digest
                     else inspect_at(loaded, x_up, attention=False))
     return Move(angle, flip, x_rot, x_up, insp, straight, result)
+
+
+# ---- the orbit scrubbed in the browser ---------------------------------------------------------
+#
+# For one (model, lens, view) every panel of every orbit angle is computed here once, in batches
+# (coarse to fine: the group's exact angles and every 45 deg first), encoded as small PNGs and
+# handed to the browser whole; the browser swaps frames while the slider moves (app/components/scrub).
+
+SCRUB_VIEWS = ("Attention", "Group channels", "Attributions")
+SCRUB_IG_STEPS = min(settings.IG_STEPS, 8)
+
+
+@dataclass(frozen=True)
+class ScrubView:
+    """What the view panel of every frame shows (hashable: part of the cache key)."""
+
+    kind: str  # one of SCRUB_VIEWS
+    tap: str | None = None  # Group channels: the layer (tap) and field
+    field: int = 0
+    block: str | None = None  # Attention: the block and the query pixel (row, column) of the turned input
+    row: int = 0
+    col: int = 0
+    method: str = "gradcam"  # Attributions: method, class and (Grad-CAM) layer
+    target: int = 0
+    layer: str | None = None
+
+
+def available_views(loaded: LoadedModel) -> list[str]:
+    """The views this model has: attention only with attention blocks, group channels only with a
+    regular feature field; attributions always."""
+    views = []
+    if loaded.model.attention_modules():
+        views.append("Attention")
+    if any(t.kind == "group" for t in loaded.model.taps().values()):
+        views.append("Group channels")
+    return [*views, "Attributions"]
+
+
+def scrub_angles(group, steps: int | None = None) -> np.ndarray:
+    """Every ``360 / steps`` deg (default: every 5 deg) plus the group's exact rotation angles, sorted."""
+    angles = {round(float(a), 6) for a in orbit_angles(steps or settings.ORBIT_STEPS)}
+    angles |= {round(g.angle_deg % 360.0, 6) for g in group.elements if not g.flip}
+    return np.array(sorted(angles), dtype=np.float64)
+
+
+def fill_order(angles: np.ndarray, exact: Sequence[float], batch: int = 12) -> list[list[int]]:
+    """Batches of angle indices, coarse to fine: 0 deg, the exact angles and every 45 deg first, then
+    every 15 deg, then the rest (so a usable orbit shows after the first batch)."""
+    def on(step):
+        return [i for i, a in enumerate(angles) if abs((a + 1e-6) % step) < 1e-5]
+
+    first = sorted(set(on(45.0)) | {i for i, a in enumerate(angles) if any(abs(a - e) < 1e-6 for e in exact)})
+    second = [i for i in on(15.0) if i not in first]
+    rest = [i for i in range(len(angles)) if i not in first and i not in second]
+    batches = [first]
+    for group in (second, rest):
+        batches += [group[k:k + batch] for k in range(0, len(group), batch)]
+    return [b for b in batches if b]
+
+
+def turned_copies(x: torch.Tensor, angles: Sequence[float], mask: bool = True) -> torch.Tensor:
+    """:func:`rotated_copies` with every resampled angle in one batched call (the 90-deg multiples
+    stay exact rot90 copies): ``[1, 1, S, S] -> [A, 1, S, S]``."""
+    x = x.reshape(1, 1, *x.shape[-2:])
+    angles = [float(a) for a in angles]
+    resampled = [i for i, a in enumerate(angles) if a % 90 != 0]
+    out = torch.empty(len(angles), 1, *x.shape[-2:], dtype=x.dtype)
+    for i, a in enumerate(angles):
+        if a % 90 == 0:
+            out[i] = rotate(x, a, mask=mask, supersample=2)[0]
+    if resampled:
+        turned = rotate(x.expand(len(resampled), -1, -1, -1), torch.tensor([angles[i] for i in resampled]),
+                        mask=mask, supersample=2)
+        out[resampled] = turned
+    return out
+
+
+def _nonflip_exact(group) -> list[float]:
+    return [g.angle_deg % 360.0 for g in group.elements if not g.flip]
+
+
+class ScrubOrbit:
+    """The frames of one (model, lens, view, mirror, mask, sky), filled batch by batch with :meth:`step`.
+
+    A frame holds the model input (grey PNG), the view's panels (palette PNGs on one scale per
+    orbit, fixed by the first batch), the logits and probabilities, and the view's number
+    (stabilised distance or attribution invariance error)."""
+
+    def __init__(self, loaded: LoadedModel, x: torch.Tensor, view: ScrubView, flip: bool = False, mask: bool = True,
+                 turned: TurnedInputs | None = None, steps: int | None = None):
+        self.loaded, self.x, self.view, self.flip, self.mask, self.turned = loaded, x, view, flip, mask, turned
+        self.angles = scrub_angles(loaded.group, steps)
+        self.exact = _nonflip_exact(loaded.group)
+        batch = 4 if view.kind == "Attention" else 12
+        self.batches = fill_order(self.angles, self.exact + [0.0], batch)
+        self.done = 0
+        self.frames: list[dict | None] = [None] * len(self.angles)
+        self.lock = threading.Lock()
+        self.seconds = 0.0
+        self.first_seconds: float | None = None
+        self.scale: tuple[float, float] | None = None
+        self.reference: torch.Tensor | None = None  # the upright (unmirrored) features or attribution
+        self.x_up = input_at(x, 0.0, mask=mask)
+        self.error: str | None = None
+        self.cell: tuple[int, int] | None = None  # (h, w) of one map of the view's panel
+        self.heads: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= len(self.batches)
+
+    @property
+    def progress(self) -> float:
+        return sum(f is not None for f in self.frames) / len(self.frames)
+
+    def _inputs(self, angles: Sequence[float]) -> torch.Tensor:
+        if self.turned is None:
+            x = torch.flip(self.x, dims=[-1]) if self.flip else self.x
+            return turned_copies(x, angles, mask=self.mask)
+        if self.flip:  # mirror first, then turn: flip(turn(x, -a)) = turn(flip(x), a)
+            x = torch.flip(self.turned([-a for a in angles]), dims=[-1])
+        else:
+            x = self.turned(list(angles))
+        return _masked(x, self.mask)
+
+    def step(self) -> bool:
+        """Compute the next batch of frames (thread-safe); True once every frame is there."""
+        with self.lock:
+            if self.complete:
+                return True
+            start = time.perf_counter()
+            idx = self.batches[self.done]
+            try:
+                self._batch(idx)
+            except (ValueError, RuntimeError) as exc:  # e.g. an attribution this model cannot give
+                self.error = str(exc)
+                self.done = len(self.batches)
+                return True
+            self.done += 1
+            self.seconds += time.perf_counter() - start
+            if self.first_seconds is None:
+                self.first_seconds = self.seconds
+            return self.complete
+
+    def _batch(self, idx: list[int]) -> None:
+        angles = [float(self.angles[i]) for i in idx]
+        x_rot = self._inputs(angles)
+        first = self.reference is None
+        batch = torch.cat([x_rot, self.x_up]) if first else x_rot  # the upright reference rides along once
+        view = self.view
+        device = settings.device()
+        with self.loaded.lock, torch.no_grad():
+            insp = self.loaded.model.inspect(batch.to(device), attention=view.kind == "Attention")
+        logits = insp.logits.float().cpu()[: len(idx)]
+        probs = torch.softmax(logits, dim=-1)
+        panels, metrics = self._view_panels(insp, batch, x_rot, angles, first)
+        for k, i in enumerate(idx):
+            self.frames[i] = {
+                "input": figures.encode_map(x_rot[k, 0].numpy(), 0.0, 1.0),
+                "panels": panels[k],
+                "logits": [round(float(v), 7) for v in logits[k]],
+                "probs": [round(float(v), 8) for v in probs[k]],
+                "metric": metrics[k],
+            }
+
+    def _view_panels(self, insp, batch, x_rot, angles, first):
+        view, n = self.view, len(angles)
+        if view.kind == "Group channels":
+            # Only the chosen field is stabilised and compared: rotating every field back was most
+            # of the orbit's cost. The distance is the field's, |stab - upright| / |upright|.
+            feats = insp.group_channels[view.tap][:, view.field:view.field + 1].cpu()
+            if first:
+                self.reference = feats[n:]
+            feats = feats[:n]
+            self.cell = tuple(feats.shape[-2:])
+            maps, stabilised, metrics = [], [], []
+            for k, a in enumerate(angles):
+                maps.append(feats[k, 0])
+                try:
+                    steady = activations.stabilise(feats[k:k + 1], self.loaded.group, a, self.flip)
+                    err = float((steady - self.reference).norm() / self.reference.norm().clamp_min(1e-12))
+                    stabilised.append(steady[0, 0])
+                except ValueError:  # a mirror with an angle between group elements: no stabilised view
+                    stabilised.append(None)
+                    err = None
+                metrics.append(err)
+            if self.scale is None:
+                values = torch.cat([m.reshape(-1) for m in maps + [s for s in stabilised if s is not None]])
+                lo, hi = float(values.min()), float(values.max())
+                self.scale = (lo, hi if hi > lo else lo + 1e-6)
+            lo, hi = self.scale
+            panels = []
+            for m, s in zip(maps, stabilised, strict=True):
+                frame = {"channels": figures.encode_map(figures.sprite(m.numpy()), lo, hi, "magma")}
+                if s is not None:
+                    frame["stabilised"] = figures.encode_map(figures.sprite(s.numpy()), lo, hi, "magma")
+                panels.append(frame)
+            return panels, metrics
+        if view.kind == "Attention":
+            size = x_rot.shape[-1]
+            atts = {k: _cpu_attention(v, n) for k, v in insp.attention.items()}
+            att = atts[view.block]
+            self.heads = att.weights.shape[1]
+            point, hw = (view.row, view.col), (size, size)
+            maps = [attention_lib.query_map(att, point, hw)]
+            maps += [attention_lib.query_map(att, point, hw, head=h) for h in range(att.weights.shape[1])]
+            maps.append(attention_lib.rollout_map(list(atts.values()), point, hw))
+            panels = []
+            for k in range(n):
+                cells = [m[k] / m[k].max().clamp_min(1e-12) for m in maps]
+                panels.append({"maps": figures.encode_map(figures.sprite([c.numpy() for c in cells]), 0.0, 1.0,
+                                                           "viridis")})
+            return panels, [None] * n
+        # Attributions: the turned input's and the same rotated back into the upright frame. Over a
+        # whole orbit Integrated Gradients takes SCRUB_IG_STEPS steps and Occlusion a coarser,
+        # non-overlapping window (the precise angle below the scrubber uses the full settings).
+        size = x_rot.shape[-1]
+        window = max(3, size // 6) | 1
+        kw = {"n_steps": SCRUB_IG_STEPS, "internal_batch_size": 16 if settings.DEVICE == "cpu" else 64,
+              "window": window, "stride": window}
+        with self.loaded.lock:
+            attr = attribution_lib.attribute(self.loaded.model, batch.to(settings.device()), view.method,
+                                             int(view.target), layer=view.layer, **kw).cpu()
+        if first:
+            self.reference = attr[n:]
+        attr = attr[:n]
+        back = torch.cat([attribution_lib.rotate_back(attr[k:k + 1], a, self.flip) for k, a in enumerate(angles)])
+        if self.scale is None:  # 99.5th percentile of |A|: a few outlier pixels do not wash the rest out
+            peak = float(torch.quantile(torch.cat([attr, back, self.reference]).abs().reshape(-1).float(), 0.995))
+            self.scale = (-max(peak, 1e-12), max(peak, 1e-12))
+        lo, hi = self.scale
+        metrics = [attribution_lib.attribution_invariance_error(self.reference, back[k:k + 1],
+                                                                exact=abs(a % 90) < 1e-9)
+                   for k, a in enumerate(angles)]
+        panels = [{"maps": figures.encode_map(figures.sprite([attr[k].numpy(), back[k].numpy()]), lo, hi, "RdBu_r")}
+                  for k in range(n)]
+        return panels, metrics
+
+    def payload(self) -> dict:
+        """Everything the browser needs for the frames there are so far (JSON-ready)."""
+        return {"angles": [float(a) for a in self.angles], "exact": self.exact, "frames": self.frames,
+                "scale": self.scale, "progress": self.progress, "complete": self.complete,
+                "seconds": round(self.seconds, 3), "error": self.error}
+
+
+def _cpu_attention(att, n: int):
+    """An attention map's first ``n`` images, on the CPU (the batch may carry the upright copy too)."""
+    att = copy.copy(att)
+    att.weights = att.weights[:n].cpu()
+    return att
+
+
+def scrub_orbit(loaded: LoadedModel, x: torch.Tensor, view: ScrubView, lens_digest: str, flip: bool = False,
+                mask: bool = True, turned: TurnedInputs | None = None, scene_key=None) -> ScrubOrbit:
+    """The (possibly half-filled) frames of this (model, lens, view), from the model's shared cache:
+    made once, filled by whoever calls :meth:`ScrubOrbit.step`; never recomputed on a slider move."""
+    key = ("scrub", lens_digest, scene_key if turned is not None else None, view, bool(flip), bool(mask),
+           tuple(x.shape), settings.ORBIT_STEPS)
+    return _cached(loaded, key, lambda: ScrubOrbit(loaded, x, view, flip, mask, turned))

@@ -292,3 +292,48 @@ def mark_point(rgb: np.ndarray, row: int, col: int, color=(255, 255, 255), arm: 
     out[max(row - arm, 0):min(row + arm + 1, h), col] = color
     out[row, max(col - arm, 0):min(col + arm + 1, w)] = color
     return out
+
+
+# ---- scrub frames (compact PNGs the browser swaps) -----------------------------------------------
+
+def _png_base64(image: Image.Image) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _palette(cmap: str) -> list[int]:
+    return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8).ravel().tolist()
+
+
+def _to_uint8(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    span = vmax - vmin if vmax > vmin else 1.0
+    return np.round(np.clip((np.asarray(values, dtype=np.float32) - vmin) / span, 0, 1) * 255).astype(np.uint8)
+
+
+def sprite(maps: Sequence[np.ndarray]) -> np.ndarray:
+    """Maps ``[h, w]`` side by side into one ``[h, n * w]`` strip (one PNG per frame and panel)."""
+    return np.concatenate([np.asarray(m, dtype=np.float32) for m in maps], axis=1)
+
+
+def encode_map(values: np.ndarray, vmin: float, vmax: float, cmap: str | None = None) -> str:
+    """``[h, w]`` values -> base64 PNG at native resolution, 8 bits on ``[vmin, vmax]`` (clipped):
+    grey (mode L) or a palette image through ``cmap`` (mode P, 256 colours). The browser scales it."""
+    image = Image.fromarray(_to_uint8(values, vmin, vmax), mode="L")
+    if cmap is not None:
+        image = image.convert("P")
+        image.putpalette(_palette(cmap))
+    return _png_base64(image)
+
+
+def encode_rgb(rgb: np.ndarray) -> str:
+    return _png_base64(Image.fromarray(np.asarray(rgb, dtype=np.uint8)))
+
+
+def css_stops(cmap: str, n: int = 9) -> list[str]:
+    """``n`` CSS colours along ``cmap``, low to high (a colour bar drawn by the browser)."""
+    rgb = (colormaps[cmap](np.linspace(0, 1, n))[:, :3] * 255).astype(int)
+    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb]

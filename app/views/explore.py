@@ -1,25 +1,31 @@
-"""Explore: one model, one lens, a rotation slider driving everything live.
+"""Explore: one model, one lens, the rotation orbit scrubbed in the browser, a precise angle on the server.
 
-The slider and all it drives sit in one fragment, so a move reruns only that: the orbit is one
-cached batched forward (a lookup), the rest is one inspected forward plus composed PNGs.
+The scrubber (app/components/scrub) gets every frame of the orbit of the chosen (model, lens,
+view) at once, computed here in batches coarse to fine and cached; its slider and Play button
+swap frames in the browser, with no server round trip. Below it, the precise angle: a slider in
+one fragment, so a move reruns only that (one inspected forward plus composed PNGs).
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
 
-from app import compute, figures, lenses, regression, state, widgets
+from app import compute, figures, lenses, regression, settings, state, widgets
 from app.catalog import LoadedModel
+from app.components.scrub import scrub
 from eqlens.analysis import activations
 from eqlens.analysis import attention as attention_lib
 from eqlens.analysis import attribution as attribution_lib
 from eqlens.groups import get_group
 
 ANGLE = "explore_angle"
-VIEWS = ("Attention", "Group channels", "Attributions")
+VIEWS = compute.SCRUB_VIEWS
+SCRUB_NONCE = "explore_scrub_nonce"
 PIN = "explore_pinned_lens"
 
 
@@ -27,11 +33,12 @@ def _set_angle(value: float) -> None:
     st.session_state[ANGLE] = float(value)
 
 
-def angle_controls(loaded: LoadedModel) -> tuple[float, bool]:
-    """A continuous slider and one button per rotation of the model's group; a mirror toggle for D_N."""
+def angle_controls(loaded: LoadedModel) -> float:
+    """The precise angle: a slider (computed on the server) and one button per rotation of the model's group."""
     group = loaded.group
     st.session_state.setdefault(ANGLE, 0.0)
-    angle = st.slider("Rotation (deg, counter-clockwise)", 0.0, 359.0, step=1.0, key=ANGLE)
+    angle = st.slider("Rotation (deg, counter-clockwise), computed precisely on the server", 0.0, 359.0, step=1.0,
+                      key=ANGLE)
     # A plain model has no group of its own: offer the pixel-exact 90-deg turns.
     reference = group if group.order_rotations >= 4 else get_group("C4")
     exact = [g for g in reference.elements if not g.flip]
@@ -40,8 +47,7 @@ def angle_controls(loaded: LoadedModel) -> tuple[float, bool]:
     for col, g in zip(cols[1:], exact, strict=False):
         col.button(f"{g.angle_deg:g}°", key=f"explore_angle_btn_{g.rot}", on_click=_set_angle, args=(g.angle_deg,),
                    width="stretch")
-    flip = st.toggle("mirror first", key="explore_flip") if group.dihedral else False
-    return float(angle), bool(flip)
+    return float(angle)
 
 
 def lens_panel(lens: lenses.LensImage, x_rot: torch.Tensor, angle: float, flip: bool, show_truth: bool,
@@ -123,16 +129,59 @@ def orbit_panel(loaded: LoadedModel, result, angle: float, sky: bool = False) ->
         pass
 
 
-def attention_tab(insp, x_rot: torch.Tensor) -> None:
+def _keep_valid(key: str, options) -> list:
+    """A choice kept from another model that this one does not offer is dropped (back to the default)."""
+    options = list(options)
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+    return options
+
+
+def view_controls(loaded: LoadedModel, upright) -> compute.ScrubView:
+    """The view and its settings (above the scrubber: the orbit's frames depend on them). The view
+    offered first is one this model has: attention, else group channels, else attributions."""
+    views = compute.available_views(loaded)
+    if st.session_state.get("explore_view") not in views:
+        st.session_state["explore_view"] = views[0]
+    view = st.radio("View", views, horizontal=True, key="explore_view", label_visibility="collapsed")
+    size = loaded.image_size
+    if view == "Attention":
+        c1, c2, c3 = st.columns(3)
+        row = c1.slider("query row", 0, size - 1, size // 2, key="explore_query_row")
+        col = c2.slider("query column", 0, size - 1, min(size - 1, size // 2 + size // 5), key="explore_query_col")
+        block = c3.selectbox("block", _keep_valid("explore_block", loaded.model.attention_modules()),
+                             key="explore_block")
+        return compute.ScrubView(view, block=block, row=int(row), col=int(col))
+    if view == "Group channels":
+        c1, c2 = st.columns(2)
+        tap = c1.selectbox("layer", _keep_valid("explore_gc_layer", upright.group_channels), key="explore_gc_layer")
+        fields = upright.group_channels[tap].shape[1]
+        if st.session_state.get("explore_gc_field", 0) > fields - 1:
+            st.session_state["explore_gc_field"] = 0
+        field = c2.number_input("field", 0, fields - 1, 0, key="explore_gc_field")
+        return compute.ScrubView(view, tap=tap, field=int(field))
+    methods = list(attribution_lib.METHODS)
+    c1, c2, c3 = st.columns(3)
+    method = c1.selectbox("method", methods, index=methods.index("gradcam"), format_func=attribution_lib.METHODS.get,
+                          key="explore_attr_method")
+    predicted = int(upright.logits[0].argmax()) if loaded.regression is None else 0
+    classes = _keep_valid("explore_attr_target", range(len(loaded.class_names)))
+    target = c2.selectbox("class", classes, index=min(predicted, len(classes) - 1),
+                          format_func=lambda i: loaded.class_names[i], key="explore_attr_target")
+    layer = None
+    if method == "gradcam":
+        spatial = [n for n, t in loaded.model.taps().items() if t.kind != "features"]
+        _keep_valid("explore_attr_layer", spatial)
+        layer = c3.selectbox("layer", spatial, index=len(spatial) - 1, key="explore_attr_layer") if spatial else None
+    return compute.ScrubView(view, method=method, target=int(target), layer=layer)
+
+
+def attention_tab(insp, x_rot: torch.Tensor, spec: compute.ScrubView) -> None:
     if not insp.attention:
         st.info("This model has no attention blocks.")
         return
     size = x_rot.shape[-1]
-    c1, c2, c3 = st.columns(3)
-    row = c1.slider("query row", 0, size - 1, size // 2, key="explore_query_row")
-    col = c2.slider("query column", 0, size - 1, min(size - 1, size // 2 + size // 5), key="explore_query_col")
-    names = list(insp.attention)
-    block = c3.selectbox("block", names, key="explore_block")
+    row, col, block = spec.row, spec.col, spec.block
     att = insp.attention[block]
     base = x_rot[0, 0].numpy()
     heads = att.weights.shape[1]
@@ -146,14 +195,13 @@ def attention_tab(insp, x_rot: torch.Tensor) -> None:
              caption=f"{block}: query grid {att.query_grid}, key grid {att.key_grid}; the cross marks the query")
 
 
-def group_channels_tab(loaded: LoadedModel, insp, angle: float, flip: bool, upright_insp) -> None:
+def group_channels_tab(loaded: LoadedModel, insp, angle: float, flip: bool, upright_insp,
+                       spec: compute.ScrubView) -> None:
     if not insp.group_channels:
         st.info("This model keeps no group channels (no regular feature field to show).")
         return
-    c1, c2 = st.columns(2)
-    tap = c1.selectbox("layer", list(insp.group_channels), key="explore_gc_layer")
+    tap, field = spec.tap, spec.field
     features = insp.group_channels[tap]
-    field = c2.number_input("field", 0, features.shape[1] - 1, 0, key="explore_gc_field")
     labelled = activations.channel_orbit(features, int(field), loaded.group)
     st.image(figures.image_grid([(t, m[0].numpy()) for t, m in labelled], cmap="magma", cell=110,
                                 colorbar_label="activation"),
@@ -172,17 +220,8 @@ def group_channels_tab(loaded: LoadedModel, insp, angle: float, flip: bool, upri
     st.metric("|stabilised - upright| / |upright|", f"{err:.2e}")
 
 
-def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: bool, predicted: int) -> None:
-    methods = list(attribution_lib.METHODS)
-    c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("method", methods, index=methods.index("gradcam"), format_func=attribution_lib.METHODS.get,
-                          key="explore_attr_method")
-    target = c2.selectbox("class", range(len(loaded.class_names)), index=predicted,
-                          format_func=lambda i: loaded.class_names[i], key="explore_attr_target")
-    layer = None
-    if method == "gradcam":
-        spatial = [n for n, t in loaded.model.taps().items() if t.kind != "features"]
-        layer = c3.selectbox("layer", spatial, index=len(spatial) - 1, key="explore_attr_layer") if spatial else None
+def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: bool, spec: compute.ScrubView) -> None:
+    method, target, layer = spec.method, spec.target, spec.layer
     back = st.toggle("rotate back into the upright frame", value=True, key="explore_attr_back")
     try:
         attr = compute.attribution_at(loaded, lens.digest, x_rot, angle, method, int(target), layer, flip)
@@ -203,12 +242,114 @@ def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: 
                   help="0 for an invariant model at exact angles; inside the inscribed disk otherwise")
 
 
+# ---- the scrubber ------------------------------------------------------------------------------
+
+def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.ScrubOrbit, show_truth: bool,
+                 flip: bool, sky: bool) -> dict:
+    """What the scrubber draws around the frames: titles, cell sizes, colour scales (fixed by the
+    first batch), the upright lens picture it turns itself (none for a turned sky)."""
+    spec, size = orbit.view, loaded.image_size
+    lo, hi = orbit.scale or (0.0, 1.0)
+    cell_h, cell_w = orbit.cell or (size, size)
+    if spec.kind == "Group channels":
+        cells = [str(g) for g in loaded.group.elements]
+        px = 96 if len(cells) <= 8 else 64
+        common = dict(cells=cells, w=cell_w, h=cell_h, px=px, stops=figures.css_stops("magma"), vmin=lo, vmax=hi,
+                      label="activation", base=False, alpha=1.0, smooth=False, mark=None)
+        panels = [dict(name="channels", title=f"the |G| orientation channels of field {spec.field} of {spec.tap}: "
+                                              "turning the input moves each map and cycles them", **common),
+                  dict(name="stabilised", title="stabilised: rotated back into the input's frame (stays still for "
+                                                "an equivariant layer)", **common)]
+        metric = f"|stabilised - upright| / |upright| (field {spec.field})"
+    elif spec.kind == "Attention":
+        heads = orbit.heads or 0
+        cells = ["mean of heads"] + [f"head {h}" for h in range(heads)] + ["rollout (all blocks)"]
+        panels = [dict(name="maps", title=f"{spec.block}: where the query (the cross) looks, over the model input",
+                       cells=cells, w=size, h=size, px=120, stops=figures.css_stops("viridis"), vmin=0.0, vmax=1.0,
+                       label="weight/max", base=True, alpha=0.6, smooth=True, mark=[spec.row, spec.col])]
+        metric = ""
+    else:
+        name = attribution_lib.METHODS[spec.method]
+        detail = {"integrated_gradients": f", {compute.SCRUB_IG_STEPS} steps over the orbit",
+                  "occlusion": ", a non-overlapping window over the orbit"}.get(spec.method, "")
+        panels = [dict(name="maps", title=f"{name} of {loaded.class_names[spec.target]}{detail}; scale: 99.5th "
+                                          "percentile of |A|",
+                       cells=["attribution (turned input)", "rotated back (upright frame)"], w=size, h=size, px=150,
+                       stops=figures.css_stops("RdBu_r"), vmin=lo, vmax=hi, label="attribution", base=False,
+                       alpha=1.0, smooth=False, mark=None)]
+        metric = "attribution invariance error |A(x) - R⁻¹A(Rx)| / |A(x)|"
+    lens_image = None
+    if not sky:
+        picture = figures.lens_with_truth(lens.image, lens.truth if show_truth else None, size=240)
+        if flip:
+            picture = picture.transpose(Image.FLIP_LEFT_RIGHT)
+        lens_image = figures.encode_rgb(np.asarray(picture))
+    task = loaded.regression
+    return dict(
+        size=size, lens_px=220, input_px=150, plot_w=320, plot_h=190, group=loaded.group.name,
+        lens_title=("the sky turned and rendered again" if sky else "the lens, turned") + (" after a mirror" if flip
+                                                                                          else ""),
+        lens_image=lens_image, classes=list(loaded.class_names),
+        colors=list(figures.PALETTE[: max(1, len(loaded.class_names))]),
+        regression=None if task is None else dict(name=task.name, unit=task.unit),
+        panels=panels, metric_label=metric,
+        note=(f"Frames every {360 / settings.ORBIT_STEPS:g} deg plus the {loaded.group.name} angles; "
+              "between them the nearest frame is shown (its angle above). \"precise angle\" computes the "
+              "slider's angle on the server, below."),
+    )
+
+
+def scrub_payload(loaded: LoadedModel, lens, orbit: compute.ScrubOrbit, show_truth: bool, flip: bool, sky: bool,
+                  start: float) -> dict:
+    payload = orbit.payload()
+    if loaded.regression is not None:
+        payload["values"] = [None if f is None else float(loaded.regression.values(np.array([f["logits"][:1]]))[0])
+                             for f in orbit.frames]
+    payload["layout"] = scrub_layout(loaded, lens, orbit, show_truth, flip, sky)
+    payload["start"] = float(start)
+    return payload
+
+
+def scrub_section(loaded: LoadedModel, lens: lenses.LensImage, spec: compute.ScrubView, show_truth: bool, mask: bool,
+                  flip: bool, sky: bool) -> None:
+    """The orbit of this (model, lens, view), filled coarse to fine while the browser already shows
+    the first frames; cached, so a later run (or another session) only hands it over."""
+    turned = None
+    if sky:
+        def turned(angles):
+            return lenses.turned_inputs(lens, angles, loaded.image_size, loaded.crop)
+    x = lenses.prepared(lens, loaded.image_size, loaded.crop)
+    orbit = compute.scrub_orbit(loaded, x, spec, lens.digest, flip, mask, turned,
+                                scene_key=(lens.scene, loaded.image_size, loaded.crop))
+    status, holder = st.empty(), st.empty()
+    start = float(st.session_state.get(ANGLE, 0.0))
+    value, seq = None, 0
+    while not orbit.complete:
+        status.progress(orbit.progress, text=f"computing the orbit's frames: {orbit.progress:.0%}")
+        orbit.step()
+        if orbit.complete:
+            break
+        seq += 1
+        with holder:  # a partial orbit: the browser shows these frames while the rest is computed
+            scrub({**scrub_payload(loaded, lens, orbit, show_truth, flip, sky, start), "seq": seq})
+    payload = scrub_payload(loaded, lens, orbit, show_truth, flip, sky, start)
+    with holder:
+        value = scrub(payload)
+    size = len(json.dumps(payload)) / 1e6
+    status.caption(f"{len(orbit.angles)} frames of the {spec.kind.lower()} view, computed on the server in "
+                   f"{orbit.seconds:.2f} s (first frames in {orbit.first_seconds or 0:.2f} s), sent once "
+                   f"({size:.2f} MB) and swapped in your browser while the slider moves or Play runs")
+    if value and value.get("nonce") != st.session_state.get(SCRUB_NONCE):
+        st.session_state[SCRUB_NONCE] = value.get("nonce")
+        st.session_state[ANGLE] = float(round(float(value.get("angle", 0.0))) % 360)
+
+
 @st.fragment
-def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bool, sky: bool = False) -> None:
-    angle, flip = angle_controls(loaded)
-    # One analysis view at a time (tabs would run all three on every move); its radio sits below
-    # the main row, but the model work must know the choice first.
-    view = st.session_state.get("explore_view", VIEWS[0])
+def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bool, spec: compute.ScrubView,
+         flip: bool, sky: bool = False) -> None:
+    st.subheader("Precise angle")
+    angle = angle_controls(loaded)
+    view = spec.kind
     turned = None
     if sky:
         def turned(angles):
@@ -222,23 +363,29 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
         lens_panel(lens, x_rot, angle, flip, show_truth, sky)
     if loaded.regression is None:
         with middle:
-            probs = prediction_panel(loaded, insp.logits)
+            prediction_panel(loaded, insp.logits)
         with right:
             orbit_panel(loaded, now.orbit, angle, sky)
     else:
         truth = loaded.regression.true_value(lens.truth)
-        probs = np.ones(1)  # one output: the attributions explain it
         with middle:
             regression_panel(loaded, insp.logits, truth)
         with right:
             regression_orbit_panel(loaded, now.orbit, angle, truth, sky)
-    st.radio("View", VIEWS, horizontal=True, key="explore_view", label_visibility="collapsed")
     if view == "Attention":
-        attention_tab(insp, x_rot)
+        attention_tab(insp, x_rot, spec)
     elif view == "Group channels":
-        group_channels_tab(loaded, insp, angle, flip, now.upright)
+        group_channels_tab(loaded, insp, angle, flip, now.upright, spec)
     else:
-        attribution_tab(loaded, lens, x_rot, now.x_up, angle, flip, int(np.argmax(probs)))
+        attribution_tab(loaded, lens, x_rot, now.x_up, angle, flip, spec)
+
+
+def upright_inspection(loaded: LoadedModel, lens: lenses.LensImage, mask: bool):
+    """The upright input's inspection (cached with the one compute.move keeps): which layers, fields
+    and class the view controls offer."""
+    x_up = compute.input_at(lenses.prepared(lens, loaded.image_size, loaded.crop), 0.0, mask=mask)
+    key = ("upright", lens.digest, mask, tuple(x_up.shape))
+    return compute._cached(loaded, key, lambda: compute.inspect_at(loaded, x_up, attention=False))
 
 
 def chosen_lens(loaded) -> lenses.LensImage | None:
@@ -277,4 +424,10 @@ if loaded is None or lens is None:
     st.info("Choose a model and an image in the sidebar.")
 else:
     widgets.image_size_note(loaded, lens)
-    live(loaded, lens, show_truth, mask, sky and lens.can_turn_scene)
+    sky = sky and lens.can_turn_scene
+    c_view, c_flip = st.columns([5, 1])
+    with c_view:
+        spec = view_controls(loaded, upright_inspection(loaded, lens, mask))
+    flip = bool(c_flip.toggle("mirror first", key="explore_flip")) if loaded.group.dihedral else False
+    scrub_section(loaded, lens, spec, show_truth, mask, flip, sky)
+    live(loaded, lens, show_truth, mask, spec, flip, sky)
