@@ -286,7 +286,7 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
         lens_image = figures.encode_rgb(np.asarray(picture))
     task = loaded.regression
     return dict(
-        size=size, lens_px=220, input_px=150, plot_w=320, plot_h=190, group=loaded.group.name,
+        view=spec.kind, size=size, lens_px=220, input_px=150, plot_w=320, plot_h=190, group=loaded.group.name,
         lens_title=("the sky turned and rendered again" if sky else "the lens, turned") + (" after a mirror" if flip
                                                                                           else ""),
         lens_image=lens_image, classes=list(loaded.class_names),
