@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
   --model-kwargs '{"widths": [8, 16, 32, 48], "lift_stride": 2}' \
   --fresh-data --steps-per-epoch 400 --epochs 48 --batch-size 32 --lr 1e-3 --schedule cosine \
   --augment-mode scene --val-size 1500 --test-size 3000 --select-on val_accuracy \
-  --device cpu --threads "${THREADS:-2}" --hours "${HOURS:-2}" --out campaigns/flagship_gcnn --resume
+  --recalibrate-bn 20 --device cpu --threads "${THREADS:-1}" --hours "${HOURS:-2}" --out campaigns/flagship_gcnn --resume

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/eqlens train --model cnn --data model_i --crop 81 --image-size 81 \
   --fresh-data --steps-per-epoch 400 --epochs 48 --batch-size 32 --lr 1e-3 --schedule cosine \
   --augment-mode scene --val-size 1500 --test-size 3000 --select-on val_accuracy \
-  --device cpu --threads "${THREADS:-1}" --hours "${HOURS:-2}" --out campaigns/twin_cnn --resume
+  --recalibrate-bn 20 --device cpu --threads "${THREADS:-1}" --hours "${HOURS:-2}" --out campaigns/twin_cnn --resume

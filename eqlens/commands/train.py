@@ -74,6 +74,9 @@ def register(subparsers) -> None:
     p.add_argument("--model-kwargs", default=None, metavar="JSON",
                    help='the builder\'s hyper-parameters as a JSON object, e.g. \'{"widths": [8, 16, 32, 48]}\'')
     p.add_argument("--threads", type=arg.THREADS, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--recalibrate-bn", type=arg.integer(0, 1000), default=0, metavar="K",
+                   help="before each validation, recompute batch-norm statistics from K training batches with the "
+                        "epoch's weights ('precise BN'; may be switched on when resuming); 0: off")
     p.set_defaults(func=run)
 
 
@@ -133,6 +136,7 @@ def config_from_args(args):
         workers=args.workers, model_kwargs=arch["model_kwargs"], init_from=args.init_from,
         steps_per_epoch=args.steps_per_epoch, crop=args.crop, fresh_data=args.fresh_data,
         time_budget_min=args.minutes if args.hours is None else 60.0 * args.hours, threads=args.threads,
+        recalibrate_bn=args.recalibrate_bn,
     )
 
 

@@ -75,7 +75,9 @@ class TrainConfig:
     ``time_budget_min``: this call trains whole epochs while the next one still fits in that many
     minutes (measured), then stops with its state written, to be continued with ``resume``; a
     budget too small for one epoch is refused before anything is written. ``threads``: torch's CPU
-    threads for this run (None: torch's default).
+    threads for this run (None: torch's default). ``recalibrate_bn=K``: before each validation, the
+    batch-norm statistics are recomputed from K training batches with the epoch's final weights
+    ("precise BN"; the running averages lag weights that move fast, see docs/training.md); 0: off.
     """
 
     model: str
@@ -114,6 +116,7 @@ class TrainConfig:
     fresh_data: bool = False
     time_budget_min: float | None = None
     threads: int | None = None
+    recalibrate_bn: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -180,6 +183,9 @@ class TrainConfig:
         self._validate_campaign()
 
     def _validate_campaign(self) -> None:
+        steps = self.recalibrate_bn
+        if not isinstance(steps, Integral) or isinstance(steps, bool) or not 0 <= steps <= 1000:
+            raise TrainingError(f"recalibrate_bn must be an integer in [0, 1000] (training batches), got {steps!r}")
         for name in ("crop", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Integral) or isinstance(value, bool) or value < 1):

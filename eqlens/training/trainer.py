@@ -534,7 +534,35 @@ class _Run:
     def _history_entry(self, epoch: int, val: dict, lr: float) -> dict:
         keys = ("mse", "mae", "r2") if self.objective.scaler is not None else ("accuracy", "auc_macro")
         return {"epoch": epoch, **self._epoch_train, "val_loss": val["loss"],
-                **{f"val_{k}": val[k] for k in keys}, "lr": lr}
+                **{f"val_{k}": val[k] for k in keys}, "lr": lr, "bn_recalibrated": self.config.recalibrate_bn}
+
+    def _recalibrate_batch_norm(self, epoch: int) -> None:
+        """"Precise BN": recompute every batch norm's running mean and variance as the plain average over
+        ``recalibrate_bn`` training batches (the epoch's last ones, rendered and augmented again with a
+        generator of their own) under the epoch's final weights. Training and validation draws are
+        untouched: the global RNG states are restored afterwards, so a run stays reproducible."""
+        from .data_sources import iterate_batches
+
+        c = self.config
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                 and m.track_running_stats]
+        if c.recalibrate_bn == 0 or not norms:
+            return
+        batches = self._index_batches(epoch)[-c.recalibrate_bn:]
+        generator = _epoch_generator(c.seed, epoch, 2, self.context.rank)
+        turn = (lambda n: self.augmenter.scene_angles(n, generator)) if self.augmenter.turns_scenes else None
+        rng = checkpoint.capture_rng_state()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        self.model.train()
+        with torch.no_grad():
+            for x, _ in iterate_batches(self.splits.train, batches, self.device, c.workers, turn=turn):
+                self.model(self.augmenter.training(x, generator))
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        checkpoint.restore_rng_state(rng)
 
     def _raise_nan(self, epoch: int, step: int):
         kept = f"the last good checkpoint is {self.out / checkpoint.LAST_DIR}" if self.writes and \
@@ -561,6 +589,7 @@ class _Run:
 
     def _end_epoch(self, epoch: int, elapsed_s: float) -> None:
         c = self.config
+        self._recalibrate_batch_norm(epoch)
         distributed.broadcast_buffers(self.model, self.context)
         self._check_finite(epoch)
         self._val_started = time.perf_counter()

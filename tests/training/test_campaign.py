@@ -119,3 +119,25 @@ def test_evaluation_and_predict_apply_the_cards_crop(tmp_path):
         expected = model(spec.prepare(raw)).softmax(-1)
     assert torch.allclose(predict(model, card, raw), expected, atol=1e-6)
     assert not torch.allclose(predict(model, {**card, "input": {**card["input"], "crop": None}}, raw), expected)
+
+
+def test_precise_bn_recomputes_the_statistics_from_training_batches_and_keeps_runs_reproducible(tmp_path):
+    plain = train(_fresh(tmp_path / "plain", epochs=1))
+    precise = train(_fresh(tmp_path / "precise", epochs=1, recalibrate_bn=2))
+    again = train(_fresh(tmp_path / "again", epochs=1, recalibrate_bn=2))
+    assert_same_checkpoints(tmp_path / "precise", tmp_path / "again")
+    a, b = plain.model.state_dict(), precise.model.state_dict()
+    weights = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.equal(a[k], b[k]) for k in weights)  # the training itself is untouched
+    means = [k for k in a if k.endswith("running_mean")]
+    assert means and any(not torch.allclose(a[k], b[k]) for k in means)
+    assert all(int(b[k.replace("running_mean", "num_batches_tracked")]) == 2 for k in means)
+    assert again.history[0]["bn_recalibrated"] == 2 and plain.history[0]["bn_recalibrated"] == 0
+
+
+def test_precise_bn_may_be_switched_on_when_a_campaign_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "Budget", _OneEpochBudget)
+    train(_fresh(tmp_path / "run", time_budget_min=60.0))
+    monkeypatch.setattr(trainer_module, "Budget", Budget)
+    resumed = train(_fresh(tmp_path / "run", time_budget_min=60.0, resume=True, recalibrate_bn=2))
+    assert [h["bn_recalibrated"] for h in resumed.history] == [0, 2]
