@@ -9,6 +9,7 @@ one fragment, so a move reruns only that (one inspected forward plus composed PN
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import streamlit as st
@@ -310,10 +311,17 @@ def scrub_payload(loaded: LoadedModel, lens, orbit: compute.ScrubOrbit, show_tru
     return payload
 
 
+FILL_SECONDS = 0.25  # model work per run while the orbit fills: the first frames show within about that
+
+
 def scrub_section(loaded: LoadedModel, lens: lenses.LensImage, spec: compute.ScrubView, show_truth: bool, mask: bool,
                   flip: bool, sky: bool) -> None:
     """The orbit of this (model, lens, view), filled coarse to fine while the browser already shows
-    the first frames; cached, so a later run (or another session) only hands it over."""
+    the first frames; cached, so a later run (or another session) only hands it over.
+
+    While frames are missing the section is a fragment that reruns itself (``run_every``), one
+    slice of batches per run, and the scrubber (a stable key: the same iframe) gets the frames so
+    far; the run that completes the orbit reruns the page once, which stops the polling."""
     turned = None
     if sky:
         def turned(angles):
@@ -321,27 +329,32 @@ def scrub_section(loaded: LoadedModel, lens: lenses.LensImage, spec: compute.Scr
     x = lenses.prepared(lens, loaded.image_size, loaded.crop)
     orbit = compute.scrub_orbit(loaded, x, spec, lens.digest, flip, mask, turned,
                                 scene_key=(lens.scene, loaded.image_size, loaded.crop))
-    status, holder = st.empty(), st.empty()
-    start = float(st.session_state.get(ANGLE, 0.0))
-    value, seq = None, 0
-    while not orbit.complete:
-        status.progress(orbit.progress, text=f"computing the orbit's frames: {orbit.progress:.0%}")
+    polling = not orbit.complete
+    st.fragment(_scrub_body, run_every=0.05 if polling else None)(loaded, lens, orbit, show_truth, flip, sky, polling)
+
+
+def _scrub_body(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.ScrubOrbit, show_truth: bool, flip: bool,
+                sky: bool, polling: bool) -> None:
+    status = st.empty()
+    began = time.perf_counter()
+    while not orbit.complete and time.perf_counter() - began < FILL_SECONDS:
         orbit.step()
-        if orbit.complete:
-            break
-        seq += 1
-        with holder:  # a partial orbit: the browser shows these frames while the rest is computed
-            scrub({**scrub_payload(loaded, lens, orbit, show_truth, flip, sky, start), "seq": seq})
-    payload = scrub_payload(loaded, lens, orbit, show_truth, flip, sky, start)
-    with holder:
-        value = scrub(payload)
-    size = len(json.dumps(payload)) / 1e6
-    status.caption(f"{len(orbit.angles)} frames of the {spec.kind.lower()} view, computed on the server in "
-                   f"{orbit.seconds:.2f} s (first frames in {orbit.first_seconds or 0:.2f} s), sent once "
-                   f"({size:.2f} MB) and swapped in your browser while the slider moves or Play runs")
+    payload = scrub_payload(loaded, lens, orbit, show_truth, flip, sky, float(st.session_state.get(ANGLE, 0.0)))
+    value = scrub(payload, key="explore_scrub")
+    if orbit.complete:
+        size = len(json.dumps(payload)) / 1e6
+        status.caption(f"{len(orbit.angles)} frames of the {orbit.view.kind.lower()} view, computed on the server in "
+                       f"{orbit.seconds:.2f} s (first frames in {orbit.first_seconds or 0:.2f} s), sent once "
+                       f"({size:.2f} MB) and swapped in your browser while the slider moves or Play runs")
+    else:
+        status.progress(orbit.progress, text=f"computing the orbit's frames: {orbit.progress:.0%} "
+                                             "(the scrubber already shows those computed)")
     if value and value.get("nonce") != st.session_state.get(SCRUB_NONCE):
         st.session_state[SCRUB_NONCE] = value.get("nonce")
         st.session_state[ANGLE] = float(round(float(value.get("angle", 0.0))) % 360)
+        st.rerun()  # the precise angle (another fragment) takes it
+    if polling and orbit.complete:
+        st.rerun()  # once, to define the section again without polling
 
 
 @st.fragment
