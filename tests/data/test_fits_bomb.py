@@ -93,3 +93,14 @@ def test_good_files_still_decode_exactly(compressed):
 def test_a_truncated_header_is_refused():
     with pytest.raises(DataError, match="no END card"):
         load_image(_bytes(fits.ImageHDU(np.zeros((20, 20))))[:100], "short.fits")
+
+
+def test_a_huge_tfields_is_refused_before_astropy_loops_over_it():
+    # astropy's header translation loops over range(TFIELDS) ten times: 3 million took minutes, 1e12 forever.
+    good = _bytes(fits.CompImageHDU(np.zeros((32, 32), np.int16)))
+    at = good.index(b"TFIELDS =")
+    bad = good[:at] + f"{'TFIELDS':<8}= {3_000_000:>20}".ljust(80).encode() + good[at + 80 :]
+    start = time.monotonic()
+    with pytest.raises(DataError, match="TFIELDS"):
+        load_image(bad, "fields.fits")
+    assert time.monotonic() - start < 2

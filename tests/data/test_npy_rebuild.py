@@ -160,3 +160,19 @@ def test_a_pickle_with_a_long_opcode_stream_is_refused_quickly():
     pickled = b"\x80\x03" + b"(" * 100_000 + b"N."  # MARK after MARK: no pair ever needs this
     with pytest.raises(DataError, match="over 2000 opcodes"):
         decode_image(_object_npy(pickled), "evil.npy")
+
+
+def test_an_empty_array_with_huge_sides_is_refused():
+    # numpy cannot even size (0, 2**30, 2**30) float64: it raised a bare ValueError from reshape.
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (0, 2**30, 2**30)})
+    with pytest.raises(DataError, match="holds no pixels"):
+        load_image(buffer.getvalue(), "empty.npy")
+
+
+def test_a_nul_byte_in_the_header_is_a_data_error():
+    # numpy's header parser falls back to the tokenizer, which raised tokenize.TokenError.
+    data = bytearray(_npy(counts(0)))
+    data[data.index(b"'shape': (") + 9] = 0  # the opening parenthesis
+    with pytest.raises(DataError, match="corrupt .npy header"):
+        load_image(bytes(data), "nul.npy")
