@@ -52,6 +52,9 @@ def _address_space() -> int:
 @contextmanager
 def bounded_address_space():
     """Lower the soft RLIMIT_AS to what the process holds now plus ADDRESS_SPACE_BOUND, then restore it."""
+    if not os.path.exists("/proc/self/statm"):  # not Linux: no address-space bound, the rest still holds
+        yield
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = _address_space() + ADDRESS_SPACE_BOUND
     if hard != resource.RLIM_INFINITY:
