@@ -28,7 +28,7 @@ def job_form() -> dict | None:
     group = c2.selectbox("Group", SUPPORTED_GROUPS, key="train_group", disabled=not spec(model).uses_group)
     source = c3.radio("Data", ["simulated", "DeepLense folder"], key="train_data_kind", horizontal=True)
     data = (c3.selectbox("Simulation", SIM_DATA, key="train_sim") if source == "simulated"
-            else c3.text_input("Folder", key="train_folder", placeholder="/data/Model_I"))
+            else c3.text_input("Folder", key="train_folder", placeholder="data/Model_I"))
     b1, b2, b3, b4 = st.columns(4)
     tiny = settings.TINY
     epochs = b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_epochs")

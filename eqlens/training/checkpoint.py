@@ -256,8 +256,10 @@ def decode_weights(data: bytes, source: str) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
-            raise CheckpointError(f"{source}: refusing a pickle file that is not plain tensors "
-                                  f"(weights_only load failed: {str(err).splitlines()[0]})") from None
+            # torch's own message advises weights_only=False, i.e. running the file's code: never repeat it
+            raise CheckpointError(f"{source}: refusing a pickle file that is not plain tensors (it needs "
+                                  f"{type(err).__name__} to unpickle objects, and eqlens never runs a file's "
+                                  f"code); save a state dict of tensors or a .safetensors file") from None
         if not isinstance(obj, Mapping) or not all(torch.is_tensor(v) for v in obj.values()):
             raise CheckpointError(f"{source}: a torch file that is not a state dict of tensors")
         return dict(obj)

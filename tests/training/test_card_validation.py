@@ -146,3 +146,21 @@ def test_every_shipped_card_still_validates():
 
         card = ck.validate_card(json.loads(path.read_text()), str(path))
         assert 1 <= card["input"]["image_size"] <= ck.MAX_CARD_IMAGE_SIZE
+
+
+def test_a_pickle_with_code_is_refused_without_repeating_torchs_advice_to_run_it():
+    import io
+    import pickle
+
+    from eqlens.errors import CheckpointError
+    from eqlens.training.checkpoint import decode_weights
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    buffer = io.BytesIO()
+    pickle.dump({"w": Payload()}, buffer)
+    with pytest.raises(CheckpointError) as caught:
+        decode_weights(buffer.getvalue(), "evil.pt")
+    assert "weights_only" not in str(caught.value) and "refusing a pickle" in str(caught.value)
