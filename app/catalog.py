@@ -173,7 +173,8 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
     """Checkpoints first (on disk, then uploaded this session), then every untrained registry model."""
     from eqlens.models import names, spec
 
-    paths = sorted(checkpoint_paths(), key=lambda p: p.stem != settings.DEFAULT_CHECKPOINT)  # stable
+    preference = {name: rank for rank, name in enumerate(settings.DEFAULT_CHECKPOINTS)}
+    paths = sorted(checkpoint_paths(), key=lambda p: preference.get(p.stem, len(preference)))  # stable
     found = [ModelEntry(f"ckpt:{p}", f"{p.stem} ({run_status(p).label})") for p in paths]
     found += [ModelEntry(key, f"{name} (uploaded)") for key, (name, _) in (uploaded or {}).items()]
     for name in names():

@@ -20,8 +20,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 TINY = os.environ.get("EQLENS_APP_TINY") == "1"
 CHECKPOINT_DIR = Path(os.environ.get("EQLENS_CHECKPOINT_DIR", ROOT / "checkpoints"))
-# offered first when present: a 3-class model_i checkpoint matches the default simulated lens
-DEFAULT_CHECKPOINT = "model_i_gcnn"
+# offered first, in this order of preference, when present: the Model I flagship (docs/models.md), else the
+# small gcnn; a 3-class model_i checkpoint matches the default simulated lens
+DEFAULT_CHECKPOINTS = ("model_i_flagship", "model_i_gcnn")
 
 # Image side of untrained models (checkpoints carry their own); odd so 90-deg rotations are exact.
 UNTRAINED_IMAGE_SIZE = 33 if TINY else int(os.environ.get("EQLENS_APP_IMAGE_SIZE", 65))

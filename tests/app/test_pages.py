@@ -265,3 +265,12 @@ def test_the_learn_page_checks_the_commutative_diagram_live(app_test):
     at.selectbox(key="learn_element").set_value(1).run()  # 45 deg: resampled, no longer exact
     no_exception(at)
     assert diagram_error(at) > 1e-4
+
+
+def test_the_flagship_is_offered_first_then_the_small_gcnn(checkpoint_dir):
+    model_i = ["axion", "cdm", "no_sub"]
+    for name in ("a_first_by_name", "model_i_gcnn", "model_i_flagship"):
+        write_tiny_checkpoint(checkpoint_dir, name, "gcnn", "model_i", model_i)
+    assert catalog.entries()[0].key.endswith("model_i_flagship")
+    (checkpoint_dir / "model_i_flagship" / "model_card.json").unlink()
+    assert catalog.entries()[0].key.endswith("model_i_gcnn")
