@@ -61,16 +61,20 @@ def curve(run: Path, png: Path | None) -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        hours = [r[2] for r in rows]
-        ax.plot(hours, [r[3] for r in rows], "o-", ms=3, label="validation accuracy (1500 lenses)")
-        ax.plot(hours, [r[4] for r in rows], "s-", ms=3, label="validation macro AUC")
+        seen = [r[1] / 1000 for r in rows]
+        ax.plot(seen, [r[3] for r in rows], "o-", ms=3, label="validation accuracy (1500 lenses)")
+        ax.plot(seen, [r[4] for r in rows], "s-", ms=3, label="validation macro AUC")
+        for (epoch, _, _, acc, _), x in zip(rows, seen, strict=True):
+            if card["history"][epoch - 1].get("bn_recalibrated"):
+                ax.plot([x], [acc], "o", ms=7, mfc="none", mec="C3")
+        ax.plot([], [], "o", ms=7, mfc="none", mec="C3", label="validated with recalibrated batch norm")
         best = best_card(run) if (run / "model_card.json").is_file() else None
         test = (best or {}).get("metrics", {}).get("test") if best else None
         if test:
             ax.axhline(test["accuracy"], color="C2", ls="--", lw=1,
                        label=f"held-out test accuracy of the best epoch ({test['n']} lenses): {test['accuracy']:.3f}")
         ax.axhline(0.95, color="grey", ls=":", lw=1, label="goal: 0.95 accuracy")
-        ax.set_xlabel("hours of training on the 2-core CPU (wall time, validation included)")
+        ax.set_xlabel(f"lenses seen (thousands; {rows[-1][2]:.1f} h of wall time on the shared 2-core CPU)")
         ax.set_ylabel("score")
         ax.set_ylim(0.4, 1.0)
         ax.grid(alpha=0.3)
