@@ -127,9 +127,6 @@ def lens_selector(prefix: str, follow: catalog.LoadedModel | None = None) -> len
     except (DataError, EqlensError, ValueError, OSError) as err:
         st.error(f"Cannot use this image: {err}")
         lens = None
-    except ImportError as err:
-        st.warning(f"This image source is not available in this installation ({err}).")
-        lens = None
     if lens is not None:
         st.session_state[lens_key] = lens
     return st.session_state.get(lens_key)

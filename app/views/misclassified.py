@@ -108,7 +108,7 @@ if go:
         report["data"] = data
         st.session_state[state.EVALUATION] = report
         st.session_state.pop(state.CONFUSION_CELL, None)
-    except (EqlensError, ValueError, ImportError) as err:
+    except (EqlensError, ValueError) as err:
         st.error(f"Cannot evaluate: {err}")
 report = st.session_state.get(state.EVALUATION)
 if report is None or report.get("model_key") != loaded.key:

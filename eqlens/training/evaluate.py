@@ -64,13 +64,12 @@ def predict(model, dataset, *, batch_size: int = 64, device=None, mask: bool = T
     return tuple(t.cpu() for t in gathered)
 
 
-def robustness(model, x: torch.Tensor, y: torch.Tensor, group, angles=None) -> dict | None:
+def robustness(model, x: torch.Tensor, y: torch.Tensor, group, angles=None) -> dict:
     """:func:`eqlens.analysis.equivariance.robustness_report` on ``x [n, 1, S, S]`` (its default
-    angles when ``angles`` is None), or None while the analysis package does not provide it."""
-    try:
-        from ..analysis.equivariance import robustness_report
-    except ImportError:
-        return None
+    angles when ``angles`` is None). A broken analysis import fails loudly: it must never silently
+    drop the invariance metrics from a card."""
+    from ..analysis.equivariance import robustness_report
+
     if angles is None:
         return robustness_report(model, x, y, group)
     return robustness_report(model, x, y, group, list(angles))
@@ -133,8 +132,6 @@ def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> 
     x, y = first_images(model, dataset, size, device, mask)
     with eval_mode(model):
         report = robustness(model, x, y, model_group(model, group), angles)
-    if report is None:
-        return None
     report["sky"] = sky_robustness(model, dataset, size, angles, device, mask)
     return {k: _plain(v) for k, v in report.items()}
 
