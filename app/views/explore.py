@@ -245,6 +245,15 @@ def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: 
 
 # ---- the scrubber ------------------------------------------------------------------------------
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _lens_png(_lens: lenses.LensImage, digest: str, show_truth: bool, flip: bool) -> str:
+    """The upright lens picture the scrubber turns itself (with the truth overlay), as a PNG (once per lens)."""
+    picture = figures.lens_with_truth(_lens.image, _lens.truth if show_truth else None, size=240)
+    if flip:
+        picture = picture.transpose(Image.FLIP_LEFT_RIGHT)
+    return figures.encode_rgb(np.asarray(picture))
+
+
 def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.ScrubOrbit, show_truth: bool,
                  flip: bool, sky: bool) -> dict:
     """What the scrubber draws around the frames: titles, cell sizes, colour scales (fixed by the
@@ -279,12 +288,7 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
                        stops=figures.css_stops("RdBu_r"), vmin=lo, vmax=hi, label="attribution", base=False,
                        alpha=1.0, smooth=False, mark=None)]
         metric = "attribution invariance error |A(x) - R⁻¹A(Rx)| / |A(x)|"
-    lens_image = None
-    if not sky:
-        picture = figures.lens_with_truth(lens.image, lens.truth if show_truth else None, size=240)
-        if flip:
-            picture = picture.transpose(Image.FLIP_LEFT_RIGHT)
-        lens_image = figures.encode_rgb(np.asarray(picture))
+    lens_image = None if sky else _lens_png(lens, lens.digest, show_truth, flip)
     task = loaded.regression
     return dict(
         view=spec.kind, size=size, lens_px=220, input_px=150, plot_w=320, plot_h=190, group=loaded.group.name,
@@ -311,7 +315,9 @@ def scrub_payload(loaded: LoadedModel, lens, orbit: compute.ScrubOrbit, show_tru
     return payload
 
 
-FILL_SECONDS = 0.25  # model work per run while the orbit fills: the first frames show within about that
+# Model work per run while the orbit fills: the first frames show within about FIRST_FILL_SECONDS;
+# later runs take longer slices (each run costs a rerun and a payload sent to the browser).
+FIRST_FILL_SECONDS, FILL_SECONDS = 0.25, 1.0
 
 
 def scrub_section(loaded: LoadedModel, lens: lenses.LensImage, spec: compute.ScrubView, show_truth: bool, mask: bool,
@@ -336,8 +342,8 @@ def scrub_section(loaded: LoadedModel, lens: lenses.LensImage, spec: compute.Scr
 def _scrub_body(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.ScrubOrbit, show_truth: bool, flip: bool,
                 sky: bool, polling: bool) -> None:
     status = st.empty()
-    began = time.perf_counter()
-    while not orbit.complete and time.perf_counter() - began < FILL_SECONDS:
+    began, budget = time.perf_counter(), FILL_SECONDS if orbit.done else FIRST_FILL_SECONDS
+    while not orbit.complete and time.perf_counter() - began < budget:
         orbit.step()
     payload = scrub_payload(loaded, lens, orbit, show_truth, flip, sky, float(st.session_state.get(ANGLE, 0.0)))
     value = scrub(payload, key="explore_scrub")
