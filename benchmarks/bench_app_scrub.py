@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 VIEWS = ("Attention", "Group channels", "Attributions")
 SCRUB_DOC = ("() => { const f = [...document.querySelectorAll('iframe')].find(f => f.src.includes('scrub'));"
-             " const d = f && f.contentDocument; ")
+             " const d = f && f.contentDocument && f.contentDocument.body ? f.contentDocument : null; ")
 
 
 def parse_args():
