@@ -6,7 +6,7 @@
 ``curve``: the validation learning curve of one run against the CPU time it took (training and
 validation wall time, summed over the run's epochs and every call that resumed it), from the card of
 its latest epoch (``RUN/last/model_card.json``, else ``RUN/model_card.json``). ``runs``: one row per
-run: input, images seen, CPU minutes, best epoch, validation and held-out test accuracy and AUC.
+run: input, images seen, wall-clock minutes (training and validation), best epoch, validation and held-out test accuracy and AUC.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def curve_rows(card: dict) -> list[tuple[int, int, float, float, float]]:
 def curve(run: Path, png: Path | None) -> None:
     card = latest_card(run)
     rows = curve_rows(card)
-    print("| epoch | images seen | CPU hours | val accuracy | val macro AUC |")
+    print("| epoch | images seen | wall hours | val accuracy | val macro AUC |")
     print("|---:|---:|---:|---:|---:|")
     for epoch, seen, hours, acc, auc in rows:
         print(f"| {epoch} | {seen:,} | {hours:.2f} | {acc:.4f} | {auc:.4f} |")
@@ -94,7 +94,7 @@ def describe_input(card: dict) -> str:
 
 
 def runs(folders: list[Path]) -> None:
-    print("| input | model px | images seen | CPU min | epochs (best) | val acc | test acc | test macro AUC | test n |")
+    print("| input | model px | images seen | wall min | epochs (best) | val acc | test acc | test macro AUC | test n |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in folders:
         card, best = latest_card(run), best_card(run)

@@ -56,3 +56,19 @@ def ring_lens(size: int = 41, offset: int = 5):
 def no_exception(at) -> None:
     messages = [e.message for e in at.exception]
     assert not messages, messages
+
+
+@pytest.fixture(scope="module")
+def browser_turn():
+    """One browser module at a time across xdist workers: a Streamlit server plus Chromium per module,
+    two at once on two cores, starve each other past the tests' timeouts. An exclusive lock on a file in
+    the system's temporary folder, held for the module's duration."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "eqlens-browser-tests.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -28,7 +28,7 @@ def _missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, browser_turn):
     reason = _missing()
     if reason:
         if os.environ.get("EQLENS_REQUIRE_BROWSER") == "1":

@@ -10,11 +10,8 @@ import pytest
 
 from app import catalog, compute, lenses, settings
 from eqlens.groups import get_group
-from eqlens.models import names
 
 from .conftest import no_exception, ring_lens
-
-needs_gcnn = pytest.mark.skipif("gcnn" not in names(), reason="gcnn is not registered in this checkout")
 
 
 def _filled(loaded, view, flip=False):
@@ -41,7 +38,6 @@ def test_the_fill_goes_coarse_to_fine_and_covers_every_angle_once():
     assert {angles[i] for i in batches[0]} == {0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0}
 
 
-@needs_gcnn
 def test_an_invariant_model_s_frames_are_flat_at_the_exact_angles_and_the_stabilised_view_still():
     loaded = catalog.load(catalog.untrained_key("gcnn", "C4"))
     tap = next(n for n, t in loaded.model.taps().items() if t.kind == "group")
@@ -57,7 +53,6 @@ def test_an_invariant_model_s_frames_are_flat_at_the_exact_angles_and_the_stabil
     assert len(payload) < 3e6
 
 
-@needs_gcnn
 def test_a_frame_agrees_with_the_precise_angle_the_server_computes():
     loaded = catalog.load(catalog.untrained_key("gcnn", "C4"))
     orbit, x = _filled(loaded, compute.ScrubView("Attributions", method="gradcam"))
@@ -74,7 +69,6 @@ def test_a_plain_model_offers_attributions_only_and_a_mirror_orbit_fills():
     assert len(orbit.frames) == settings.ORBIT_STEPS
 
 
-@pytest.mark.skipif("eqcvt" not in names(), reason="eqcvt is not registered in this checkout")
 def test_an_attention_model_opens_on_attention_and_its_frames_carry_every_head_and_the_rollout():
     loaded = catalog.load(catalog.untrained_key("eqcvt", "C4"))
     assert compute.available_views(loaded)[0] == "Attention"
@@ -94,11 +88,17 @@ def test_the_orbit_is_cached_per_model_lens_and_view():
     assert compute.scrub_orbit(loaded, x, other, lens.digest) is not first
 
 
-@needs_gcnn
 @pytest.mark.parametrize(("model", "view"), [(("cnn", "C1"), "Attributions"), (("gcnn", "C4"), "Group channels")])
 def test_explore_opens_on_a_view_the_model_has(app_test, model, view):
     at = app_test(explore_pinned_lens=ring_lens(), explore_model=catalog.untrained_key(*model))
     no_exception(at)
     assert at.radio(key="explore_view").value == view
     assert not any("no attention" in i.value for i in at.info)
+    # Each run computes at least one batch of the orbit (more while its time slice lasts): rerun until it is
+    # complete, however slow the machine, then the caption says it was computed and sent.
+    for _ in range(100):
+        if any("frames of the" in c.value for c in at.caption):
+            break
+        at.run()
+        no_exception(at)
     assert any("frames of the" in c.value for c in at.caption)  # the scrubber's orbit was computed and sent

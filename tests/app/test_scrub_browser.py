@@ -35,7 +35,7 @@ def _missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, browser_turn):
     reason = _missing()
     if reason:
         if os.environ.get("EQLENS_REQUIRE_BROWSER") == "1":
@@ -58,19 +58,44 @@ def page(server):
         page.set_default_timeout(120_000)
         page.goto(server)
         wait_idle(page)
-        page.locator(".st-key-explore_model").click()
-        page.get_by_role("option", name="gcnn (untrained)", exact=True).click()
+        choose_model(page, "gcnn (untrained)")
         wait_idle(page)
         yield page
         browser.close()
 
 
-def scrubber(page):
-    """The component's frame, once every frame of the orbit is there."""
-    page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => f.src.includes('scrub'))")
-    frame = next(f for f in page.frames if "scrub" in f.url)
-    frame.wait_for_function("() => document.body.dataset.complete === 'true'")
-    return frame
+def choose_model(page, label: str) -> None:
+    """Pick ``label`` in Explore's model selector once the first model's orbit is complete: while the
+    scrubber's fragment still polls, each of its reruns may close an open dropdown on a slow machine."""
+    scrubber(page)
+    for _ in range(5):
+        page.locator(".st-key-explore_model").click()
+        option = page.get_by_role("option", name=label, exact=True)
+        try:
+            option.wait_for(timeout=15_000)
+        except Exception:  # the list closed under us: open it again
+            page.keyboard.press("Escape")
+            continue
+        option.click()
+        return
+    raise AssertionError(f"the model selector never offered {label!r}")
+
+
+def scrubber(page, timeout_s: float = 180.0):
+    """The component's frame, once every frame of the orbit is there (polled: the iframe may still be
+    navigating, or be replaced by a rerun, between two looks)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for frame in [f for f in page.frames if "scrub" in f.url]:
+            try:
+                if frame.evaluate("() => !!document.body && document.body.dataset.complete === 'true'"):
+                    return frame
+            except Exception:  # detached by a rerun: look again
+                pass
+        page.wait_for_timeout(250)
+    raise AssertionError("the scrubber's orbit never completed")
 
 
 def test_dragging_across_the_orbit_changes_every_panel(page):
