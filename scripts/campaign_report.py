@@ -6,7 +6,8 @@
 ``curve``: the validation learning curve of one run against the CPU time it took (training and
 validation wall time, summed over the run's epochs and every call that resumed it), from the card of
 its latest epoch (``RUN/last/model_card.json``, else ``RUN/model_card.json``). ``runs``: one row per
-run: input, images seen, wall-clock minutes (training and validation), best epoch, validation and held-out test accuracy and AUC.
+run: input, images seen, wall-clock minutes (training and validation), best epoch, validation and
+held-out test accuracy and AUC.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def describe_input(card: dict) -> str:
 
 
 def runs(folders: list[Path]) -> None:
-    print("| input | model px | images seen | wall min | epochs (best) | val acc | test acc | test macro AUC | test n |")
+    print("| input | model px | images seen | wall min | epochs (best) | val acc | test acc | test macro AUC "
+          "| test n |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in folders:
         card, best = latest_card(run), best_card(run)
