@@ -178,9 +178,15 @@ def _upload_controls(prefix: str) -> lenses.LensImage | None:
 
 
 def image_size_note(loaded: catalog.LoadedModel, lens: lenses.LensImage) -> None:
+    """One line on how the image becomes the model's input: the card's native crop, then any resizing."""
     h, w = lens.image.shape
-    if (h, w) != (loaded.image_size, loaded.image_size):
-        st.caption(f"image {h}x{w} resized to the model's {loaded.image_size}x{loaded.image_size}")
+    size = loaded.image_size
+    if loaded.crop is not None:
+        resized = f", resized to {size}x{size}" if size != loaded.crop else ""
+        st.caption(f"the central {loaded.crop}x{loaded.crop} native pixels of the {h}x{w} image{resized}: "
+                   f"the model's input (its card's crop)")
+    elif (h, w) != (size, size):
+        st.caption(f"image {h}x{w} resized to the model's {size}x{size}")
 
 
 __all__ = ["image_size_note", "lens_selector", "model_selector", "settings"]
