@@ -72,3 +72,32 @@ def browser_turn():
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _missing_browser() -> str | None:
+    from app.serve import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, browser_turn):
+    """The app served by ``streamlit run`` (tiny sizes, an empty checkpoint folder) for one browser test
+    module; without Chromium or playwright the module skips, or fails under ``EQLENS_REQUIRE_BROWSER=1``."""
+    from app.serve import running_app
+
+    reason = _missing_browser()
+    if reason:
+        if os.environ.get("EQLENS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"EQLENS_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    env = {"EQLENS_APP_TINY": "1", "OMP_NUM_THREADS": "1",
+           "EQLENS_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints"))}
+    with running_app(env) as url:
+        yield url

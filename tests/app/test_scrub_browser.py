@@ -9,42 +9,17 @@ Without Chromium (or the playwright package) these skip with the reason, unless
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.serve import CHROMIUM, CHROMIUM_ARGS, running_app, wait_idle
+from app.serve import CHROMIUM, CHROMIUM_ARGS, wait_idle
 
 pytestmark = pytest.mark.browser
 
 SNAPSHOT = "() => [...document.querySelectorAll('canvas')].map(c => c.toDataURL())"
 SET_ANGLE = ("(a) => { const s = document.getElementById('slider'); s.value = String(a);"
              " s.dispatchEvent(new Event('input', {bubbles: true})); return document.body.dataset.angle; }")
-
-
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    return None
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, browser_turn):
-    reason = _missing()
-    if reason:
-        if os.environ.get("EQLENS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"EQLENS_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
-    env = {"EQLENS_APP_TINY": "1", "OMP_NUM_THREADS": "1",
-           "EQLENS_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints"))}
-    with running_app(env) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
