@@ -7,27 +7,20 @@ the test images never show (a train/test mismatch of the kind that kept the seed
 chance). Zeroing everything outside the inscribed disk of EVERY input, augmented or not, makes a
 rotated training image and an upright test image the same kind of picture; the disk maps onto
 itself under any rotation. The checkpoint records the choice (``card["input"]["circular_mask"]``)
-and :func:`model_input` applies it, so evaluation and the app feed models what they were trained on.
+and :meth:`eqlens.data.transforms.InputSpec.prepare` applies it, so evaluation and the app feed models what
+they were trained on.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..data.transforms import prepare_batch
 from ..groups import Group, circular_mask, rotate
 
 
 def apply_circular_mask(x: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` -> the same with every pixel outside the inscribed disk set to 0."""
     return x * circular_mask(x.shape[-2], x.shape[-1], device=x.device, dtype=x.dtype)
-
-
-def model_input(images: torch.Tensor, image_size: int | None, mask: bool) -> torch.Tensor:
-    """Raw or normalised images ``[B, H, W]`` / ``[B, 1, H, W]`` -> the model's input ``[B, 1, S, S]``:
-    resized and min-max normalised (:func:`eqlens.data.transforms.prepare_batch`), then masked."""
-    x = prepare_batch(images, image_size)
-    return apply_circular_mask(x) if mask else x
 
 
 AUGMENT_MODES = ("image", "scene")
