@@ -43,8 +43,10 @@ def test_starts_in_the_same_second_claim_different_folders(tmp_path):
 
 
 def _config(out, seed):
+    # threads pinned: a run's numbers depend on the thread count its reductions are split over (OpenMP's
+    # team size is per calling thread), and this test is about random streams, not about thread counts.
     return TrainConfig(model="cnn", data="blobs", out=str(out), epochs=1, batch_size=4, lr=3e-3, seed=seed,
-                       robustness_size=0, model_kwargs=TINY_CNN, device="cpu")
+                       robustness_size=0, model_kwargs=TINY_CNN, device="cpu", threads=1)
 
 
 def test_two_jobs_started_together_each_reproduce_their_seed(tmp_path, monkeypatch):
