@@ -1,4 +1,5 @@
-"""Metrics in numpy: classification (accuracy, ROC curves, AUC, confusion) and regression (MSE, MAE, R^2).
+"""Metrics in numpy: classification (accuracy, ROC curves, AUC, confusion, calibration) and regression
+(MSE, MAE, R^2).
 
 Everything takes ``probs [N, K]`` (softmax of the logits, rows sum to 1) and integer ``labels [N]``.
 AUC is the Mann-Whitney statistic: the probability that a random positive scores above a random
@@ -149,3 +150,47 @@ def regression_report(predicted, true) -> dict:
     total = float(np.sum((t - t.mean()) ** 2))
     r2 = 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan")
     return {"n": int(p.size), "mse": mse, "mae": float(np.mean(np.abs(residual))), "rmse": math.sqrt(mse), "r2": r2}
+
+
+def normalised_confusion(confusion) -> np.ndarray:
+    """``[K, K]`` confusion counts (rows true) as row fractions: each row sums to 1 (the recall of its
+    class on the diagonal); a class with no images keeps a row of NaN."""
+    counts = _as_numpy(confusion).astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts / totals, np.nan)
+
+
+def reliability(probs, labels, bins: int = 10) -> dict:
+    """The reliability diagram of ``probs [N, K]``: the top-label confidence ``max_k probs`` cut into
+    ``bins`` equal-width bins of [0, 1] (right-closed, the first also holds 0), and per bin the image
+    count, the mean confidence and the accuracy (share whose arg-max is the label; NaN for an empty bin).
+
+    ``ece``, the expected calibration error, is ``sum_b (n_b / N) |accuracy_b - confidence_b|`` (Guo et
+    al. 2017; 0 for a calibrated model), ``mce`` the largest gap over non-empty bins. Plain data:
+    ``{"edges" [bins+1], "count", "confidence", "accuracy" [bins], "ece", "mce", "n"}``."""
+    probs, labels = _as_numpy(probs).astype(np.float64), _as_numpy(labels).astype(np.int64)
+    if probs.ndim != 2 or len(probs) != len(labels):
+        raise ValueError(f"probs {probs.shape} / labels {labels.shape}: need [N, K] and [N]")
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
+    correct = (probs.argmax(axis=1) == labels) if len(probs) else np.zeros(0, dtype=bool)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=confidence, minlength=bins) / count
+        acc = np.bincount(which, weights=correct.astype(np.float64), minlength=bins) / count
+    gaps = np.abs(acc - mean_conf)
+    filled = count > 0
+    n = int(len(labels))
+    return {
+        "n": n,
+        "edges": edges.tolist(),
+        "count": count.astype(int).tolist(),
+        "confidence": mean_conf.tolist(),
+        "accuracy": acc.tolist(),
+        "ece": float((count[filled] / n * gaps[filled]).sum()) if n else float("nan"),
+        "mce": float(gaps[filled].max()) if filled.any() else float("nan"),
+    }
