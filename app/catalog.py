@@ -119,7 +119,7 @@ class RunStatus:
 
 def run_status(path: Path) -> RunStatus:
     """The :class:`RunStatus` of a checkpoint folder (a single file or an unreadable card: complete)."""
-    from eqlens.training.checkpoint import find_last
+    from eqlens.checkpoint import find_last
 
     training = _card_on_disk(path).get("training") if path.is_dir() else None
     if not isinstance(training, dict) or training.get("complete") is not False:
@@ -149,9 +149,9 @@ def partial_runs(folder: Path | None = None) -> list[Path]:
 def resume_config(path: Path):
     """The :class:`TrainConfig` that continues the partial run in ``path`` (its card's settings, resumed
     in place on this server's device). Raises :class:`EqlensError` when it cannot be resumed."""
+    from eqlens.checkpoint import find_last
     from eqlens.errors import EqlensError
     from eqlens.training import TrainConfig
-    from eqlens.training.checkpoint import find_last
 
     last = find_last(path)
     if last is None:
@@ -187,7 +187,7 @@ def _card_on_disk(path: Path) -> dict:
     """The model card beside a checkpoint folder's weights ({} for a single file or an unreadable card)."""
     import json
 
-    from eqlens.training.checkpoint import CARD_FILE
+    from eqlens.checkpoint import CARD_FILE
 
     try:
         card = json.loads((path / CARD_FILE).read_text())

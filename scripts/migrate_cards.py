@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from eqlens.training.checkpoint import load_checkpoint, read_checkpoint, write_checkpoint
+from eqlens.checkpoint import load_checkpoint, read_checkpoint, write_checkpoint
 
 
 def migrate(folder: Path) -> bool:

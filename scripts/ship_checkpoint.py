@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eqlens.training.checkpoint import load_checkpoint, write_checkpoint
+from eqlens.checkpoint import load_checkpoint, write_checkpoint
 from eqlens.training.evaluate import evaluate_checkpoint
 from eqlens.training.trainer import card_summary
 

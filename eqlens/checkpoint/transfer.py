@@ -9,7 +9,7 @@ fresh initialisation. :func:`initialise_from` adds the checks a training run nee
 and nothing but the classifier may differ, so a checkpoint of another architecture (other widths,
 group or patch grid) is refused instead of silently starting most layers fresh.
 :func:`read_init_checkpoint` reads a checkpoint for that through the safe readers of
-:mod:`eqlens.training.checkpoint` (pickles are refused) and checks it holds the same model.
+:mod:`eqlens.checkpoint.io` (pickles are refused) and checks it holds the same model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CheckpointError, TrainingError
-from . import checkpoint
+from . import io as checkpoint
 
 # build_config keys that are not architecture kwargs (TrainConfig has fields of their own for them)
 _BUILD_SETTINGS = ("name", "num_classes", "group", "image_size")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..checkpoint.card import MAX_CLASSES
 from ..data.transforms import MAX_INPUT_SIZE
-from ..training.checkpoint import MAX_CLASSES
 from ..training.config import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,

@@ -92,8 +92,8 @@ def _architecture(args) -> dict:
         if args.model is None:
             raise EqlensError("name a model with --model (or start from a checkpoint with --init-from)")
         return {**given, "group": args.group or TrainConfig.group, "model_kwargs": kwargs}
-    from ..training import checkpoint
-    from ..training.transfer import architecture
+    from .. import checkpoint
+    from ..checkpoint.transfer import architecture
 
     held = architecture(checkpoint.read_checkpoint(args.init_from)[1]["model"]["build_config"])
     chosen = {k: held[k] if v is None else v for k, v in given.items()}
@@ -147,8 +147,8 @@ def prepare_out(out: str, *, resume: bool, overwrite: bool, default: bool = Fals
     rank removes anything."""
     from pathlib import Path
 
+    from .. import checkpoint
     from ..errors import EqlensError
-    from ..training import checkpoint
 
     path = Path(out)
     if path.exists() and not path.is_dir():
@@ -181,7 +181,7 @@ def _describe(path) -> str:
     import itertools
     import json
 
-    from ..training.checkpoint import CARD_FILE
+    from ..checkpoint import CARD_FILE
 
     try:
         card = json.loads((path / CARD_FILE).read_text())

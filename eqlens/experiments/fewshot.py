@@ -11,7 +11,7 @@ For each model:
    state dict whose key and shape match (:func:`transfer_weights`); only the classifier layer,
    whose shape depends on the number of classes, starts fresh. The skipped keys are reported.
 3. **Fine-tune** with :func:`eqlens.training.train` (``init_state``: the pretrained weights, which
-   :mod:`eqlens.training.transfer` copies) for a fixed number of optimizer steps on ``N`` images of
+   :mod:`eqlens.checkpoint.transfer` copies) for a fixed number of optimizer steps on ``N`` images of
    each of the three classes (the new one balanced with the old), for every ``N`` in ``shots``: 10
    epochs of ``ceil(finetune_steps / 10)`` steps each (:func:`finetune_schedule`), validated after
    each epoch; keep the epoch with the best validation accuracy.
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
+from ..checkpoint.transfer import WeightTransfer, architecture, transfer_weights
 from ..errors import CheckpointError, DataError, TrainingError
 from ..simulation import SimulationConfig, get_config
-from ..training.transfer import WeightTransfer, architecture, transfer_weights
 
 VALIDATIONS = 10  # fine-tuning epochs: the best of 10 evenly spaced validations is kept
 
@@ -98,8 +98,8 @@ def expanded_model(pretrained: torch.nn.Module, num_classes: int,
                    device=None) -> tuple[torch.nn.Module, WeightTransfer]:
     """A fresh copy of ``pretrained``'s architecture with ``num_classes`` outputs and its weights
     transferred (:func:`transfer_weights`): ``(model, transfer)``."""
+    from ..checkpoint import eval_state_dict
     from ..models import create_from_config
-    from ..training.checkpoint import eval_state_dict
 
     build = {**pretrained.build_config, "num_classes": int(num_classes)}
     model = create_from_config(build)
@@ -201,7 +201,7 @@ def _pretrain(cfg: FewShotConfig, name: str, data: FewShotData, device, progress
 
 
 def _load_pretrained(source: str, name: str, old: SimulationConfig, device):
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     model, card = load_checkpoint(source, device=device)
     if card["model"]["name"] != name:
@@ -222,7 +222,7 @@ def _image_size(cfg: FewShotConfig, name: str) -> int:
 
 def run_model(cfg: FewShotConfig, name: str, device, progress_bar: bool = False) -> dict:
     """Pretrain (or load), transfer and fine-tune one model over every shot count (module docstring)."""
-    from ..training.checkpoint import eval_state_dict
+    from ..checkpoint import eval_state_dict
 
     old = old_class_config(cfg.data, cfg.new_class)
     if name in cfg.pretrained:

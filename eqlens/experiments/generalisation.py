@@ -73,7 +73,7 @@ def training_config(card: dict, base: str | SimulationConfig | None = None) -> S
 
 def load_for_shifts(sources: Sequence, device, base: str | SimulationConfig | None = None) -> list[LoadedCheckpoint]:
     """Load every checkpoint on ``device``; labels are model names, with the path added where two clash."""
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     loaded = []
     for source in sources:
@@ -146,8 +146,8 @@ def score_orientation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, x: torch.Tensor, mask: bool, batch_size: int = 64) -> torch.Tensor:
     """Softmax of ``model`` on ``x [n, 1, S, S]`` (masked to the inscribed disk if ``mask``), ``[n, K]`` on the CPU."""
+    from ..checkpoint import eval_mode
     from ..training.augment import apply_circular_mask
-    from ..training.checkpoint import eval_mode
 
     device = next(model.parameters()).device
     parts = []

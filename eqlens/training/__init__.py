@@ -1,4 +1,4 @@
-"""Training, evaluation and checkpoints.
+"""Training and evaluation (checkpoints: :mod:`eqlens.checkpoint`, re-exported here).
 
     from eqlens.training import TrainConfig, train, load_checkpoint, evaluate_model, predict
     result = train(TrainConfig(model="cnn", data="binary", epochs=5, out="checkpoints/cnn"))
@@ -20,9 +20,9 @@ _EXPORTS = {
     "TrainResult": "trainer",
     "Progress": "trainer",
     "DataSplits": "data_sources",
-    "load_checkpoint": "checkpoint",
-    "read_checkpoint": "checkpoint",
-    "write_checkpoint": "checkpoint",
+    "load_checkpoint": "..checkpoint",
+    "read_checkpoint": "..checkpoint",
+    "write_checkpoint": "..checkpoint",
     "evaluate_model": "evaluate",
     "evaluate_checkpoint": "evaluate",
     "evaluate_regression": "evaluate_regression",
@@ -30,7 +30,7 @@ _EXPORTS = {
     "TargetScaler": "targets",
     "TASKS": "targets",
     "run_bench": "bench",
-    "transfer_weights": "transfer",
+    "transfer_weights": "..checkpoint.transfer",
     "sky_robustness": "evaluate",
 }
 
@@ -40,4 +40,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    module = _EXPORTS[name]
+    return getattr(importlib.import_module(module if module.startswith(".") else f".{module}", __name__), name)

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
 from pathlib import Path
 
+from ..checkpoint.card import MAX_CARD_IMAGE_SIZE
 from ..data.transforms import MAX_INPUT_SIZE
 from ..errors import TrainingError
 from ..groups import get_group
 from .augment import AUGMENT_MODES
-from .checkpoint import MAX_CARD_IMAGE_SIZE
 from .targets import TASKS, is_regression
 
 SCHEDULES = ("constant", "cosine")
@@ -62,7 +62,7 @@ class TrainConfig:
     them, so turned training images keep the instrument's pixel noise (:mod:`eqlens.training.augment`).
 
     ``init_from``: a checkpoint (directory or ``.safetensors``) of the same model whose weights start
-    the run, all but the classifier when the number of classes differs (:mod:`eqlens.training.transfer`).
+    the run, all but the classifier when the number of classes differs (:mod:`eqlens.checkpoint.transfer`).
     ``steps_per_epoch=None``: an epoch is one pass over the training split; an int: every epoch takes
     exactly that many batches, drawing fresh permutations of the split as often as needed (with 30, a
     few-shot set of 9 images is validated every 30 steps rather than after every step).

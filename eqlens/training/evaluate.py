@@ -43,7 +43,7 @@ def predict(model, dataset, *, batch_size: int = 64, device=None, mask: bool = T
 
     Run in eval mode (the mode is restored). In a distributed run each rank predicts its shard and
     every rank gets all rows."""
-    from .checkpoint import eval_mode
+    from ..checkpoint import eval_mode
 
     context = context or distributed.DistributedContext()
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -127,7 +127,7 @@ def model_group(model, group=None):
 
 
 def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> dict | None:
-    from .checkpoint import eval_mode
+    from ..checkpoint import eval_mode
 
     x, y = first_images(model, dataset, size, device, mask)
     with eval_mode(model):
@@ -145,7 +145,7 @@ def turned_outputs(model, dataset, size: int, angles, device=None, mask: bool = 
     The images come from the dataset's ``turned_batch`` (:meth:`eqlens.data.SimulatedLensDataset.turned_batch`):
     the instrument's own pixel grid and noise at every angle, so unlike turning the picture no copy is
     resampled, and a drop with the angle is the model's, not the interpolation's."""
-    from .checkpoint import eval_mode
+    from ..checkpoint import eval_mode
     from .data_sources import base_dataset
 
     base, mapping = base_dataset(dataset)
@@ -214,7 +214,7 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
     A regression checkpoint (``card["task"]``) gets :func:`eqlens.training.evaluate_regression.evaluate_regression`'s
     report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
     gets ``checkpoint`` (model name, group, task, the card's metrics) and ``data`` entries."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
     from .data_sources import resolve_data, resolve_eval_dataset
     from .evaluate_regression import evaluate_regression
     from .targets import card_task

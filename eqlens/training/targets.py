@@ -144,8 +144,8 @@ def predict(model, card: Mapping, x: torch.Tensor) -> torch.Tensor:
     The card's input transform is applied first (native crop, resize, min-max, circular mask), as in training.
     Regression: physical values ``[B]`` float64 (e.g. log10 eV); classification: class probabilities
     ``[B, K]``. Runs in eval mode on the model's device; returns CPU tensors."""
+    from ..checkpoint import eval_mode
     from ..data.transforms import InputSpec
-    from .checkpoint import eval_mode
 
     task, scaler = card_task(card)
     spec = InputSpec.from_record(card.get("input", {}), card["model"]["build_config"].get("image_size"))

@@ -17,7 +17,7 @@ weights, optimizer, schedule and global RNG states, an interrupted run resumed w
 
 Fine-tuning: ``config.init_from`` (a checkpoint) or ``init_state`` (weights in memory) start the
 model from other weights, the classifier aside when the class count differs
-(:func:`eqlens.training.transfer.initialise_from`), after the model is built and before the
+(:func:`eqlens.checkpoint.transfer.initialise_from`), after the model is built and before the
 optimizer sees it; a resumed run keeps its own weights. ``config.steps_per_epoch`` fixes the batches
 per epoch, so a small fine-tuning set is validated every few steps rather than every pass.
 """
@@ -35,10 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import checkpoint
+from ..checkpoint import transfer
 from ..data.transforms import InputSpec
 from ..errors import DataError, TrainingError
 from ..groups import get_group
-from . import checkpoint, distributed, transfer
+from . import distributed
 from .augment import Augmenter
 from .config import TrainConfig
 from .data_sources import DataSplits, can_turn_scenes, dataset_targets, native_image_size, resolve_data

@@ -11,8 +11,8 @@ import time
 
 from app import catalog, jobs, settings, state
 from app.jobs import JobConflict, TrainingJob, claim_output_folder
+from eqlens import checkpoint as ck
 from eqlens.training import TrainConfig, train
-from eqlens.training import checkpoint as ck
 from eqlens.training import trainer as trainer_module
 from tests.training.conftest import TINY_CNN, assert_same_checkpoints, blob_splits
 

@@ -185,8 +185,8 @@ def test_the_compare_page_overlays_two_models_and_follows_its_slider(app_test):
 
 
 def write_tiny_checkpoint(folder, name: str, model: str, data: str, class_names: list[str]) -> None:
+    from eqlens.checkpoint import make_card, write_checkpoint
     from eqlens.models import create
-    from eqlens.training.checkpoint import make_card, write_checkpoint
 
     net = create(model, num_classes=len(class_names), group="C4", image_size=33)
     card = make_card(net, class_names=class_names, group="C4", data={"kind": "simulated", "spec": data},

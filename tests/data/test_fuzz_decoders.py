@@ -277,7 +277,7 @@ def test_fuzz_png_chunk_soup(chunks):
 
 
 def _read_checkpoint_or_refuse(data: bytes) -> None:
-    from eqlens.training.checkpoint import read_checkpoint
+    from eqlens.checkpoint import read_checkpoint
 
     with bounded_address_space():
         try:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from eqlens import models
+from eqlens.checkpoint import load_checkpoint, read_checkpoint
 from eqlens.errors import CheckpointError
 from eqlens.experiments.fewshot import (
     FewShotConfig,
@@ -22,7 +23,6 @@ from eqlens.experiments.fewshot import (
     transfer_weights,
 )
 from eqlens.training import trainer
-from eqlens.training.checkpoint import load_checkpoint, read_checkpoint
 from eqlens.training.evaluate import evaluate_model
 
 from .conftest import SIZE, TINY

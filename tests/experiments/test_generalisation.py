@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from eqlens.analysis.equivariance import accuracy_over_angles
+from eqlens.checkpoint import load_checkpoint
 from eqlens.errors import DataError
 from eqlens.experiments.generalisation import (
     evaluate_shifts,
@@ -23,7 +24,6 @@ from eqlens.experiments.generalisation import (
 from eqlens.experiments.shifts import SHIFTS
 from eqlens.groups import circular_mask
 from eqlens.simulation import get_config
-from eqlens.training.checkpoint import load_checkpoint
 
 from .conftest import SIZE, TINY
 

@@ -67,7 +67,7 @@ def lens_folder(tmp_path):
 
 def assert_same_checkpoints(first, second) -> None:
     """The ``last`` and best checkpoints under two run folders hold bit-identical tensors."""
-    from eqlens.training import checkpoint as ck
+    from eqlens import checkpoint as ck
 
     for sub in (ck.LAST_DIR, "."):
         a, _ = ck.read_checkpoint(first / sub)

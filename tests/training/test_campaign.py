@@ -4,10 +4,10 @@
 import pytest
 import torch
 
+from eqlens import checkpoint as ck
 from eqlens.data.transforms import InputSpec
 from eqlens.errors import DataError, TrainingError
 from eqlens.training import TrainConfig, train
-from eqlens.training import checkpoint as ck
 from eqlens.training import trainer as trainer_module
 from eqlens.training.distributed import DistributedContext
 from eqlens.training.trainer import Budget, stream_index_batches

@@ -9,9 +9,9 @@ import copy
 import pytest
 import torch
 
+from eqlens import checkpoint as ck
 from eqlens.errors import CheckpointError
 from eqlens.models import create
-from eqlens.training import checkpoint as ck
 
 from .conftest import TINY_CNN
 
@@ -152,8 +152,8 @@ def test_a_pickle_with_code_is_refused_without_repeating_torchs_advice_to_run_it
     import io
     import pickle
 
+    from eqlens.checkpoint import decode_weights
     from eqlens.errors import CheckpointError
-    from eqlens.training.checkpoint import decode_weights
 
     class Payload:
         def __reduce__(self):

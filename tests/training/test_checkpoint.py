@@ -1,4 +1,4 @@
-"""Promises of eqlens.training.checkpoint: round trips keep the logits, and anything that is not an
+"""Promises of eqlens.checkpoint: round trips keep the logits, and anything that is not an
 intact eqlens checkpoint raises CheckpointError (never unpickles an object)."""
 
 import io
@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
+from eqlens import checkpoint as ck
 from eqlens.errors import CheckpointError
 from eqlens.models import create
-from eqlens.training import checkpoint as ck
 
 from .conftest import TINY_CNN
 

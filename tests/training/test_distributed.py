@@ -7,8 +7,8 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
+from eqlens import checkpoint as ck
 from eqlens.training import TrainConfig, train
-from eqlens.training import checkpoint as ck
 
 from .conftest import TINY_CNN, blob_splits
 

@@ -13,15 +13,15 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from eqlens import checkpoint as ck
 from eqlens import models
+from eqlens.checkpoint.transfer import initialise_from
 from eqlens.cli import main
 from eqlens.errors import CheckpointError, TrainingError
 from eqlens.training import TrainConfig, train
-from eqlens.training import checkpoint as ck
 from eqlens.training.data_sources import DataSplits
 from eqlens.training.distributed import DistributedContext
 from eqlens.training.trainer import _epoch_generator, epoch_index_batches
-from eqlens.training.transfer import initialise_from
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_images, blob_splits
 

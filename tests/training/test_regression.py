@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from eqlens import checkpoint as ck
 from eqlens.cli import main
 from eqlens.data.regression import FolderRegressionDataset, SimulatedRegressionDataset
 from eqlens.data.simulated import SimulatedLensDataset, split_seed
@@ -18,7 +19,6 @@ from eqlens.errors import CheckpointError, DataError, TrainingError
 from eqlens.groups import act_on_image, get_group
 from eqlens.simulation import write_deeplense_folder
 from eqlens.training import TrainConfig, load_checkpoint, predict, train
-from eqlens.training import checkpoint as ck
 from eqlens.training.augment import apply_circular_mask
 from eqlens.training.evaluate_regression import evaluate_regression
 from eqlens.training.metrics import regression_report

@@ -5,10 +5,10 @@ import threading
 import pytest
 import torch
 
+from eqlens import checkpoint as ck
 from eqlens.errors import DataError, TrainingError
 from eqlens.groups import get_group, rotate
 from eqlens.training import TrainConfig, train
-from eqlens.training import checkpoint as ck
 from eqlens.training.augment import Augmenter, apply_circular_mask, random_symmetry
 from eqlens.training.data_sources import DataSplits
 

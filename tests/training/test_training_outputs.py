@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
+from eqlens import checkpoint as ck
 from eqlens.errors import TrainingError
 from eqlens.training import TrainConfig, train
-from eqlens.training import checkpoint as ck
 from eqlens.training import trainer as trainer_module
 
 from .conftest import TINY_CNN, assert_same_checkpoints, blob_splits
