@@ -337,3 +337,92 @@ def css_stops(cmap: str, n: int = 9) -> list[str]:
     """``n`` CSS colours along ``cmap``, low to high (a colour bar drawn by the browser)."""
     rgb = (colormaps[cmap](np.linspace(0, 1, n))[:, :3] * 255).astype(int)
     return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb]
+
+
+# ---- Misclassified and Compare: calibration, normalised confusion, the orbit's change ------------
+
+def normalised_confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Row-normalised confusion heatmap (true class down, predicted across; each row sums to 1, the
+    diagonal is each class's recall), the counts in the hover. Clickable like :func:`confusion_figure`:
+    a nearly invisible scatter over the cells carries the selection (point_index = row*K+col)."""
+    from eqlens.training.metrics import normalised_confusion
+
+    counts = np.asarray(confusion)
+    shares = normalised_confusion(counts)
+    k, names = len(class_names), list(class_names)
+    totals = counts.sum(axis=1)
+    heat = dict(type="heatmap", z=np.nan_to_num(shares).tolist(), x=names, y=names, colorscale="Viridis",
+                zmin=0, zmax=1, colorbar=dict(title=dict(text="share of<br>true class")),
+                text=[[f"{v:.2f}" if np.isfinite(v) else "-" for v in row] for row in shares],
+                texttemplate="%{text}", hoverinfo="skip")
+    hover = [f"true {names[r]}, predicted {names[c]}<br>{int(counts[r, c])} of {int(totals[r])} images "
+             f"({shares[r, c]:.1%})" for r in range(k) for c in range(k)]
+    cells = dict(type="scatter", x=[names[c] for r in range(k) for c in range(k)],
+                 y=[names[r] for r in range(k) for c in range(k)], mode="markers", text=hover,
+                 marker=dict(size=60, opacity=0.01, symbol="square"), hovertemplate="%{text}<extra></extra>",
+                 showlegend=False)
+    return _figure([heat, cells], "Confusion matrix, rows normalised (click a cell; counts on hover)", height=380,
+                   clickmode="event+select", xaxis=dict(title=dict(text="predicted")),
+                   yaxis=dict(title=dict(text="true"), autorange="reversed"))
+
+
+def reliability_figure(calibration: dict) -> go.Figure:
+    """Reliability diagram of :func:`eqlens.training.metrics.reliability`: accuracy per confidence bin
+    (bars, image counts on them) against the diagonal of a calibrated model, the mean confidence of
+    each bin as a point; the expected calibration error in the title."""
+    edges = np.asarray(calibration["edges"], dtype=np.float64)
+    centres, widths = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
+    accuracy = np.asarray(calibration["accuracy"], dtype=np.float64)
+    confidence = np.asarray(calibration["confidence"], dtype=np.float64)
+    counts = list(calibration["count"])
+    filled = np.isfinite(accuracy)
+    bars = dict(type="bar", x=centres[filled].tolist(), y=accuracy[filled].tolist(),
+                width=(widths[filled] * 0.95).tolist(),
+                name="accuracy in the bin", marker=dict(color=PALETTE[1]),
+                text=[f"{counts[i]}" for i in np.flatnonzero(filled)], textposition="inside",
+                customdata=[[edges[i], edges[i + 1], counts[i]] for i in np.flatnonzero(filled)],
+                hovertemplate="confidence %{customdata[0]:.1f}-%{customdata[1]:.1f}: accuracy %{y:.3f} "
+                              "(%{customdata[2]} images)<extra></extra>")
+    points = dict(type="scatter", x=confidence[filled].tolist(), y=accuracy[filled].tolist(), mode="markers",
+                  name="mean confidence of the bin", marker=dict(color=PALETTE[0], size=8),
+                  hovertemplate="mean confidence %{x:.3f}, accuracy %{y:.3f}<extra></extra>")
+    diagonal = dict(type="scatter", x=[0, 1], y=[0, 1], mode="lines", name="calibrated",
+                    line=dict(color="gray", dash="dot"))
+    title = f"Calibration: expected calibration error {calibration['ece']:.3f} ({len(counts)} bins)"
+    return _figure([bars, points, diagonal], title, height=380, bargap=0,
+                   xaxis=dict(title=dict(text="confidence (top-class probability)"), range=[0, 1]),
+                   yaxis=dict(title=dict(text="accuracy"), range=[0, 1.02]))
+
+
+ORBIT_CHANGE_FLOOR = 1e-8  # float32 rounding sits near 1e-7: a log axis needs a floor for exact zeros
+
+
+def orbit_change(result) -> np.ndarray:
+    """``[A]`` largest change of any class probability from the upright one (angle 0) over an orbit."""
+    p = np.asarray(result.probabilities, dtype=np.float64)
+    return np.maximum(np.abs(p - p[0]).max(axis=1), ORBIT_CHANGE_FLOOR)
+
+
+def orbit_change_figure(curves: dict, exact_angles: Sequence[float], current_angle: float,
+                        title: str = "How far each model moves from its upright prediction") -> go.Figure:
+    """``curves``: label -> OrbitResult. Per model, ``max_k |p_k(angle) - p_k(0)|`` on a log axis (solid
+    first, dashed second), with the group's exact angles marked on each curve: an invariant model drops
+    to float rounding (~1e-7) there, a plain one does not."""
+    data, dashes = [], ("solid", "dash", "dot")
+    for m, (label, res) in enumerate(curves.items()):
+        change = orbit_change(res)
+        angles = np.asarray(res.angles, dtype=np.float64)
+        colour = PALETTE[(m * 2 + 1) % len(PALETTE)]
+        data.append(dict(type="scatter", x=np.append(angles, 360.0).tolist(), y=np.append(change, change[0]).tolist(),
+                         mode="lines", name=label, line=dict(color=colour, dash=dashes[m % 3], width=2)))
+        rows = [i for i, a in enumerate(angles) if a % 360 and any(abs(a - e) < 1e-9 for e in exact_angles)]
+        if rows:
+            data.append(dict(type="scatter", x=angles[rows].tolist(), y=change[rows].tolist(), mode="markers",
+                             name=f"{label}: exact angles", marker=dict(color=colour, size=10, symbol="diamond"),
+                             hovertemplate="%{x:g} deg (exact): %{y:.1e}<extra></extra>"))
+    shapes = [_vline(a, "rgba(255,255,255,0.25)", dash="dot") for a in exact_angles]
+    shapes.append(_vline(current_angle, "white", 1.5))
+    return _figure(data, title, height=340, shapes=shapes,
+                   xaxis=dict(title=dict(text="rotation angle (deg)"), range=[0, 360], dtick=45),
+                   yaxis=dict(title=dict(text="max |p(angle) - p(0)|"), type="log",
+                              range=[math.log10(ORBIT_CHANGE_FLOOR), 0.1]))

@@ -1,0 +1,244 @@
+"""The model-card panel: what a checkpoint is, in its card's own words (input, data, test metrics,
+which layers are equivariant, group, size, training). Pages call :func:`card_panel`; everything it
+prints comes from :func:`card_facts`, the one place here that reads the card's fields (no st.* there).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from app.catalog import LoadedModel
+
+# A layer counts as equivariant when its relative error at the group's exact elements (the card's
+# ``layer_equivariance``, measured at training time) is float rounding, not a learned approximation.
+EQUIVARIANT_BELOW = 1e-4
+INVARIANCE_TAP = "features (invariance)"
+PLAIN_SUFFIX = " (plain rotation)"
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """The card's fields the pages print, as plain values (None: the card does not say)."""
+
+    model: str | None
+    group: str | None
+    parameters: int | None
+    class_names: tuple[str, ...]
+    image_size: int | None
+    crop: int | None
+    circular_mask: bool
+    data_kind: str | None
+    data_spec: str | None
+    data_seed: int | None
+    split_sizes: dict = field(default_factory=dict)
+    fresh_data: bool = False
+    test: dict = field(default_factory=dict)  # n, accuracy, auc_macro (or a regression's rmse, r2)
+    layer_errors: dict = field(default_factory=dict)  # tap -> relative error at the exact group elements
+    robustness_images: int | None = None
+    invariance_error: float | None = None
+    images_seen: int | None = None
+    images_seen_exact: bool = True  # False: epochs x train size, the card has no count
+    wall_time_s: float | None = None
+    wall_clock: bool = True  # False: the card records only the time spent in training steps
+    complete: bool = True
+    epochs_done: int | None = None
+    epochs: int | None = None
+    task: str = "classification"
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def card_facts(card) -> CardFacts | None:
+    """The facts of a checkpoint's card (a dict as :class:`LoadedModel` keeps it); None without a card."""
+    if hasattr(card, "to_dict"):
+        card = card.to_dict()
+    card = _dict(card)
+    if not card:
+        return None
+    model, inputs, data, training = (_dict(card.get(k)) for k in ("model", "input", "data", "training"))
+    config = _dict(training.get("config"))
+    test = _dict(_dict(card.get("metrics")).get("test"))
+    robust = _dict(test.get("robustness"))
+    build = _dict(model.get("build_config"))
+    seen, exact = _int(training.get("images_seen")), True
+    if seen is None and _int(training.get("epochs_done")) is not None:
+        steps, batch = _int(config.get("steps_per_epoch")), _int(config.get("batch_size"))
+        per_epoch = steps * batch if steps and batch else _int(config.get("train_size"))
+        seen, exact = (training["epochs_done"] * per_epoch, False) if per_epoch else (None, True)
+    wall = _number(training.get("wall_time_s"))
+    return CardFacts(
+        model=model.get("name") or build.get("name"),
+        group=card.get("group") or build.get("group"),
+        parameters=_int(model.get("parameters")),
+        class_names=tuple(card.get("class_names") or ()),
+        image_size=_int(inputs.get("image_size")) or _int(build.get("image_size")),
+        crop=_int(inputs.get("crop")),
+        circular_mask=bool(inputs.get("circular_mask", False)),
+        data_kind=data.get("kind"),
+        data_spec=data.get("spec"),
+        data_seed=_int(data.get("data_seed")),
+        split_sizes=_dict(data.get("sizes")),
+        fresh_data=bool(data.get("fresh_data", False)),
+        test={k: test[k] for k in ("n", "accuracy", "auc_macro", "rmse", "r2") if _number(test.get(k)) is not None},
+        layer_errors={k: float(v) for k, v in _dict(robust.get("layer_equivariance")).items()
+                      if _number(v) is not None},
+        robustness_images=_int(robust.get("num_images")),
+        invariance_error=_number(test.get("invariance_error")),
+        images_seen=seen,
+        images_seen_exact=exact,
+        wall_time_s=wall if wall is not None else _number(training.get("train_time_s")),
+        wall_clock=wall is not None,
+        complete=training.get("complete") is not False,
+        epochs_done=_int(training.get("epochs_done")),
+        epochs=_int(config.get("epochs")),
+        task=_dict(card.get("task")).get("name") or "classification",
+    )
+
+
+def _native_size(spec: str | None) -> int | None:
+    """The side of the simulation's frame before crop and resize (None for a folder or an unknown spec)."""
+    from eqlens.simulation import config_names, get_config
+
+    return get_config(spec).image_size if spec in config_names() else None
+
+
+def input_line(facts: CardFacts) -> str:
+    native, size = _native_size(facts.data_spec), facts.image_size
+    if facts.crop is not None:
+        text = f"central {facts.crop}x{facts.crop} native px" + (f" of the {native} px frame" if native else "")
+        text += f", resized to {size} px" if size != facts.crop else ", no resize"
+    elif native is not None:
+        text = f"whole {native} px frame" + (f", resized to {size} px" if size != native else ", no resize")
+    else:
+        text = f"resized to {size} px"
+    text += "; per-image min-max to [0, 1]"
+    return text + ("; circular mask" if facts.circular_mask else "")
+
+
+def data_line(facts: CardFacts) -> str:
+    source = f"`{facts.data_spec}`" if facts.data_kind != "simulated" else f"simulated `{facts.data_spec}`"
+    if facts.data_seed is not None:
+        source += f", data seed {facts.data_seed}"
+    sizes = facts.split_sizes
+    parts = [f"train {'fresh images every step' if sizes.get('train') == 'stream' else sizes.get('train')}"]
+    parts += [f"{split} {sizes[split]}" for split in ("val", "test") if split in sizes]
+    return source + (f" ({', '.join(parts)})" if sizes else "") + f"; classes {', '.join(facts.class_names)}"
+
+
+def test_line(facts: CardFacts) -> str:
+    test = facts.test
+    if "accuracy" in test:
+        text = f"accuracy **{test['accuracy']:.3f}**"
+        if "auc_macro" in test:
+            text += f", macro AUC **{test['auc_macro']:.4f}**"
+    elif "rmse" in test:
+        text = f"RMSE {test['rmse']:.4g}" + (f", R^2 {test['r2']:.3f}" if "r2" in test else "")
+    else:
+        return "no test metrics on the card"
+    return text + (f" on its test split of {int(test['n'])} images" if "n" in test else " on its test split")
+
+
+def _tap_name(tap: str) -> str:
+    return tap.removesuffix(PLAIN_SUFFIX)
+
+
+def equivariance_line(facts: CardFacts) -> str:
+    """Which layers are equivariant, from the card's per-layer errors at the group's exact elements."""
+    taps = {k: v for k, v in facts.layer_errors.items() if k != INVARIANCE_TAP}
+    if not taps:
+        return "not measured on the card"
+    equivariant = [k for k, v in taps.items() if v < EQUIVARIANT_BELOW]
+    broken = [k for k, v in taps.items() if v >= EQUIVARIANT_BELOW]
+    names = list(taps)
+
+    def listed(keys):
+        return ", ".join(f"`{_tap_name(k)}` {taps[k]:.1e}" for k in keys)
+
+    if not broken:
+        text = f"every layer ({listed(names)})"
+    elif not equivariant:
+        text = f"none (a plain model: {listed(names)})"
+    elif names[:len(equivariant)] == equivariant and len(equivariant) == 1:
+        text = f"**its first block only** ({listed(equivariant)}); not the layers after it ({listed(broken)})"
+    elif names[:len(equivariant)] == equivariant:
+        text = f"the first {len(equivariant)} layers ({listed(equivariant)}); not the rest ({listed(broken)})"
+    else:
+        text = f"{listed(equivariant)}; not {listed(broken)}"
+    invariance = facts.layer_errors.get(INVARIANCE_TAP, facts.invariance_error)
+    if invariance is not None:
+        verdict = "invariant" if invariance < EQUIVARIANT_BELOW else "not invariant"
+        text += f"; pooled features {verdict} ({invariance:.1e})"
+    measured = f" on {facts.robustness_images} test images" if facts.robustness_images else ""
+    return text + f". Relative errors at the group's exact rotations{measured}."
+
+
+def training_line(facts: CardFacts) -> str:
+    parts = []
+    if facts.images_seen is not None:
+        estimate = "" if facts.images_seen_exact else " (epochs x training-set size)"
+        parts.append(f"{facts.images_seen:,} images seen{estimate}")
+    if facts.epochs_done is not None:
+        parts.append(f"{facts.epochs_done} epochs" + (f" of {facts.epochs}" if facts.epochs else ""))
+    if facts.wall_time_s is not None:
+        parts.append(f"{_duration(facts.wall_time_s)} {'wall time' if facts.wall_clock else 'training time'}")
+    parts.append("complete" if facts.complete else "**partial** (stopped before its last epoch)")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _group_text(facts: CardFacts) -> str:
+    from eqlens.models import names, spec
+
+    if facts.model in names() and not spec(facts.model).uses_group:
+        return "no group (a plain model)"
+    return f"group {facts.group or 'not on the card'}"
+
+
+def card_lines(facts: CardFacts) -> list[tuple[str, str]]:
+    """(what, text) rows of the panel."""
+    size = f"{facts.parameters:,} parameters" if facts.parameters is not None else "parameters not on the card"
+    return [
+        ("model", f"`{facts.model}`, {_group_text(facts)}, {size}"),
+        ("input", input_line(facts)),
+        ("data", data_line(facts)),
+        ("test", test_line(facts)),
+        ("equivariant", equivariance_line(facts)),
+        ("training", training_line(facts)),
+    ]
+
+
+def card_panel(loaded: LoadedModel | None, title: str | None = None) -> CardFacts | None:
+    """The model card of ``loaded`` in a bordered box; returns its facts (None for an untrained model)."""
+    if loaded is None:
+        return None
+    facts = card_facts(loaded.card) if loaded.trained else None
+    with st.container(border=True):
+        st.markdown(f"**{title or loaded.label}**: model card")
+        if facts is None:
+            st.caption(f"untrained `{loaded.name}` ({loaded.group.name}, {loaded.image_size} px input, seed-0 "
+                       "weights): no card, no metrics")
+            return None
+        st.markdown("\n".join(f"- *{what}*: {text}" for what, text in card_lines(facts)))
+    return facts
