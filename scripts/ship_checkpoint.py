@@ -17,7 +17,7 @@ from pathlib import Path
 
 from eqlens.checkpoint import load_checkpoint, write_checkpoint
 from eqlens.training.evaluate import evaluate_checkpoint
-from eqlens.training.trainer import card_summary
+from eqlens.training.reporting import card_summary
 
 
 def main() -> None:

@@ -215,7 +215,7 @@ def _load_pretrained(source: str, name: str, old: SimulationConfig, device):
 
 def _image_size(cfg: FewShotConfig, name: str) -> int:
     from .. import models
-    from ..training.trainer import choose_image_size
+    from ..training.run_setup import choose_image_size
 
     return choose_image_size(cfg.image_size, get_config(cfg.data).image_size, models.spec(name))
 

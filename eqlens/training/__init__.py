@@ -18,7 +18,7 @@ _EXPORTS = {
     "TrainConfig": "config",
     "train": "trainer",
     "TrainResult": "trainer",
-    "Progress": "trainer",
+    "Progress": "reporting",
     "DataSplits": "data_sources",
     "load_checkpoint": "..checkpoint",
     "read_checkpoint": "..checkpoint",

@@ -12,8 +12,7 @@ import time
 from app import catalog, jobs, settings, state
 from app.jobs import JobConflict, TrainingJob, claim_output_folder
 from eqlens import checkpoint as ck
-from eqlens.training import TrainConfig, train
-from eqlens.training import trainer as trainer_module
+from eqlens.training import TrainConfig, run_setup, train
 from tests.training.conftest import TINY_CNN, assert_same_checkpoints, blob_splits
 
 from .conftest import no_exception
@@ -51,14 +50,14 @@ def _config(out, seed):
 
 def test_two_jobs_started_together_each_reproduce_their_seed(tmp_path, monkeypatch):
     # Preparing data takes a while (simulation, folder scans): make it slow enough that the two jobs overlap.
-    resolve = trainer_module._Run._resolve_data
+    resolve = run_setup.resolve_splits
 
-    def slow_resolve(self, data):
-        splits = resolve(self, data)
+    def slow_resolve(config, device, data):
+        splits = resolve(config, device, data)
         time.sleep(0.3)
         return splits
 
-    monkeypatch.setattr(trainer_module._Run, "_resolve_data", slow_resolve)
+    monkeypatch.setattr(run_setup, "resolve_splits", slow_resolve)
     train_fn = functools.partial(train, data=blob_splits())
     wanted = tmp_path / "checkpoints" / "cnn_C4_same_second"
 
@@ -71,7 +70,7 @@ def test_two_jobs_started_together_each_reproduce_their_seed(tmp_path, monkeypat
         assert job.snapshot().state == "done", job.snapshot().message
     assert started[0].config.out != started[1].config.out
 
-    monkeypatch.setattr(trainer_module._Run, "_resolve_data", resolve)
+    monkeypatch.setattr(run_setup, "resolve_splits", resolve)
     for job in started:  # alone, from the card's seed: the same weights
         card = json.loads((tmp_path / job.config.out / ck.CARD_FILE).read_text())
         seed = card["training"]["config"]["seed"]

@@ -10,7 +10,7 @@ from eqlens.errors import DataError, TrainingError
 from eqlens.training import TrainConfig, train
 from eqlens.training import trainer as trainer_module
 from eqlens.training.distributed import DistributedContext
-from eqlens.training.trainer import Budget, stream_index_batches
+from eqlens.training.epoch_loop import Budget, stream_index_batches
 
 from .conftest import TINY_CNN, assert_same_checkpoints
 

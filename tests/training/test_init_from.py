@@ -21,7 +21,7 @@ from eqlens.errors import CheckpointError, TrainingError
 from eqlens.training import TrainConfig, train
 from eqlens.training.data_sources import DataSplits
 from eqlens.training.distributed import DistributedContext
-from eqlens.training.trainer import _epoch_generator, epoch_index_batches
+from eqlens.training.epoch_loop import epoch_generator, epoch_index_batches
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_images, blob_splits
 
@@ -177,21 +177,21 @@ def test_steps_per_epoch_gives_exactly_that_many_optimizer_steps_per_epoch(tmp_p
 
 
 def test_an_epoch_of_k_steps_is_the_first_k_batches_of_successive_fresh_passes():
-    one_pass = epoch_index_batches(10, 4, None, _epoch_generator(0, 1, 0), DistributedContext())
+    one_pass = epoch_index_batches(10, 4, None, epoch_generator(0, 1, 0), DistributedContext())
     assert len(one_pass) == 2 and all(len(b) == 4 and len(set(b)) == 4 for b in one_pass)
-    seven = epoch_index_batches(10, 4, 7, _epoch_generator(0, 1, 0), DistributedContext())
+    seven = epoch_index_batches(10, 4, 7, epoch_generator(0, 1, 0), DistributedContext())
     assert len(seven) == 7 and seven[:2] == one_pass
     passes = [seven[i : i + 2] for i in range(0, 6, 2)]
     assert all(len({i for b in p for i in b}) == 8 for p in passes) and passes[0] != passes[1]
     # A set smaller than a batch: every step is the whole set in a fresh order.
-    small = epoch_index_batches(3, 4, 5, _epoch_generator(0, 1, 0), DistributedContext())
+    small = epoch_index_batches(3, 4, 5, epoch_generator(0, 1, 0), DistributedContext())
     assert len(small) == 5 and all(sorted(b) == [0, 1, 2] for b in small)
 
 
 def test_ranks_take_equal_step_counts_from_disjoint_shards_of_the_same_passes():
-    ranks = [epoch_index_batches(21, 2, 9, _epoch_generator(3, 2, 0), DistributedContext(r, 2)) for r in range(2)]
+    ranks = [epoch_index_batches(21, 2, 9, epoch_generator(3, 2, 0), DistributedContext(r, 2)) for r in range(2)]
     assert [len(b) for b in ranks] == [9, 9]
-    single = epoch_index_batches(21, 4, None, _epoch_generator(3, 2, 0), DistributedContext())
+    single = epoch_index_batches(21, 4, None, epoch_generator(3, 2, 0), DistributedContext())
     p = [i for b in single for i in b]  # the start of the permutation every rank draws
     assert ranks[0][0] + ranks[1][0] == [p[0], p[2], p[1], p[3]]
     first_pass = [{i for b in batches[:5] for i in b} for batches in ranks]  # 11 items per rank: 5 batches

@@ -11,8 +11,8 @@ import torch
 
 from eqlens import checkpoint as ck
 from eqlens.errors import TrainingError
-from eqlens.training import TrainConfig, train
-from eqlens.training import trainer as trainer_module
+from eqlens.training import TrainConfig, reporting, train
+from eqlens.training.epoch_loop import EpochLoop
 
 from .conftest import TINY_CNN, assert_same_checkpoints, blob_splits
 
@@ -26,7 +26,7 @@ def _config(out, **kw):
 def _poison_after_epoch(monkeypatch, poisoned_epoch: int, name_end: str):
     """The model's first tensor whose name ends with ``name_end`` becomes inf when ``poisoned_epoch``'s
     steps are done, before its validation (as a huge step or an inf running variance would leave it)."""
-    original = trainer_module._Run._train_epoch
+    original = EpochLoop.train_epoch
 
     def train_epoch(self, net, epoch):
         finished = original(self, net, epoch)
@@ -36,7 +36,7 @@ def _poison_after_epoch(monkeypatch, poisoned_epoch: int, name_end: str):
                 next(t for n, t in tensors.items() if n.endswith(name_end)).view(-1)[0] = float("inf")
         return finished
 
-    monkeypatch.setattr(trainer_module._Run, "_train_epoch", train_epoch)
+    monkeypatch.setattr(EpochLoop, "train_epoch", train_epoch)
 
 
 @pytest.mark.parametrize("name_end", ["running_var", "weight"])
@@ -106,7 +106,7 @@ def test_the_best_written_before_a_crash_of_the_next_epoch_is_the_one_the_card_n
 
 
 def test_a_finished_run_without_a_test_split_is_marked_complete(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "_selection_score", lambda select_on, val: (0.0,))  # epoch 1 stays best
+    monkeypatch.setattr(reporting, "selection_score", lambda select_on, val: (0.0,))  # epoch 1 stays best
     result = train(_config(tmp_path / "run"), data=blob_splits(n_test=0))
     assert result.test_metrics is None and result.best_epoch == 1
     card = json.loads((tmp_path / "run" / ck.CARD_FILE).read_text())

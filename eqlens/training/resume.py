@@ -1,0 +1,113 @@
+"""Continuing an interrupted run from ``OUT/last``: the settings must be those of the saved run, and
+the weights, optimizer, schedule, :class:`RunState` and global random states come back as they were,
+so a resumed run ends with the same weights as an uninterrupted one (on a deterministic device)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint
+from ..errors import TrainingError
+from . import reporting
+from .config import TrainConfig
+from .reporting import RunState
+from .run_setup import GLOBAL_RNG_LOCK
+
+# Settings that define what a run computes: resuming with any of them changed would silently mix runs.
+RUN_DEFINING = ("model", "group", "data", "task", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
+                "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
+                "test_fraction", "augment", "augment_mode", "circular_mask", "model_kwargs", "init_from",
+                "steps_per_epoch", "crop", "fresh_data")
+
+
+def will_resume(config: TrainConfig, out: Path | None) -> bool:
+    """True when this call continues a run: ``resume`` asked and ``out`` holds a finished epoch."""
+    return config.resume and out is not None and checkpoint.find_last(out) is not None
+
+
+def check_settings(last: Path, saved: dict, now: dict, schedule: str) -> None:
+    """Raise :class:`TrainingError` naming the first run-defining setting that differs between the saved
+    run's config record and this call's (``epochs`` too under a cosine schedule, whose length it sets).
+    A setting added after the state was written has its default there (e.g. task: classification)."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    saved = {**defaults, **saved}
+    for key in RUN_DEFINING + (("epochs",) if schedule == "cosine" else ()):
+        if saved.get(key) != now.get(key):
+            raise TrainingError(f"cannot resume from {last}: {key} was {saved.get(key)!r}, now {now.get(key)!r}")
+
+
+def resume_run(out: Path, config: TrainConfig, config_record: dict, model: torch.nn.Module, optimizer, scheduler,
+               state: RunState, writes: bool) -> None:
+    """Load ``out/last`` into ``model``, ``optimizer``, ``scheduler`` and ``state`` and restore the global
+    random states; nothing happens when no epoch finished yet (the run starts from scratch)."""
+    last = checkpoint.find_last(out)
+    if last is None:
+        return
+    saved = checkpoint.load_state(last)
+    check_settings(last, saved["config"], config_record, config.schedule)
+    tensors, _ = checkpoint.read_checkpoint(last)
+    checkpoint.load_weights_into(model, tensors, str(last))
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    state.epochs_done, state.history, state.best = int(saved["epoch"]), list(saved["history"]), saved["best"]
+    state.train_time, state.images_seen = float(saved["train_time_s"]), int(saved["images_seen"])
+    state.wall_time = float(saved.get("wall_time_s", state.train_time))
+    state.transfer = saved.get("transfer")  # how the run started, before it was interrupted
+    _reconcile_best(out, last, saved, tensors, model, config.select_on, state, writes)
+    with GLOBAL_RNG_LOCK:
+        checkpoint.restore_rng_state(saved["rng"])
+
+
+def _reconcile_best(out: Path, last: Path, saved: dict, last_tensors: dict, model: torch.nn.Module, select_on: str,
+                    state: RunState, writes: bool) -> None:
+    """The best weights the resumed run keeps, agreeing with the best record it goes on from.
+
+    Every epoch writes ``last/`` before the best checkpoint ``OUT/``, so a run killed (or out of disk)
+    between the two left ``OUT/`` one improvement behind: the resume state's best epoch is then
+    ``last/``'s own, whose weights are published to ``OUT/`` here. Anything else that disagrees (a
+    run of an older eqlens killed there, then resumed) keeps the checkpoint ``OUT/`` holds, with its
+    own record, and says so."""
+    best_epoch = state.best_epoch
+    published = published_best(out)
+    if best_epoch is None:
+        return
+    if published is not None and published[1] == best_epoch:
+        state.best_state = published[0]
+        return
+    if best_epoch == int(saved["epoch"]):
+        state.best_state = last_tensors
+        if writes:
+            _, card = checkpoint.read_checkpoint(last)
+            checkpoint.write_checkpoint(out, model, card)  # the model holds last/'s weights now
+        return
+    if published is not None and published[1] is not None and published[2] is not None:
+        tensors, epoch, val = published
+        try:
+            score = list(reporting.selection_score(select_on, val))
+        except (KeyError, TypeError):
+            score = None
+        if score is not None:
+            warnings.warn(f"{out}: the resume state names epoch {best_epoch} as the best, but the best "
+                          f"checkpoint holds epoch {epoch} (an interrupted write); the run goes on from that "
+                          f"checkpoint as its best", stacklevel=3)
+            state.best, state.best_state = {"epoch": epoch, "score": score, "val": dict(val)}, tensors
+            return
+    raise TrainingError(f"cannot resume {out}: the best epoch {best_epoch} of the resume state has no "
+                        f"weights left (the best checkpoint {out / checkpoint.WEIGHTS_FILE} is "
+                        f"missing or of another epoch); start again in another --out")
+
+
+def published_best(out: Path) -> tuple[dict, int | None, dict | None] | None:
+    """``(tensors, best epoch, validation metrics)`` of the best checkpoint ``OUT/``, None if there is none."""
+    if not (out / checkpoint.WEIGHTS_FILE).exists():
+        return None
+    tensors, card = checkpoint.read_checkpoint(out)
+    training = card.get("training") or {}
+    epoch = training.get("best_epoch", training.get("epoch"))
+    val = (card.get("metrics") or {}).get("val")
+    return tensors, None if epoch is None else int(epoch), val if isinstance(val, Mapping) else None
