@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from eqlens.data.simulated import SimulatedLensDataset
+from eqlens.data.splits import DataSplits
 from eqlens.training import TrainConfig, train
-from eqlens.training.data_sources import DataSplits
 
 PRESETS = {
     # 2-core CPU budget: 65 px (odd: the invariant models stay exact), 3000 training images.

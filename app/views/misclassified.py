@@ -17,7 +17,7 @@ CHUNK = 16
 
 def evaluate(loaded: LoadedModel, data: str, size: int, data_seed: int) -> dict:
     """Predictions chunk by chunk (for the progress bar), then eqlens's metrics on the whole set."""
-    from eqlens.training.data_sources import resolve_eval_dataset
+    from eqlens.data.splits import resolve_eval_dataset
     from eqlens.training.evaluate import predict
     from eqlens.training.metrics import classification_report, softmax
 
@@ -53,7 +53,7 @@ def _store_click() -> None:
 
 
 def gallery(report: dict, class_names, loaded: LoadedModel) -> None:
-    from eqlens.training.data_sources import iterate_batches
+    from eqlens.data.splits import iterate_batches
 
     probs, labels = report["probabilities"], report["labels"]
     predicted = probs.argmax(axis=1)

@@ -37,6 +37,13 @@ from .deeplense import DeepLenseFolderDataset
 from .images import decode_image
 from .simulated import SimulatedLensDataset
 
+CLASSIFICATION = "classification"  # the task that is not a regression
+
+
+def is_regression(task: str) -> bool:
+    """True for a regression task (a target of :data:`TARGETS`), False for classification."""
+    return task != CLASSIFICATION
+
 
 def _log10_axion_mass(truth: LensTruth) -> torch.Tensor:
     return truth.log10_axion_mass.double()

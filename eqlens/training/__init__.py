@@ -19,7 +19,7 @@ _EXPORTS = {
     "train": "trainer",
     "TrainResult": "trainer",
     "Progress": "reporting",
-    "DataSplits": "data_sources",
+    "DataSplits": "..data.splits",
     "load_checkpoint": "..checkpoint",
     "read_checkpoint": "..checkpoint",
     "write_checkpoint": "..checkpoint",

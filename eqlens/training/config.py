@@ -47,7 +47,7 @@ class TrainConfig:
     ``data``: a simulation config name (``"model_i"``, ``"model_ii"``, ``"binary"``) or a DeepLense
     folder. ``train_size``/``val_size``/``test_size`` are the simulated split sizes; a folder is
     split by ``val_fraction``/``test_fraction`` unless it has its own splits (see
-    :mod:`eqlens.training.data_sources`). ``data_seed`` fixes the images; ``seed`` fixes the model
+    :mod:`eqlens.data.splits`). ``data_seed`` fixes the images; ``seed`` fixes the model
     initialisation, shuffling and augmentation, so runs over several ``seed`` values see the same
     data. ``image_size=None``: the data's own size, minus one for models that need odd sizes to be
     exactly invariant. ``out=None`` writes no checkpoint. ``robustness_size``: test images given to

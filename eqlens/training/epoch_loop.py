@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from .. import checkpoint
+from ..data.splits import DataSplits, iterate_batches
 from ..errors import TrainingError
 from . import distributed
 from .augment import Augmenter
 from .config import TrainConfig
-from .data_sources import DataSplits, iterate_batches
 from .reporting import ProgressReporter, RunState
 from .run_setup import GLOBAL_RNG_LOCK
 from .targets import Objective

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.splits import describe_item, iterate_batches
 from ..data.transforms import InputSpec
 from ..errors import DataError
 from . import distributed
 from .augment import apply_circular_mask
-from .data_sources import describe_item, iterate_batches
 from .metrics import classification_report, softmax
 
 
@@ -146,7 +146,7 @@ def turned_outputs(model, dataset, size: int, angles, device=None, mask: bool = 
     the instrument's own pixel grid and noise at every angle, so unlike turning the picture no copy is
     resampled, and a drop with the angle is the model's, not the interpolation's."""
     from ..checkpoint import eval_mode
-    from .data_sources import base_dataset
+    from ..data.splits import base_dataset
 
     base, mapping = base_dataset(dataset)
     if not hasattr(base, "turned_batch"):
@@ -215,7 +215,7 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
     report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
     gets ``checkpoint`` (model name, group, task, the card's metrics) and ``data`` entries."""
     from ..checkpoint import load_checkpoint
-    from .data_sources import resolve_data, resolve_eval_dataset
+    from ..data.splits import resolve_data, resolve_eval_dataset
     from .evaluate_regression import evaluate_regression
     from .targets import card_task
 

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from ..data.splits import describe_item
 from ..errors import DataError
 from ..groups import Group, act_on_image, rotate
 from . import distributed
-from .data_sources import describe_item
 from .evaluate import first_images, model_group, predict, turned_outputs
 from .metrics import regression_report
 from .targets import TargetScaler, regression_target

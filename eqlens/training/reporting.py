@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import checkpoint
+from ..data.splits import DataSplits
 from ..data.transforms import InputSpec
 from . import distributed
 from .config import TrainConfig
-from .data_sources import DataSplits
 from .evaluate_regression import SUMMARY_EXCLUDES
 from .targets import Objective, task_record
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ..checkpoint import transfer
+from ..data.splits import DataSplits, can_turn_scenes, dataset_targets, native_image_size, resolve_data
 from ..errors import DataError, TrainingError
 from .config import TrainConfig
-from .data_sources import DataSplits, can_turn_scenes, dataset_targets, native_image_size, resolve_data
 from .targets import TargetScaler, is_regression
 
 # torch's default generator (model initialisation) and numpy's and Python's global ones are shared by every

@@ -23,14 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.regression import CLASSIFICATION, is_regression
 from ..errors import CheckpointError, TrainingError
 
-CLASSIFICATION = "classification"
 TASKS = (CLASSIFICATION, "axion_mass", "subhalo_mass")
-
-
-def is_regression(task: str) -> bool:
-    return task != CLASSIFICATION
 
 
 def regression_target(task: str):

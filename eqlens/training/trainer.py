@@ -40,12 +40,12 @@ import torch
 
 from .. import checkpoint
 from ..checkpoint import transfer
+from ..data.splits import DataSplits
 from ..errors import TrainingError
 from ..groups import get_group
 from . import distributed, resume, run_setup
 from .augment import Augmenter
 from .config import TrainConfig
-from .data_sources import DataSplits
 from .epoch_loop import Budget, EpochLoop
 from .evaluate import evaluate_model
 from .evaluate_regression import evaluate_regression

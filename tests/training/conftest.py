@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from eqlens.training.data_sources import DataSplits
+from eqlens.data.splits import DataSplits
 
 SIZE = 24
 TINY_CNN = {"widths": [4, 8]}

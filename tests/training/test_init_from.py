@@ -17,9 +17,9 @@ from eqlens import checkpoint as ck
 from eqlens import models
 from eqlens.checkpoint.transfer import initialise_from
 from eqlens.cli import main
+from eqlens.data.splits import DataSplits
 from eqlens.errors import CheckpointError, TrainingError
 from eqlens.training import TrainConfig, train
-from eqlens.training.data_sources import DataSplits
 from eqlens.training.distributed import DistributedContext
 from eqlens.training.epoch_loop import epoch_generator, epoch_index_batches
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from eqlens.data.simulated import SimulatedLensDataset
+from eqlens.data.splits import DataSplits, iterate_batches
 from eqlens.errors import TrainingError
 from eqlens.groups import get_group
 from eqlens.simulation import get_config
 from eqlens.training import TrainConfig, train
 from eqlens.training.augment import Augmenter, apply_circular_mask
-from eqlens.training.data_sources import DataSplits, iterate_batches
 
 from .conftest import TINY_CNN
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from eqlens import checkpoint as ck
+from eqlens.data.splits import DataSplits
 from eqlens.errors import DataError, TrainingError
 from eqlens.groups import get_group, rotate
 from eqlens.training import TrainConfig, train
 from eqlens.training.augment import Augmenter, apply_circular_mask, random_symmetry
-from eqlens.training.data_sources import DataSplits
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_splits
 

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import DataError
-from .targets import CLASSIFICATION, is_regression
+from .regression import CLASSIFICATION, is_regression
 
 SPLITS = ("train", "val", "test")
 
@@ -68,9 +68,9 @@ def is_folder_spec(spec: str) -> bool:
 
 def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: int | None, device,
                        task: str = CLASSIFICATION, crop: int | None = None):
-    from ..data.regression import SimulatedRegressionDataset
-    from ..data.simulated import SimulatedLensDataset
     from ..simulation import get_config
+    from .regression import SimulatedRegressionDataset
+    from .simulated import SimulatedLensDataset
 
     try:
         config = get_config(spec)
@@ -89,8 +89,8 @@ def _folder_dataset(root: Path, image_size: int | None, classes=None, split: str
                     task: str = CLASSIFICATION, crop: int | None = None):
     """A classification folder dataset (classes in ``classes`` order), or the regression dataset of
     ``task`` (its one class folder; ``classes`` must then be None or its one output name)."""
-    from ..data.deeplense import DeepLenseFolderDataset
-    from ..data.regression import FolderRegressionDataset
+    from .deeplense import DeepLenseFolderDataset
+    from .regression import FolderRegressionDataset
 
     if is_regression(task):
         return FolderRegressionDataset(root, task, image_size, split=split, crop=crop)
@@ -99,7 +99,7 @@ def _folder_dataset(root: Path, image_size: int | None, classes=None, split: str
 
 def _split_roots(root: Path) -> bool:
     """Whether ``root`` holds split folders (``train/val/test``, ``Model_I + Model_I_test``)."""
-    from ..data.deeplense import list_splits
+    from .deeplense import list_splits
 
     return bool(list_splits(root))
 
@@ -197,7 +197,7 @@ def resolve_data(spec: str, image_size: int, *, train_size: int, val_size: int, 
     simulated sizes count lenses of the target's class. ``fresh_data`` (simulated only): the training
     split is the whole training stream of ``data_seed`` (:data:`STREAM_SIZE` images, never stored),
     which the trainer walks in order so that no image is seen twice; ``train_size`` is then unused."""
-    from ..data.simulated import STREAM_SIZE
+    from .simulated import STREAM_SIZE
 
     if is_folder_spec(spec):
         if fresh_data:
