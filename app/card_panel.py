@@ -47,6 +47,7 @@ class CardFacts:
     epochs_done: int | None = None
     epochs: int | None = None
     task: str = "classification"
+    augment_mode: str | None = None  # "scene": trained on turned renderings; "image": on resampled pictures
 
 
 def _number(value) -> float | None:
@@ -64,9 +65,9 @@ def _dict(value) -> dict:
 
 
 def card_facts(card) -> CardFacts | None:
-    """The facts of a checkpoint's card (a dict as :class:`LoadedModel` keeps it); None without a card."""
-    if hasattr(card, "to_dict"):
-        card = card.to_dict()
+    """The facts of a checkpoint's card (its JSON, or a typed ``eqlens.checkpoint.ModelCard``); None without one."""
+    if hasattr(card, "to_json"):  # the typed card: read its JSON record, the one layout this function knows
+        card = card.to_json()
     card = _dict(card)
     if not card:
         return None
@@ -107,6 +108,7 @@ def card_facts(card) -> CardFacts | None:
         epochs_done=_int(training.get("epochs_done")),
         epochs=_int(config.get("epochs")),
         task=_dict(card.get("task")).get("name") or "classification",
+        augment_mode=(config.get("augment_mode") or "image") if config.get("augment") else None,
     )
 
 
@@ -196,6 +198,9 @@ def training_line(facts: CardFacts) -> str:
         parts.append(f"{facts.epochs_done} epochs" + (f" of {facts.epochs}" if facts.epochs else ""))
     if facts.wall_time_s is not None:
         parts.append(f"{_duration(facts.wall_time_s)} {'wall time' if facts.wall_clock else 'training time'}")
+    if facts.augment_mode is not None:
+        parts.append("rotations seen as turned renderings (scene augmentation)" if facts.augment_mode == "scene"
+                     else "rotations seen as resampled pictures (image augmentation)")
     parts.append("complete" if facts.complete else "**partial** (stopped before its last epoch)")
     return ", ".join(parts)
 

@@ -21,8 +21,8 @@ from eqlens.analysis import activations
 from eqlens.analysis import attention as attention_lib
 from eqlens.analysis import attribution as attribution_lib
 from eqlens.analysis.orbit import OrbitResult, orbit, orbit_angles, orbit_of_copies, rotated_copies
+from eqlens.data.transforms import apply_circular_mask
 from eqlens.groups import rotate
-from eqlens.training.augment import apply_circular_mask
 
 MAX_CACHED_RESULTS = 128
 

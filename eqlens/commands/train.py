@@ -6,7 +6,7 @@ from dataclasses import fields
 
 
 def register(subparsers) -> None:
-    from ..training.augment import AUGMENT_MODES
+    from ..data.augment import AUGMENT_MODES
     from ..training.config import SCHEDULES, SELECTION_METRICS, TrainConfig
     from ..training.targets import TASKS
     from . import argtypes as arg

@@ -1,5 +1,5 @@
 """The one input transform, identical for training, testing and the app: an optional native central
-crop, the one resizing, the one normalisation (and, in :mod:`eqlens.training.augment`, the mask).
+crop, the one resizing, the one normalisation, and the circular mask.
 
 Crop: the central ``crop x crop`` pixels of the native image, before any resizing, so a model can see
 the Einstein ring at the instrument's own resolution instead of a shrunk whole frame (Model I: ring
@@ -13,6 +13,14 @@ the input give exactly rotated/flipped normalised images. A constant image maps 
 
 Resizing: bilinear with antialiasing (``align_corners=False``), the same function for every split;
 the original 3-class EqCvT run failed because its train and test transforms rescaled differently.
+
+Mask: a rotation by an angle that is not a multiple of 90 deg brings zeros into the corners, while
+upright test images have noise there. Unmasked, training images would carry corner patterns the test
+images never show (a train/test mismatch of the kind that kept the EqCvT project's 3-class run at
+chance). Zeroing everything outside the inscribed disk of EVERY input, augmented or not, makes a
+rotated training image and an upright test image the same kind of picture; the disk maps onto itself
+under any rotation. The checkpoint records the choice (``card["input"]["circular_mask"]``) and
+:meth:`InputSpec.prepare` applies it, so evaluation and the app feed models what they were trained on.
 """
 
 from __future__ import annotations
@@ -24,8 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..groups import circular_mask
 
 MAX_INPUT_SIZE = 1024  # a model input side above this is refused (memory grows with its square)
+
+
+def apply_circular_mask(x: torch.Tensor) -> torch.Tensor:
+    """``[..., H, W]`` -> the same with every pixel outside the inscribed disk set to 0."""
+    return x * circular_mask(x.shape[-2], x.shape[-1], device=x.device, dtype=x.dtype)
 
 
 CONSTANT_TOLERANCE_EPS = 128  # spans within this many float eps of the image's magnitude count as constant
@@ -123,9 +137,7 @@ class InputSpec:
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Raw or normalised images ``[B, H, W]`` / ``[B, 1, H, W]`` -> model input ``[B, 1, S, S]``
         (crop, resize, min-max, then the mask when the spec has it)."""
-        from ..groups import circular_mask
-
         x = prepare_batch(images, self.image_size, self.crop)
         if self.circular_mask:
-            x = x * circular_mask(x.shape[-2], x.shape[-1], device=x.device, dtype=x.dtype)
+            x = apply_circular_mask(x)
         return x

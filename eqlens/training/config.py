@@ -14,10 +14,10 @@ from numbers import Integral, Real
 from pathlib import Path
 
 from ..checkpoint.card import MAX_CARD_IMAGE_SIZE
+from ..data.augment import AUGMENT_MODES
 from ..data.transforms import MAX_INPUT_SIZE
 from ..errors import TrainingError
 from ..groups import get_group
-from .augment import AUGMENT_MODES
 from .targets import TASKS, is_regression
 
 SCHEDULES = ("constant", "cosine")
@@ -59,7 +59,7 @@ class TrainConfig:
 
     ``augment``: random turns (and mirrors for D_N) of the training images; ``augment_mode``:
     ``"image"`` turns the pictures (bilinear, any data), ``"scene"`` turns simulated scenes and renders
-    them, so turned training images keep the instrument's pixel noise (:mod:`eqlens.training.augment`).
+    them, so turned training images keep the instrument's pixel noise (:mod:`eqlens.data.augment`).
 
     ``init_from``: a checkpoint (directory or ``.safetensors``) of the same model whose weights start
     the run, all but the classifier when the number of classes differs (:mod:`eqlens.checkpoint.transfer`).

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from .. import checkpoint
+from ..data.augment import Augmenter
 from ..data.splits import DataSplits, iterate_batches
 from ..errors import TrainingError
 from . import distributed
-from .augment import Augmenter
 from .config import TrainConfig
 from .reporting import ProgressReporter, RunState
 from .run_setup import GLOBAL_RNG_LOCK

@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data.splits import describe_item, iterate_batches
-from ..data.transforms import InputSpec
+from ..data.transforms import InputSpec, apply_circular_mask
 from ..errors import DataError
 from . import distributed
-from .augment import apply_circular_mask
 from .metrics import classification_report, softmax
 
 

@@ -40,11 +40,11 @@ import torch
 
 from .. import checkpoint
 from ..checkpoint import transfer
+from ..data.augment import Augmenter
 from ..data.splits import DataSplits
 from ..errors import TrainingError
 from ..groups import get_group
 from . import distributed, resume, run_setup
-from .augment import Augmenter
 from .config import TrainConfig
 from .epoch_loop import Budget, EpochLoop
 from .evaluate import evaluate_model

@@ -15,11 +15,11 @@ from eqlens import checkpoint as ck
 from eqlens.cli import main
 from eqlens.data.regression import FolderRegressionDataset, SimulatedRegressionDataset
 from eqlens.data.simulated import SimulatedLensDataset, split_seed
+from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import CheckpointError, DataError, TrainingError
 from eqlens.groups import act_on_image, get_group
 from eqlens.simulation import write_deeplense_folder
 from eqlens.training import TrainConfig, load_checkpoint, predict, train
-from eqlens.training.augment import apply_circular_mask
 from eqlens.training.evaluate_regression import evaluate_regression
 from eqlens.training.metrics import regression_report
 from eqlens.training.targets import TargetScaler, card_task

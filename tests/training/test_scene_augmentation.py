@@ -11,13 +11,14 @@ import threading
 import pytest
 import torch
 
+from eqlens.data.augment import Augmenter
 from eqlens.data.simulated import SimulatedLensDataset
 from eqlens.data.splits import DataSplits, iterate_batches
+from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import TrainingError
 from eqlens.groups import get_group
 from eqlens.simulation import get_config
 from eqlens.training import TrainConfig, train
-from eqlens.training.augment import Augmenter, apply_circular_mask
 
 from .conftest import TINY_CNN
 

@@ -13,10 +13,10 @@ import torch
 
 from eqlens.data.regression import SimulatedRegressionDataset
 from eqlens.data.simulated import SimulatedLensDataset
+from eqlens.data.transforms import apply_circular_mask
 from eqlens.models import create
 from eqlens.simulation import get_config
 from eqlens.training import evaluate_model
-from eqlens.training.augment import apply_circular_mask
 from eqlens.training.evaluate import sky_robustness, turned_outputs
 from eqlens.training.evaluate_regression import evaluate_regression
 from eqlens.training.targets import TargetScaler

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from eqlens import checkpoint as ck
+from eqlens.data.augment import Augmenter, random_symmetry
 from eqlens.data.splits import DataSplits
+from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import DataError, TrainingError
 from eqlens.groups import get_group, rotate
 from eqlens.training import TrainConfig, train
-from eqlens.training.augment import Augmenter, apply_circular_mask, random_symmetry
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_splits
 

@@ -1,27 +1,14 @@
-"""Input transforms of training and evaluation: random rotations (and flips) for training, and the
-circular mask every split shares.
-
-Why a mask: a rotation by an angle that is not a multiple of 90 deg brings zeros into the corners,
-while upright test images have noise there. Unmasked, training images would carry corner patterns
-the test images never show (a train/test mismatch of the kind that kept the seed's 3-class run at
-chance). Zeroing everything outside the inscribed disk of EVERY input, augmented or not, makes a
-rotated training image and an upright test image the same kind of picture; the disk maps onto
-itself under any rotation. The checkpoint records the choice (``card["input"]["circular_mask"]``)
-and :meth:`eqlens.data.transforms.InputSpec.prepare` applies it, so evaluation and the app feed models what
-they were trained on.
+"""Training-time transforms: random rotations (and mirrors for D_N) of the training images, or of the
+simulated scenes before they are rendered. Every split, augmented or not, then gets the circular mask
+(:func:`eqlens.data.transforms.apply_circular_mask`, where the reason for it is given).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..groups import Group, circular_mask, rotate
-
-
-def apply_circular_mask(x: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H, W]`` -> the same with every pixel outside the inscribed disk set to 0."""
-    return x * circular_mask(x.shape[-2], x.shape[-1], device=x.device, dtype=x.dtype)
-
+from ..groups import Group, rotate
+from .transforms import apply_circular_mask
 
 AUGMENT_MODES = ("image", "scene")
 """How training turns an image: ``image`` resamples the picture (any data; bilinear interpolation
