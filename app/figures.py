@@ -139,20 +139,85 @@ def roc_figure(roc: dict) -> go.Figure:
                    yaxis=dict(title=dict(text="true positive rate"), range=[0, 1.02]))
 
 
+_LOSS_PANEL = dict(domain=[0.0, 0.45])
+_SCORE_PANEL = dict(domain=[0.55, 1.0])
+_ACCURACY_AXIS = dict(range=[0, 1.02], tickmode="linear", tick0=0, dtick=0.2, tickformat=".0%")
+
+
+def _two_panels(data: list[dict], title: str, x_title: str, score: str, log_loss: bool = False,
+                height: int = 340) -> go.Figure:
+    """Loss on the left, ``score`` (accuracy: 0-100 %; else its own range) on the right, one shared legend
+    above the plot, clear of both panels' tick labels."""
+    loss_axis = dict(title=dict(text="loss" + (" (log)" if log_loss else "")), type="log" if log_loss else "linear")
+    score_axis = dict(title=dict(text=score), anchor="x2", **(_ACCURACY_AXIS if score == "accuracy" else {}))
+    return _figure(data, title, height=height, margin=dict(l=55, r=20, t=80, b=45),
+                   legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"),
+                   xaxis=dict(title=dict(text=x_title), anchor="y", **_LOSS_PANEL),
+                   yaxis=dict(anchor="x", **loss_axis),
+                   xaxis2=dict(title=dict(text=x_title), anchor="y2", **_SCORE_PANEL), yaxis2=score_axis)
+
+
 def training_curves(history: Sequence[dict]) -> go.Figure:
-    """Loss (left axis) and accuracy (right axis) against the step counted over all epochs
-    (``global_step`` of the job's history records)."""
-    steps = [h.get("global_step", i) for i, h in enumerate(history)]
+    """A running job's curves against epochs (``at_epoch`` of the job's records: 1.5 is half-way through
+    the second epoch; older records: ``global_step``). Training loss and accuracy are the running means of
+    each epoch so far (thin lines); validation values exist at each epoch's end only and are drawn there,
+    as points joined epoch to epoch, never carried across the steps in between."""
+    def position(i: int, h: dict) -> float:
+        return h.get("at_epoch", h.get("global_step", i))
+
     data = []
-    for k, (key, axis, dash) in enumerate((("loss", "y", "solid"), ("val_loss", "y", "solid"),
-                                           ("accuracy", "y2", "dash"), ("val_accuracy", "y2", "dash"))):
-        ys = [h.get(key) for h in history]
-        if any(y is not None for y in ys):
-            data.append(dict(type="scatter", x=steps, y=ys, name=key, mode="lines+markers", connectgaps=True,
-                             yaxis=axis, line=dict(color=PALETTE[k], dash=dash)))
-    return _figure(data, "Training", height=320, xaxis=dict(title=dict(text="step")),
-                   yaxis=dict(title=dict(text="loss")),
-                   yaxis2=dict(title=dict(text="accuracy"), overlaying="y", side="right", range=[0, 1]))
+    for k, (key, axis, name) in enumerate((("loss", "1", "train loss"), ("val_loss", "1", "val loss"),
+                                           ("accuracy", "2", "train accuracy"),
+                                           ("val_accuracy", "2", "val accuracy"))):
+        points = [(position(i, h), h[key]) for i, h in enumerate(history) if h.get(key) is not None]
+        if not points:
+            continue
+        val = key.startswith("val_")
+        xs, ys = (list(v) for v in zip(*points, strict=True))
+        data.append(dict(type="scatter", x=xs, y=ys, name=name, mode="lines+markers" if val else "lines",
+                         xaxis="x" if axis == "1" else "x2", yaxis="y" if axis == "1" else "y2",
+                         marker=dict(size=8, symbol="circle"), line=dict(color=PALETTE[k], width=2 if val else 1.2)))
+    return _two_panels(data, "Training (validation at each epoch's end)", "epoch", "accuracy", height=320)
+
+
+def smooth(values: Sequence[float | None], weight: float) -> list[float | None]:
+    """Exponential moving average with TensorBoard's debiasing (``weight`` 0: the values as they are; 0.9:
+    heavy); missing values stay missing and do not move the average."""
+    out, average, mass = [], 0.0, 0.0
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(None)
+            continue
+        average, mass = weight * average + (1 - weight) * v, weight * mass + (1 - weight)
+        out.append(average / mass)
+    return out
+
+
+def run_history(runs: Mapping[str, Sequence[dict]], smoothing: float = 0.0, log_loss: bool = False) -> go.Figure:
+    """Runs read back from their cards, overlaid: ``runs`` maps a label to the card's history (one record per
+    epoch: ``train_loss``, ``val_loss``, ``train_accuracy``, ``val_accuracy``; regression: ``train_mae``,
+    ``val_mae``). A run keeps its colour; training dashed, validation solid with points."""
+    has_accuracy = any("val_accuracy" in h or "train_accuracy" in h for hist in runs.values() for h in hist)
+    score = "accuracy" if has_accuracy else "mae"
+    data = []
+    for k, (label, hist) in enumerate(runs.items()):
+        color = PALETTE[k % len(PALETTE)]
+        epochs = [h.get("epoch", i + 1) for i, h in enumerate(hist)]
+        first = True
+        for key, axis in (("val_loss", "1"), ("train_loss", "1"), (f"val_{score}", "2"), (f"train_{score}", "2")):
+            raw = [h.get(key) if isinstance(h.get(key), (int, float)) else None for h in hist]
+            if all(v is None for v in raw):
+                continue
+            val = key.startswith("val_")
+            data.append(dict(type="scatter", x=epochs, y=smooth(raw, smoothing), name=label, legendgroup=label,
+                             showlegend=first, mode="lines+markers" if val else "lines", connectgaps=True,
+                             hovertemplate=f"{label}<br>{key} %{{y:.4g}}, epoch %{{x}}<extra></extra>",
+                             xaxis="x" if axis == "1" else "x2", yaxis="y" if axis == "1" else "y2",
+                             marker=dict(size=6), line=dict(color=color, width=2 if val else 1.2,
+                                                            dash="solid" if val else "dash")))
+            first = False
+    return _two_panels(data, "Runs per epoch (training dashed, validation solid)", "epoch", score, log_loss,
+                       height=380 + 22 * max(0, len(runs) - 1))
 
 
 # ---- composed PNG grids ------------------------------------------------------------------------

@@ -104,10 +104,15 @@ class TrainingJob:
     """Runs ``train_fn(config, progress=..., stop_event=...)`` in a daemon thread.
 
     ``train_fn`` defaults to :func:`eqlens.training.train`. ``cancel()`` sets the stop event; the
-    trainer stops at its next check and the job ends "cancelled" (whatever it returns is kept)."""
+    trainer stops at its next check and the job ends "cancelled" (whatever it returns is kept). A refusal
+    (:class:`EqlensError`, e.g. a time budget that cannot hold one epoch) ends it "failed" with the
+    refusal's own message. ``remove_empty_out``: the output folder was made for this run
+    (:func:`claim_output_folder`); if the run fails or stops before writing into it, it is removed."""
 
-    def __init__(self, config, train_fn: Callable | None = None, on_done: Callable | None = None):
+    def __init__(self, config, train_fn: Callable | None = None, on_done: Callable | None = None,
+                 remove_empty_out: bool = False):
         self.config = config
+        self._remove_empty_out = remove_empty_out
         self._train_fn = train_fn
         self._on_done = on_done
         self.stop_event = threading.Event()
@@ -153,6 +158,9 @@ class TrainingJob:
                                        elapsed_s=time.perf_counter() - self._started)
 
     def _progress(self, event) -> None:
+        """Keep the event: ``latest`` carries every number seen so far (the metrics above the chart), the
+        history one record per event with its own numbers only, so a validation value sits at its epoch's
+        end and is never carried over the training steps that follow."""
         record = progress_record(event)
         with self._lock:
             s = self._snapshot
@@ -164,13 +172,14 @@ class TrainingJob:
                 record = {k: v for k, v in record.items() if k not in ("step", "steps")}
             s.latest.update(record)
             epochs, epoch = s.latest.get("epochs"), s.latest.get("epoch", 1)
+            within = s.latest.get("step", 0) / s.latest["steps"] if s.latest.get("steps") else 0.0
+            if record.get("phase") == "val":
+                within = 1.0
+            entry = dict(record, epoch=epoch, at_epoch=epoch - 1 + within)
+            entry["global_step"] = (epoch - 1 + within) * (s.latest.get("steps") or 1)
             if epochs:
-                within = s.latest.get("step", 0) / s.latest["steps"] if s.latest.get("steps") else 0.0
-                if record.get("phase") == "val":
-                    within = 1.0
                 s.fraction = min(1.0, (epoch - 1 + within) / epochs)
-                s.latest["global_step"] = (epoch - 1 + within) * (s.latest.get("steps") or 1)
-            s.history.append(dict(s.latest))
+            s.history.append(entry)
 
     def _run(self) -> None:
         train_fn = self._train_fn
@@ -182,6 +191,10 @@ class TrainingJob:
             result = train_fn(self.config, progress=self._progress, stop_event=self.stop_event)
             state = "cancelled" if self.stop_event.is_set() else "done"
             message = "cancelled" if state == "cancelled" else "finished"
+            if state == "done" and getattr(result, "budget_spent", False):
+                message = f"stopped at its time budget after epoch {self._epochs_done(result)}: continue it to go on"
+        except EqlensError as err:  # a refusal (bad settings, a budget too small for one epoch): its own words
+            result, state, message = None, "failed", str(err)
         except Exception as err:  # noqa: BLE001 - the message is shown in the app
             result, state = None, "failed"
             message = f"{type(err).__name__}: {err}"
@@ -191,9 +204,26 @@ class TrainingJob:
                 self._on_done(result)
             except Exception as err:  # noqa: BLE001
                 state, message = "failed", f"after training: {type(err).__name__}: {err}"
+        if self._remove_empty_out and state != "done":
+            self._drop_empty_out()
         self._release()
         with self._lock:
             self._snapshot.state, self._snapshot.result = state, result
             self._snapshot.message = message
             if state == "done":
                 self._snapshot.fraction = 1.0
+
+    def _epochs_done(self, result) -> str:
+        done = (getattr(result, "card", None) or {}).get("training", {}).get("epochs_done")
+        epochs = getattr(self.config, "epochs", None)
+        return f"{done} of {epochs}" if done is not None and epochs else str(done)
+
+    def _drop_empty_out(self) -> None:
+        """A run that failed or was stopped before writing anything leaves no empty folder behind."""
+        out = getattr(self.config, "out", None)
+        if out is None:
+            return
+        try:
+            Path(out).rmdir()  # only an empty folder goes
+        except OSError:
+            pass

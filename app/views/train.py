@@ -1,5 +1,8 @@
-"""Train: pick a model, group, data and budget; a background job trains it (GPU when present)
-with live curves, progress and a cancel button; the checkpoint then appears on every page."""
+"""Train: start a new run, continue a run from its last finished epoch, or fine-tune a new run from any
+checkpoint's weights, each as a background job (GPU when present) with live curves, progress and a cancel
+button, under the command line's time-budget and resume machinery (``eqlens train --minutes``,
+``--resume``, ``--init-from``); and the history of every run in the checkpoints folder, read back from
+the cards. The forms keep their values for the whole browser session (``persist_state``)."""
 
 from __future__ import annotations
 
@@ -9,14 +12,78 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import catalog, figures, lenses, settings, state
+from app import card_panel, catalog, figures, lenses, runs, settings, state
 from app.jobs import JobConflict, TrainingJob, claim_output_folder
 from eqlens.errors import EqlensError
 
 SIM_DATA = ("model_i", "binary", "model_ii")
+TABS = ("New run", "Continue a run", "Fine-tune a checkpoint", "Run history")
+JOB_ORIGIN = "train_job_origin"  # {"tab": ..., "form": {key: value}}: where the session's job was started from
+KEPT_TAB = "train_tab_kept"
+SESSION = "session"  # persist_state: a widget keeps its value across pages for the whole browser session
+LEARNING_RATES = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+
+NEW_KEYS = ("train_model", "train_group", "train_data_kind", "train_sim", "train_folder", "train_epochs",
+            "train_size", "train_image_size", "train_batch", "train_turn_scenes", "train_budget", "train_steps",
+            "train_fresh", "train_crop", "train_threads")
+CONTINUE_KEYS = ("train_resume_pick", "train_resume_more", "train_resume_budget", "train_resume_threads")
+FINETUNE_KEYS = ("train_ft_source", "train_ft_data_kind", "train_ft_sim", "train_ft_folder", "train_ft_epochs",
+                 "train_ft_lr", "train_ft_size", "train_ft_batch", "train_ft_turn_scenes", "train_ft_budget",
+                 "train_ft_steps", "train_ft_fresh", "train_ft_threads")
+FORM_KEYS = {"new": NEW_KEYS, "continue": CONTINUE_KEYS, "finetune": FINETUNE_KEYS}
 
 
-def job_form() -> dict | None:
+def _stamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _optional(value, zero=0):
+    """A number field's value, None for its 'not set' value (0)."""
+    return None if value is None or value == zero else value
+
+
+def campaign_fields(prefix: str, simulated: bool, locked: bool, crop: bool) -> dict:
+    """The campaign settings of the command line (``--minutes``, ``--steps-per-epoch``, ``--fresh-data``,
+    ``--crop``, ``--threads``) in an expander; 0 leaves a setting off."""
+    with st.expander("Time budget and campaign settings"):
+        c1, c2, c3 = st.columns(3)
+        budget = c1.number_input("Time budget (min, 0: none)", 0.0, 100_000.0, 0.0, step=5.0, format="%.2f",
+                                 key=f"{prefix}_budget", disabled=locked, persist_state=SESSION,
+                                 help="whole epochs while the next one still fits, then stop with the state written: "
+                                      "the run is listed as partial and can be continued. A budget that cannot hold "
+                                      "one epoch is refused before anything is written.")
+        steps = c2.number_input("Steps per epoch (0: one pass)", 0, 1_000_000, 0, key=f"{prefix}_steps",
+                                disabled=locked, persist_state=SESSION,
+                                help="batches per epoch, cycling through the training images as often as needed")
+        threads = c3.number_input("CPU threads (0: torch's default)", 0, 1024, 0, key=f"{prefix}_threads",
+                                  disabled=locked, persist_state=SESSION,
+                                  help="torch's CPU threads, for the whole server process while the run lasts")
+        fresh = st.toggle("fresh simulated lenses every epoch", value=False, key=f"{prefix}_fresh",
+                          disabled=locked or not simulated, persist_state=SESSION,
+                          help="never the same training image twice (simulated data; needs steps per epoch)")
+        chosen = dict(time_budget_min=_optional(budget, 0.0), steps_per_epoch=_optional(steps),
+                      fresh_data=bool(fresh and simulated), threads=_optional(threads))
+        if crop:
+            chosen["crop"] = _optional(st.number_input(
+                "Native central crop (px, 0: whole frame)", 0, 2048, 0, key=f"{prefix}_crop", disabled=locked,
+                persist_state=SESSION, help="taken from the data's own images before resizing (e.g. 81 of Model I's "
+                                            "150 keeps the Einstein ring at full resolution); recorded in the card"))
+    return chosen
+
+
+def data_fields(prefix: str, column, locked: bool, default_sim: str | None = None) -> tuple[str, bool]:
+    """The data choice: a simulation config or a DeepLense folder. Returns ``(data, simulated)``."""
+    source = column.radio("Data", ["simulated", "DeepLense folder"], key=f"{prefix}_data_kind", horizontal=True,
+                          disabled=locked, persist_state=SESSION)
+    if source == "simulated":
+        index = SIM_DATA.index(default_sim) if default_sim in SIM_DATA else 0
+        return column.selectbox("Simulation", SIM_DATA, index=index, key=f"{prefix}_sim", disabled=locked,
+                                persist_state=SESSION), True
+    return column.text_input("Folder", key=f"{prefix}_folder", placeholder="data/Model_I", disabled=locked,
+                             persist_state=SESSION), False
+
+
+def new_run_form(locked: bool) -> dict | None:
     """The run's settings, or None until the user presses Start."""
     from eqlens.groups import SUPPORTED_GROUPS
     from eqlens.models import names, spec
@@ -24,73 +91,197 @@ def job_form() -> dict | None:
     c1, c2, c3 = st.columns(3)
     model_names = names()
     model = c1.selectbox("Model", model_names, index=model_names.index("cnn") if "cnn" in model_names else 0,
-                         key="train_model", help="; ".join(f"{n}: {spec(n).description}" for n in model_names))
-    group = c2.selectbox("Group", SUPPORTED_GROUPS, key="train_group", disabled=not spec(model).uses_group)
-    source = c3.radio("Data", ["simulated", "DeepLense folder"], key="train_data_kind", horizontal=True)
-    data = (c3.selectbox("Simulation", SIM_DATA, key="train_sim") if source == "simulated"
-            else c3.text_input("Folder", key="train_folder", placeholder="data/Model_I"))
+                         key="train_model", help="; ".join(f"{n}: {spec(n).description}" for n in model_names),
+                         disabled=locked, persist_state=SESSION)
+    group = c2.selectbox("Group", SUPPORTED_GROUPS, key="train_group", disabled=locked or not spec(model).uses_group,
+                         persist_state=SESSION)
+    data, simulated = data_fields("train", c3, locked)
     b1, b2, b3, b4 = st.columns(4)
     tiny = settings.TINY
-    epochs = b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_epochs")
+    epochs = b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_epochs", disabled=locked,
+                             persist_state=SESSION)
     train_size = b2.number_input("Training images", 4, 100_000, 8 if tiny else 512, key="train_size",
-                                 help="simulated data only; a folder is used whole")
+                                 help="simulated data only; a folder is used whole", disabled=locked,
+                                 persist_state=SESSION)
     image_size = b3.number_input("Image size", 17, 257, settings.UNTRAINED_IMAGE_SIZE, step=2, key="train_image_size",
-                                 help="odd sizes keep 90-deg rotations exact for the invariant models")
-    batch = b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_batch")
+                                 help="odd sizes keep 90-deg rotations exact for the invariant models",
+                                 disabled=locked, persist_state=SESSION)
+    batch = b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_batch", disabled=locked,
+                            persist_state=SESSION)
     turn_scenes = st.toggle("turn the sky, not the picture", value=False, key="train_turn_scenes",
-                            disabled=source != "simulated",
+                            disabled=locked or not simulated, persist_state=SESSION,
                             help="augment by rendering each training lens at a random orientation (simulated data) "
                                  "instead of resampling the picture, which also smooths its noise")
+    campaign = campaign_fields("train", simulated, locked, crop=True)
     device = "GPU (cuda)" if settings.DEVICE == "cuda" else "CPU"
     st.caption(f"runs on {device}; the checkpoint goes to {settings.CHECKPOINT_DIR}")
-    if not st.button("Start training", type="primary", key="train_start", disabled=not data):
+    if not st.button("Start training", type="primary", key="train_start", disabled=locked or not data):
         return None
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     small = max(2, int(train_size) // 8)
     return dict(model=model, group=group, data=data, epochs=int(epochs), batch_size=int(batch),
                 image_size=int(image_size), train_size=int(train_size), val_size=small, test_size=small,
-                out=str(settings.CHECKPOINT_DIR / f"{model}_{group}_{stamp}"), device="auto",
+                out=str(settings.CHECKPOINT_DIR / f"{model}_{group}_{_stamp()}"), device="auto",
                 robustness_size=min(small, 8), eval_batch_size=int(batch),
-                augment_mode="scene" if turn_scenes and source == "simulated" else "image")
+                augment_mode="scene" if turn_scenes and simulated else "image", **campaign)
 
 
-def start(settings_dict: dict) -> None:
+def _training_folder(data: str) -> str:
+    """A simulation name as it is; a folder only inside the data roots, scanned with bounds."""
+    return data if data in SIM_DATA else lenses.training_folder(data)
+
+
+def start_new(settings_dict: dict) -> None:
     from eqlens.training import TrainConfig
 
     try:
-        if settings_dict["data"] not in SIM_DATA:  # a folder: inside the data roots, scanned with bounds
-            settings_dict = {**settings_dict, "data": lenses.training_folder(settings_dict["data"])}
-        config = TrainConfig(**settings_dict)
+        config = TrainConfig(**{**settings_dict, "data": _training_folder(settings_dict["data"])})
     except (EqlensError, TypeError, ValueError) as err:
         st.error(f"Cannot train with these settings: {err}")
         return
     # Its own new folder (two Starts in the same second get two): a run never writes into another's.
-    launch(dataclasses.replace(config, out=str(claim_output_folder(config.out))))
+    launch(dataclasses.replace(config, out=str(claim_output_folder(config.out))), "new", fresh_folder=True)
 
 
-def launch(config) -> None:
+def launch(config, tab: str, fresh_folder: bool = False) -> None:
     try:
-        st.session_state[state.TRAIN_JOB] = TrainingJob(config).start()
+        st.session_state[state.TRAIN_JOB] = TrainingJob(config, remove_empty_out=fresh_folder).start()
     except JobConflict as err:
         st.error(str(err))
+        return
+    st.session_state[JOB_ORIGIN] = {"tab": tab, "form": _form_values(tab)}
+    st.session_state["train_seen_end"] = False
 
 
-def resume_form():
-    """The settings that continue a run which stopped early (killed, cancelled), or None until the user
-    picks one and presses Resume. Runs being trained now are not offered."""
-    partial = {str(p): f"{p.name} ({catalog.run_status(p).label})" for p in catalog.partial_runs()}
-    if not partial:
+def _form_values(tab: str) -> dict:
+    return {key: st.session_state.get(key) for key in FORM_KEYS.get(tab, ())}
+
+
+def continue_form(locked: bool):
+    """The settings that continue a run in its own folder from ``last/``, or None until the user presses
+    Continue. Partial runs come first; runs being trained now are not offered."""
+    st.caption("Goes on from the run's last finished epoch in its own folder, with the settings its card records "
+               "(`eqlens train --resume`). Possible while the folder holds `last/`; shipped checkpoints hold none: "
+               "fine-tune them instead.")
+    offered = sorted((r for r in runs.list_runs() if r.resumable), key=lambda r: not r.partial)
+    if not offered:
+        st.info("No run to continue yet: a run started here (or with `eqlens train`) can be continued once it has "
+                "finished an epoch.")
         return None
-    st.subheader("Resume a run that stopped early")
-    choice = st.selectbox("Partial checkpoint", list(partial), key="train_resume_pick", format_func=partial.get,
-                          help="it goes on from its last finished epoch with the settings its card records")
-    if not st.button("Resume training", key="train_resume"):
+    by_path = {str(r.path): r for r in offered}
+    choice = st.selectbox("Run", list(by_path), key="train_resume_pick", format_func=lambda p: by_path[p].label,
+                          disabled=locked, persist_state=SESSION,
+                          help="partial runs (stopped, out of time budget, killed) first")
+    run = by_path.get(choice) or offered[0]
+    config = run.config or {}
+    st.caption(f"{config.get('model')} {config.get('group')} on {config.get('data')}, {run.epochs_done} of "
+               f"{run.epochs} epochs done, {config.get('schedule', 'constant')} learning rate "
+               f"{config.get('lr')}, batch {config.get('batch_size')}")
+    c1, c2, c3 = st.columns(3)
+    more = c1.number_input("Add epochs", 0, 10_000, 0, key="train_resume_more", disabled=locked or not run.can_grow,
+                           persist_state=SESSION,
+                           help="epochs beyond the ones the run was started with (0: finish as planned); a cosine "
+                                "schedule is fixed by its epoch count and cannot grow")
+    budget = c2.number_input("Time budget (min, 0: none)", 0.0, 100_000.0, 0.0, step=5.0, format="%.2f",
+                             key="train_resume_budget", disabled=locked, persist_state=SESSION,
+                             help="whole epochs while the next one still fits; continue again later")
+    threads = c3.number_input("CPU threads (0: torch's default)", 0, 1024, 0, key="train_resume_threads",
+                              disabled=locked, persist_state=SESSION)
+    more = int(more) if run.can_grow else 0
+    nothing_left = not run.partial and more == 0
+    if nothing_left:
+        st.caption("This run finished: add epochs to continue it." if run.can_grow else
+                   "This run finished its cosine schedule: fine-tune it to train further.")
+    if not st.button("Continue training", type="primary", key="train_resume", disabled=locked or nothing_left):
         return None
     try:
-        return catalog.resume_config(Path(choice))
+        return runs.continue_config(run, epochs=(run.epochs or 0) + more if more else None,
+                                    time_budget_min=_optional(budget, 0.0), threads=_optional(threads))
     except EqlensError as err:
-        st.error(f"Cannot resume {Path(choice).name}: {err}")
+        st.error(f"Cannot continue {run.name}: {err}")
         return None
+
+
+def finetune_form(locked: bool):
+    """The settings of a new run started from a checkpoint's weights, or None until the user presses Start."""
+    st.caption("A new run in its own folder whose model starts from the checkpoint's weights "
+               "(`eqlens train --init-from`): same architecture, input size and crop; other data or other classes "
+               "are fine (the classifier then starts fresh).")
+    sources = [r for r in runs.list_runs() if r.best and not r.training_now]
+    if not sources:
+        st.info(f"No checkpoint in {settings.CHECKPOINT_DIR} to start from.")
+        return None
+    preference = {name: rank for rank, name in enumerate(settings.DEFAULT_CHECKPOINTS)}
+    sources.sort(key=lambda r: preference.get(r.name, len(preference)))  # stable: newest first after those
+    by_path = {str(r.path): r for r in sources}
+    choice = st.selectbox("Checkpoint", list(by_path), key="train_ft_source", format_func=lambda p: by_path[p].label,
+                          disabled=locked, persist_state=SESSION)
+    source = by_path.get(choice) or sources[0]
+    facts = card_panel.card_facts(source.best)
+    st.caption(f"**{facts.model} {facts.group or ''}**, input: {card_panel.input_line(facts)}. Trained on "
+               f"{card_panel.data_line(facts)}. Test: {card_panel.test_line(facts)}.")
+    c1, c2 = st.columns([1, 2])
+    data, simulated = data_fields("train_ft", c1, locked, default_sim=facts.data_spec)
+    b1, b2, b3, b4 = c2.columns(4)
+    tiny = settings.TINY
+    epochs = b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_ft_epochs", disabled=locked,
+                             persist_state=SESSION)
+    lr = b2.selectbox("Learning rate", LEARNING_RATES, index=LEARNING_RATES.index(1e-4), key="train_ft_lr",
+                      format_func=lambda v: f"{v:g}", disabled=locked, persist_state=SESSION)
+    train_size = b3.number_input("Training images", 4, 100_000, 8 if tiny else 512, key="train_ft_size",
+                                 disabled=locked, persist_state=SESSION)
+    batch = b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_ft_batch", disabled=locked,
+                            persist_state=SESSION)
+    turn_scenes = st.toggle("turn the sky, not the picture", value=False, key="train_ft_turn_scenes",
+                            disabled=locked or not simulated, persist_state=SESSION)
+    campaign = campaign_fields("train_ft", simulated, locked, crop=False)
+    if not st.button("Start fine-tuning", type="primary", key="train_ft_start", disabled=locked or not data):
+        return None
+    try:
+        out = settings.CHECKPOINT_DIR / f"{source.name}_ft_{_stamp()}"
+        config = runs.finetune_config(source.path, source.best, out=str(out), data=_training_folder(data),
+                                      epochs=int(epochs), lr=float(lr), batch_size=int(batch),
+                                      train_size=int(train_size),
+                                      augment_mode="scene" if turn_scenes and simulated else "image", **campaign)
+    except (EqlensError, TypeError, ValueError, KeyError) as err:
+        st.error(f"Cannot fine-tune {source.name} with these settings: {err}")
+        return None
+    return dataclasses.replace(config, out=str(claim_output_folder(config.out)))
+
+
+def history_view() -> None:
+    """Every run in the checkpoints folder, from its cards: a table, and chosen runs' curves overlaid."""
+    found = runs.list_runs()
+    if not found:
+        st.info(f"No runs in {settings.CHECKPOINT_DIR} yet.")
+        return
+    st.dataframe([r.summary() for r in found], hide_index=True, key="train_history_table",
+                 column_config={"val accuracy": st.column_config.NumberColumn(format="%.3f"),
+                                "test accuracy": st.column_config.NumberColumn(format="%.3f")})
+    with_history = [r for r in found if r.history]
+    if not with_history:
+        st.caption("No run has a training history in its card.")
+        return
+    names = [r.name for r in with_history]
+    job = st.session_state.get(state.TRAIN_JOB)
+    mine = Path(job.config.out).name if job is not None and getattr(job.config, "out", None) else None
+    default = [mine] if mine in names else names[:3]
+    c1, c2, c3 = st.columns([3, 1, 1])
+    chosen = c1.multiselect("Runs to overlay", names, default=default, key="train_history_runs",
+                            persist_state=SESSION)
+    smoothing = c2.slider("Smoothing", 0.0, 0.95, 0.0, step=0.05, key="train_history_smoothing",
+                          persist_state=SESSION, help="exponential moving average over epochs (0: none)")
+    log_loss = c3.toggle("log-scale loss", value=False, key="train_history_log", persist_state=SESSION)
+    picked = {r.name: r.history for r in with_history if r.name in chosen}
+    if not picked:
+        st.caption("Pick runs to overlay.")
+        return
+    st.plotly_chart(figures.run_history(picked, float(smoothing), bool(log_loss)), key="train_history_chart",
+                    width="stretch", theme=None)
+    partial = [r for r in with_history if r.name in chosen and r.partial]
+    if partial:
+        st.caption("Stopped before their last epoch: " + ", ".join(
+            f"{r.name} ({'can be continued' if r.resumable else 'a snapshot without resume state: fine-tune it'})"
+            for r in partial))
 
 
 def _cancel() -> None:
@@ -99,12 +290,30 @@ def _cancel() -> None:
         job.cancel()
 
 
+def _describe(config) -> str:
+    """One line: what the job trains, from its config."""
+    what = f"{config.model} {config.group} on {Path(str(config.data)).name}"
+    how = [f"{config.epochs} epochs", f"batch {config.batch_size}", f"lr {config.lr:g}"]
+    if config.resume:
+        how.insert(0, "continued from its last finished epoch")
+    if config.init_from:
+        how.insert(0, f"fine-tuned from {Path(config.init_from).name}")
+    if config.time_budget_min:
+        how.append(f"time budget {config.time_budget_min:g} min")
+    if config.steps_per_epoch:
+        how.append(f"{config.steps_per_epoch} steps per epoch" + (", fresh lenses" if config.fresh_data else ""))
+    return f"{what}: {', '.join(how)}"
+
+
 def job_panel() -> None:
     """Polls the job while it runs; the full page reruns once when it ends (checkpoint lists update)."""
     job: TrainingJob | None = st.session_state.get(state.TRAIN_JOB)
     if job is None:
         return
     snap = job.snapshot()
+    out = str(job.config.out) if getattr(job.config, "out", None) else None
+    st.markdown(f"**Run `{Path(out).name if out else 'unsaved'}`**")
+    st.caption(_describe(job.config))
     latest = snap.latest
     step_text = f"step {latest.get('step', 0)}" + (f" / {latest['steps']}" if latest.get("steps") else "")
     epoch_text = f"epoch {latest.get('epoch', 0)}" + (f" / {latest['epochs']}" if latest.get("epochs") else "")
@@ -123,11 +332,11 @@ def job_panel() -> None:
         (st.success if snap.state == "done" else st.warning)(f"Training {snap.message}.")
         saved = getattr(snap.result, "checkpoint", None)
         offered = {str(p) for p in catalog.checkpoint_paths()}
-        out = str(job.config.out) if job.config.out else None
         if saved is not None and out in offered:
             st.write(f"Checkpoint saved: `{out}`: it is now offered on every page.")
-            if snap.state == "cancelled":
-                st.caption("The run stopped early: its checkpoint is listed as partial and can be resumed here.")
+            if snap.state == "cancelled" or getattr(snap.result, "budget_spent", False):
+                st.caption("The run stopped early: it is listed as partial and can be continued "
+                           "(Continue a run).")
             if st.button("Open it in Explore", key="train_open"):
                 st.session_state["explore_model"] = f"ckpt:{out}"
                 st.switch_page("views/explore.py")
@@ -138,18 +347,54 @@ def job_panel() -> None:
         st.rerun()  # full rerun: stop polling, refresh the model lists
 
 
+def job_here(tab: str, running: bool) -> None:
+    """The session's job under the form it was started from, while that form still describes it."""
+    job = st.session_state.get(state.TRAIN_JOB)
+    origin = st.session_state.get(JOB_ORIGIN) or {"tab": "new", "form": None}
+    if job is None:
+        return
+    if origin["tab"] != tab:
+        if running:
+            st.info("A run started from another tab is in progress: its progress is shown there.")
+        return
+    if not running and origin["form"] is not None and origin["form"] != _form_values(tab):
+        name = Path(str(job.config.out)).name if getattr(job.config, "out", None) else "the last run"
+        st.caption(f"The form has changed since `{name}` was started from it: its results are under Run history.")
+        return
+    st.fragment(job_panel, run_every=1.0 if running else None)()
+
+
+def _keep_tab() -> None:
+    st.session_state[KEPT_TAB] = st.session_state.get("train_tab")
+
+
+def _running() -> bool:
+    job = st.session_state.get(state.TRAIN_JOB)
+    return job is not None and not job.snapshot().finished
+
+
 st.title("Train")
-job = st.session_state.get(state.TRAIN_JOB)
-running = job is not None and not job.snapshot().finished
-if not running:
-    request = job_form()
-    resumed = resume_form()
-    if request:
-        st.session_state["train_seen_end"] = False
-        start(request)
-        running = st.session_state.get(state.TRAIN_JOB) is not None
-    elif resumed is not None:
-        st.session_state["train_seen_end"] = False
-        launch(resumed)
-        running = st.session_state.get(state.TRAIN_JOB) is not None
-st.fragment(job_panel, run_every=1.0 if running else None)()
+running = _running()
+new_tab, continue_tab, finetune_tab, history_tab = st.tabs(
+    TABS, key="train_tab", on_change=_keep_tab, default=st.session_state.get(KEPT_TAB) or TABS[0])
+with new_tab:
+    request = new_run_form(running)
+with continue_tab:
+    resumed = continue_form(running)
+with finetune_tab:
+    tuned = finetune_form(running)
+with history_tab:
+    history_view()
+if not running:  # one job per session; a started one locks every form (full rerun)
+    with (new_tab if request else continue_tab if resumed is not None else finetune_tab):
+        if request:
+            start_new(request)
+        elif resumed is not None:
+            launch(resumed, "continue")
+        elif tuned is not None:
+            launch(tuned, "finetune", fresh_folder=True)
+    if _running():
+        st.rerun()
+for tab, name in ((new_tab, "new"), (continue_tab, "continue"), (finetune_tab, "finetune")):
+    with tab:
+        job_here(name, running)

@@ -126,3 +126,40 @@ def test_cancelling_from_the_page_ends_the_run(app_test):
     no_exception(at)
     assert job.snapshot().state == "cancelled"
     assert any("cancelled" in w.value for w in at.warning)
+
+
+def test_a_refusal_ends_the_job_failed_in_its_own_words_and_removes_the_empty_folder_made_for_it(tmp_path):
+    from types import SimpleNamespace
+
+    from eqlens.errors import TrainingError
+
+    def refusing(config, progress, stop_event):
+        raise TrainingError("one epoch takes about 9.0 min here, more than the 1 min budget")
+
+    out = tmp_path / "run"
+    out.mkdir()
+    job = TrainingJob(SimpleNamespace(out=str(out)), train_fn=refusing, remove_empty_out=True).start()
+    assert job.join(10)
+    assert job.snapshot().state == "failed"
+    assert job.snapshot().message == "one epoch takes about 9.0 min here, more than the 1 min budget"
+    assert not out.exists()
+
+
+def test_a_run_that_spent_its_time_budget_says_so_and_how_far_it_got():
+    from types import SimpleNamespace
+
+    def budgeted(config, progress, stop_event):
+        return SimpleNamespace(budget_spent=True, card={"training": {"epochs_done": 2}})
+
+    job = TrainingJob(SimpleNamespace(out=None, epochs=5), train_fn=budgeted).start()
+    assert job.join(10)
+    snap = job.snapshot()
+    assert snap.state == "done" and "time budget after epoch 2 of 5" in snap.message
+
+
+def test_the_history_keeps_validation_at_its_epoch_only():
+    job = TrainingJob(config=None, train_fn=stepping_trainer(2)).start()
+    assert job.join(10)
+    history = job.snapshot().history
+    assert [h.get("phase") for h in history] == ["train", "train", "val"]
+    assert "val_loss" not in history[0] and history[-1]["val_loss"] == 0.2 and history[-1]["at_epoch"] == 1.0

@@ -1,0 +1,157 @@
+"""The Train page: its forms outlive a visit to another page, a finished run's results leave with the
+form that described them, any run can be continued or fine-tuned under the command line's budget and
+resume machinery, and the run history is read back from the checkpoints folder."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from app import runs, settings, state
+from eqlens import checkpoint as ck
+from eqlens.training import TrainConfig, train
+
+from .conftest import no_exception
+
+TINY = {"widths": [4, 8]}
+
+
+def _run(checkpoint_dir, name: str, epochs: int = 1, stop_after: int | None = None):
+    """A tiny cnn run on simulated binary lenses in the app's checkpoint folder (``stop_after``: stopped there,
+    as a cancelled app job or a spent budget leaves it)."""
+    out = checkpoint_dir / name
+    config = TrainConfig(model="cnn", data="binary", out=str(out), epochs=epochs, batch_size=4, train_size=8,
+                         val_size=2, test_size=2, image_size=settings.UNTRAINED_IMAGE_SIZE, robustness_size=0,
+                         device="cpu", eval_batch_size=4, model_kwargs=TINY, lr=1e-3, threads=1)
+    stop = threading.Event()
+    progress = None if stop_after is None else (lambda p: p.phase == "val" and p.epoch == stop_after and stop.set())
+    train(config, progress=progress, stop_event=stop)
+    return out
+
+
+def _card(folder):
+    return json.loads((folder / ck.CARD_FILE).read_text())
+
+
+def _finish(at):
+    job = at.session_state[state.TRAIN_JOB]
+    assert job.join(120), "the tiny run did not finish"
+    at.run()
+    no_exception(at)
+    return job.snapshot()
+
+
+def _chart(at, key: str) -> dict:
+    """The plotly figure (JSON) of the chart ``key`` on the page."""
+    (chart,) = [e for e in at.get("plotly_chart") if e.key == key]
+    return json.loads(chart.proto.spec)
+
+
+def test_the_forms_keep_their_values_when_you_leave_the_page_and_come_back(app_test):
+    at = app_test("views/train.py")
+    at.selectbox(key="train_model").set_value("gcnn")
+    at.number_input(key="train_epochs").set_value(7)
+    at.number_input(key="train_budget").set_value(12.5)
+    at.number_input(key="train_ft_epochs").set_value(3)
+    at.run()
+    at.switch_page("views/learn.py").run()
+    no_exception(at)
+    at.switch_page("views/train.py").run()
+    no_exception(at)
+    assert at.selectbox(key="train_model").value == "gcnn"
+    assert at.number_input(key="train_epochs").value == 7
+    assert at.number_input(key="train_budget").value == 12.5
+    assert at.number_input(key="train_ft_epochs").value == 3
+
+
+def test_a_finished_run_shows_its_results_only_while_the_form_still_describes_it(app_test, checkpoint_dir):
+    at = app_test("views/train.py")
+    at.button(key="train_start").click().run()
+    assert _finish(at).state == "done"
+    assert any("Checkpoint saved" in m.value for m in at.markdown)
+    assert any(m.value.startswith("**Run `cnn_") for m in at.markdown)
+    at.number_input(key="train_epochs").set_value(3).run()
+    no_exception(at)
+    assert not any("Checkpoint saved" in m.value for m in at.markdown)
+    assert any("The form has changed since" in c.value for c in at.caption)
+    at.number_input(key="train_epochs").set_value(1).run()  # back to the run's settings: back on screen
+    assert any("Checkpoint saved" in m.value for m in at.markdown)
+
+
+def test_continue_goes_on_in_the_run_folder_with_more_epochs(app_test, checkpoint_dir):
+    out = _run(checkpoint_dir, "cnn_done")
+    at = app_test("views/train.py")
+    assert at.selectbox(key="train_resume_pick").value == str(out)
+    assert at.button(key="train_resume").disabled  # finished: nothing left until epochs are added
+    at.number_input(key="train_resume_more").set_value(1).run()
+    at.button(key="train_resume").click().run()
+    no_exception(at)
+    snap = _finish(at)
+    assert snap.state == "done", snap.message
+    card = _card(out)
+    assert [h["epoch"] for h in card["history"]] == [1, 2] and card["training"]["complete"] is True
+    assert card["training"]["config"]["resume"] is True
+    assert [p.name for p in checkpoint_dir.iterdir()] == ["cnn_done"]  # no new folder
+
+
+def test_a_stopped_run_is_listed_as_partial_and_continues_to_its_planned_end(app_test, checkpoint_dir):
+    out = _run(checkpoint_dir, "cnn_stopped", epochs=2, stop_after=1)
+    (run,) = runs.list_runs(checkpoint_dir)
+    assert run.partial and run.resumable and run.status == "partial: epoch 1 of 2"
+    at = app_test("views/train.py")
+    pick = at.selectbox(key="train_resume_pick")
+    assert pick.value == str(out) and "partial: epoch 1 of 2" in pick.format_func(pick.value)
+    assert not at.button(key="train_resume").disabled
+    at.button(key="train_resume").click().run()
+    assert _finish(at).state == "done"
+    assert [h["epoch"] for h in _card(out)["history"]] == [1, 2]
+    assert runs.read_run(out).status == "complete: 2 epochs"
+
+
+def test_fine_tune_starts_a_new_run_from_the_checkpoint_weights(app_test, checkpoint_dir):
+    source = _run(checkpoint_dir, "cnn_source")
+    at = app_test("views/train.py")
+    assert at.selectbox(key="train_ft_source").value == str(source)
+    at.selectbox(key="train_ft_sim").set_value("binary")
+    at.button(key="train_ft_start").click().run()
+    no_exception(at)
+    snap = _finish(at)
+    assert snap.state == "done", snap.message
+    (tuned,) = [p for p in checkpoint_dir.iterdir() if p.name.startswith("cnn_source_ft_")]
+    card = _card(tuned)
+    assert card["training"]["config"]["init_from"] == str(source)
+    assert card["training"]["initialised_from"]["source"] == str(source)
+    assert card["model"]["build_config"] == _card(source)["model"]["build_config"]
+
+
+def test_a_budget_too_small_for_one_epoch_is_refused_in_words_and_leaves_no_folder(app_test, checkpoint_dir):
+    at = app_test("views/train.py")
+    at.number_input(key="train_budget").set_value(0.1)
+    at.number_input(key="train_steps").set_value(100_000)
+    at.toggle(key="train_fresh").set_value(True)
+    at.button(key="train_start").click().run()
+    snap = _finish(at)
+    assert snap.state == "failed"
+    assert "more than the 0.1 min budget" in snap.message and "Error" not in snap.message.split(":")[0]
+    assert any("more than the 0.1 min budget" in e.value for e in at.error)
+    assert list(checkpoint_dir.iterdir()) == []
+
+
+def test_the_run_history_overlays_runs_read_back_from_the_checkpoints_folder(app_test, checkpoint_dir):
+    _run(checkpoint_dir, "cnn_a", epochs=2)
+    _run(checkpoint_dir, "cnn_b", epochs=2, stop_after=1)
+    at = app_test("views/train.py")  # a new session: nothing but the folder to go on
+    no_exception(at)
+    table = at.dataframe[0].value
+    statuses = dict(zip(table["run"], table["status"], strict=True))
+    assert statuses == {"cnn_a": "complete: 2 epochs", "cnn_b": "partial: epoch 1 of 2"}
+    assert sorted(at.multiselect(key="train_history_runs").value) == ["cnn_a", "cnn_b"]
+    at.slider(key="train_history_smoothing").set_value(0.5)
+    at.toggle(key="train_history_log").set_value(True).run()
+    no_exception(at)
+    spec = _chart(at, "train_history_chart")
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    names = {t["name"] for t in spec["data"]}
+    assert names == {"cnn_a", "cnn_b"}
+    at.multiselect(key="train_history_runs").set_value(["cnn_a"]).run()
+    assert {t["name"] for t in _chart(at, "train_history_chart")["data"]} == {"cnn_a"}
