@@ -48,6 +48,7 @@ DECODE_TIMEOUT_S = float(os.environ.get("EQLENS_DECODE_TIMEOUT_S", 30))
 def device() -> torch.device:
     return torch.device(DEVICE)
 
+
 # Compare opens on the invariant flagship against its plain twin (the same data, a similar size): the
 # first of these partners that is present, else a checkpoint trained on the same data (catalog.partner_index).
 COMPARE_DEFAULT = "model_i_flagship"

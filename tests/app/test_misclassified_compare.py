@@ -1,0 +1,98 @@
+"""AppTest of Misclassified and Compare (issue 15): the test data follows a checkpoint's card, calibration
+and exports, a misclassified lens's scene; Compare's default pair, its exact-angle plot and the turned sky;
+the model-card panel."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from app import card_panel, catalog
+
+from .conftest import ROOT, no_exception
+from .test_pages import write_tiny_checkpoint
+
+MODEL_I = ["axion", "cdm", "no_sub"]
+
+
+def test_misclassified_follows_a_binary_checkpoint_to_binary_lenses_and_evaluates_it(app_test, checkpoint_dir):
+    shutil.copytree(ROOT / "checkpoints" / "binary_gcnn", checkpoint_dir / "binary_gcnn")
+    write_tiny_checkpoint(checkpoint_dir, "model_i_cnn", "cnn", "model_i", MODEL_I)
+    at = app_test("views/misclassified.py", mis_model=f"ckpt:{checkpoint_dir / 'binary_gcnn'}")
+    assert at.selectbox(key="mis_data").value == "binary"
+    assert at.selectbox(key="mis_data").options == ["binary"]  # model_i's classes are not the model's
+    at.button(key="mis_evaluate").click().run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert {m.label for m in at.metric} >= {"accuracy", "macro AUC", "calibration error (ECE)"}
+    assert len(at.get("download_button")) == 5  # confusion, ROC, calibration, predictions, all metrics
+    at.selectbox(key="mis_model").set_value(f"ckpt:{checkpoint_dir / 'model_i_cnn'}").run()
+    assert at.selectbox(key="mis_data").value == "model_i"
+
+
+def test_a_misclassified_lens_opened_from_the_gallery_shows_its_scene_with_mass_units(app_test):
+    at = app_test("views/misclassified.py", mis_model=catalog.untrained_key("cnn", "C1"))
+    at.button(key="mis_evaluate").click().run()
+    scene = [b for b in at.button if b.key and b.key.startswith("mis_scene_")]
+    assert scene, "an untrained model gets some test lenses wrong"
+    index = int(scene[0].key.rsplit("_", 1)[1])
+    scene[0].click().run()
+    no_exception(at)
+    assert any(s.value.startswith(f"Test image #{index}") for s in at.subheader)
+    what = list(at.dataframe[0].value["what"])
+    assert "Einstein radius of the main lens" in what
+    assert any("recipe units" in c.value and "luminosity" in c.value for c in at.caption)
+    at.button(key="mis_explore_opened").click().run()
+    assert at.title[0].value == "Explore"
+    assert any(f"test image #{index}" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("twin", [True, False])
+def test_compare_opens_on_the_flagship_against_its_twin_else_the_plain_cnn(app_test, checkpoint_dir, twin):
+    for name, model in (("model_i_cnn", "cnn"), ("model_i_flagship", "gcnn"), ("model_i_gcnn", "gcnn")):
+        write_tiny_checkpoint(checkpoint_dir, name, model, "model_i", MODEL_I)
+    if twin:
+        write_tiny_checkpoint(checkpoint_dir, "model_i_flagship_twin", "cnn", "model_i", MODEL_I)
+    at = app_test("views/compare.py")
+    no_exception(at)
+    assert at.selectbox(key="compare_a_model").value.endswith("/model_i_flagship")
+    assert at.selectbox(key="compare_b_model").value.endswith("/model_i_flagship_twin" if twin else "/model_i_cnn")
+    assert any("nothing interpolated" in c.value for c in at.caption)
+    assert sum("model card" in m.value for m in at.markdown) == 2
+
+
+def test_compare_turns_the_sky_for_a_simulated_lens(app_test, checkpoint_dir):
+    write_tiny_checkpoint(checkpoint_dir, "model_i_flagship", "gcnn", "model_i", MODEL_I)
+    write_tiny_checkpoint(checkpoint_dir, "model_i_cnn", "cnn", "model_i", MODEL_I)
+    at = app_test("views/compare.py")
+    assert not at.toggle(key="compare_sky").disabled
+    at.toggle(key="compare_sky").set_value(True).run()
+    at.slider(key="compare_angle").set_value(30.0).run()
+    no_exception(at)
+    assert any(c.value.startswith("Turned sky") for c in at.caption)
+
+
+def shipped_card(name: str) -> dict:
+    return json.loads((ROOT / "checkpoints" / name / "model_card.json").read_text())
+
+
+def test_the_card_panel_says_eqcvt_is_equivariant_only_in_its_first_block():
+    facts = card_panel.card_facts(shipped_card("model_i_eqcvt"))
+    assert "first block only" in card_panel.equivariance_line(facts)
+    assert card_panel.equivariance_line(card_panel.card_facts(shipped_card("model_i_gcnn"))).startswith("every layer")
+    assert card_panel.equivariance_line(card_panel.card_facts(shipped_card("model_i_cnn"))).startswith("none")
+
+
+def test_the_card_panel_gives_input_test_split_and_a_partial_run_from_the_card():
+    card = shipped_card("model_i_flagship")
+    facts = card_panel.card_facts(card)
+    lines = dict(card_panel.card_lines(facts))
+    crop = card["input"]["crop"]
+    assert f"central {crop}x{crop}" in lines["input"]
+    test = card["metrics"]["test"]
+    assert f"{test['accuracy']:.3f}" in lines["test"] and f"of {test['n']} images" in lines["test"]
+    assert f"{card['training']['images_seen']:,} images seen" in lines["training"]
+    assert ("partial" in lines["training"]) == (card["training"].get("complete") is False)
+    assert card_panel.card_facts({}) is None
