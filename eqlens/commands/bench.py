@@ -1,31 +1,23 @@
-"""``eqlens bench``: train and test a list of models over seeds; write one markdown table."""
+"""``eqlens bench`` (also ``eqlens compare-models``): train and test a list of models over seeds; write one
+markdown table (:mod:`eqlens.experiments.model_comparison`)."""
 
 from __future__ import annotations
 
+# The TrainConfig settings a comparison shares between its runs (the flags of `eqlens train`, same defaults).
+SHARED = ("group", "task", "epochs", "batch_size", "lr", "schedule", "image_size", "train_size", "val_size",
+          "test_size", "robustness_size", "device", "amp", "augment_mode")
+
 
 def register(subparsers) -> None:
-    from ..training.config import SCHEDULES
     from . import argtypes as arg
+    from .config_flags import add_config_flags
 
-    p = subparsers.add_parser("bench", help="benchmark models over seeds on the simulated data sets")
+    p = subparsers.add_parser("bench", aliases=["compare-models"],
+                              help="compare models over seeds on the simulated data sets (one markdown table)")
     p.add_argument("--models", default="cnn,gcnn,eqcvt,eqcvt_inv,cvt", help="comma-separated registered model names")
     p.add_argument("--data", default="binary,model_i", help="comma-separated simulation configs or folders")
     p.add_argument("--seeds", type=arg.POSITIVE, default=3, help="number of training seeds (0..N-1)")
-    p.add_argument("--group", default="C4")
-    p.add_argument("--task", default="classification", help="classification, axion_mass or subhalo_mass")
-    p.add_argument("--epochs", type=arg.EPOCHS, default=40)
-    p.add_argument("--batch-size", type=arg.BATCH_SIZE, default=32)
-    p.add_argument("--lr", type=arg.LR, default=1e-4)
-    p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
-    p.add_argument("--image-size", type=arg.IMAGE_SIZE, default=None)
-    p.add_argument("--train-size", type=arg.POSITIVE, default=9000)
-    p.add_argument("--val-size", type=arg.POSITIVE, default=1000)
-    p.add_argument("--test-size", type=arg.COUNT, default=1000)
-    p.add_argument("--robustness-size", type=arg.COUNT, default=64)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true")
-    p.add_argument("--augment-mode", choices=("image", "scene"), default="image",
-                   help="turn the training pictures (image) or the simulated scenes, rendered at each angle (scene)")
+    add_config_flags(p, SHARED)
     p.add_argument("--checkpoints", default=None, help="keep each run's checkpoint under this folder")
     p.add_argument("--resume", action="store_true",
                    help="with --checkpoints: a stopped bench goes on; finished runs are read back and tested "
@@ -36,8 +28,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..errors import TrainingError
-    from ..training.bench import aggregate_runs, format_table, run_bench
+    from ..experiments.model_comparison import aggregate_runs, format_table, run_comparison
     from ..training.jsonio import atomic_write_bytes
+    from .config_flags import config_values
 
     if args.resume and not args.checkpoints:
         raise TrainingError("--resume needs --checkpoints: the folder the stopped bench kept its runs in")
@@ -51,15 +44,11 @@ def run(args) -> int:
         partial = [aggregate_runs(d, m, runs) for (d, m), runs in finished.items()]
         atomic_write_bytes(args.out, format_table(partial, title="eqlens bench (partial: still running)").encode())
 
-    rows = run_bench(
+    rows = run_comparison(
         [m.strip() for m in args.models.split(",") if m.strip()],
         [d.strip() for d in args.data.split(",") if d.strip()],
-        range(args.seeds), out_dir=args.checkpoints, progress_bar=True, on_run=report,
-        group=args.group, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-        image_size=args.image_size,
-        train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
-        robustness_size=args.robustness_size, device=args.device, amp=args.amp, task=args.task,
-        augment_mode=args.augment_mode, resume=args.resume,
+        range(args.seeds), out_dir=args.checkpoints, progress_bar=True, on_run=report, resume=args.resume,
+        **config_values(args, SHARED),
     )
     table = format_table(rows, title="eqlens bench")
     atomic_write_bytes(args.out, table.encode())

@@ -29,7 +29,6 @@ _EXPORTS = {
     "predict": "targets",
     "TargetScaler": "targets",
     "TASKS": "targets",
-    "run_bench": "bench",
     "transfer_weights": "..checkpoint.transfer",
     "sky_robustness": "evaluate",
 }

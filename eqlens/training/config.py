@@ -33,6 +33,20 @@ MAX_IMAGE_SIZE = MAX_CARD_IMAGE_SIZE  # a model input side the card of the run c
 CLASSIFICATION_SELECTION = ("val_accuracy", "val_auc", "val_loss")
 REGRESSION_SELECTION = ("val_mse", "val_loss")  # the same ranking: val_loss is the standardised MSE
 SELECTION_METRICS = CLASSIFICATION_SELECTION + ("val_mse",)
+MAX_RECALIBRATE_BN = 1000  # training batches
+DEFAULT_GROUP = "C4"  # the symmetry group of a run that names none
+
+
+def _setting(help: str, *, range: tuple | None = None, low_open: bool = False, choices: tuple | None = None,
+             flag: str | None = None, metavar: str | None = None, cli: bool = True) -> dict:
+    """A :class:`TrainConfig` field's metadata, from which the command line derives its flag
+    (:mod:`eqlens.commands.config_flags`) and :meth:`TrainConfig.validate` its integer ranges.
+
+    ``range=(low, high)``: the accepted values (``high=None``: no upper end; ``low_open``: ``low`` itself
+    refused); ``flag``: a flag other than ``--field-name`` (a bool field's ``--no-...`` flag switches it
+    off); ``cli=False``: no flag (the command sets it its own way, or not at all)."""
+    return {"help": help, "range": range, "low_open": low_open, "choices": choices, "flag": flag,
+            "metavar": metavar, "cli": cli}
 
 
 def selection_metrics(task: str) -> tuple[str, ...]:
@@ -80,43 +94,74 @@ class TrainConfig:
     ("precise BN"; the running averages lag weights that move fast, see docs/training.md); 0: off.
     """
 
-    model: str
-    group: str = "C4"
-    data: str = "model_i"
-    task: str = "classification"
-    out: str | None = None
-    epochs: int = 40
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 1e-7
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "constant"
-    select_on: str | None = None
-    image_size: int | None = None
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    train_size: int = 9000
-    val_size: int = 1000
-    test_size: int = 1000
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    augment: bool = True
-    augment_mode: str = "image"
-    circular_mask: bool = True
-    resume: bool = False
-    workers: int = 0
-    eval_batch_size: int = 64
-    robustness_size: int = 64
-    model_kwargs: dict = field(default_factory=dict)
-    init_from: str | None = None
-    steps_per_epoch: int | None = None
-    crop: int | None = None
-    fresh_data: bool = False
-    time_budget_min: float | None = None
-    threads: int | None = None
-    recalibrate_bn: int = 0
+    model: str = field(metadata=_setting(
+        "a registered model name (see `eqlens models`)"))
+    group: str = field(default=DEFAULT_GROUP, metadata=_setting(
+        f"symmetry group: C4, C8, D4, D8 (default: {DEFAULT_GROUP})"))
+    data: str = field(default="model_i", metadata=_setting(
+        "simulation config (model_i, model_ii, binary) or a DeepLense folder"))
+    task: str = field(default="classification", metadata=_setting(
+        "classify, or regress log10 axion mass (axion lenses) / log10 total subhalo mass (cdm lenses)",
+        choices=TASKS))
+    out: str | None = field(default=None, metadata=_setting(
+        "checkpoint directory (default: checkpoints/<model>); one that is not empty is refused unless --resume "
+        "or --overwrite says what to do with it"))
+    epochs: int = field(default=40, metadata=_setting("training epochs", range=(1, MAX_EPOCHS)))
+    batch_size: int = field(default=32, metadata=_setting("training batch size", range=(1, MAX_BATCH_SIZE)))
+    lr: float = field(default=1e-4, metadata=_setting("Adam's learning rate", range=(0.0, MAX_LR), low_open=True))
+    weight_decay: float = field(default=1e-7, metadata=_setting("Adam's weight decay",
+                                                                range=(0.0, MAX_WEIGHT_DECAY)))
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=_setting("Adam's betas", cli=False))
+    schedule: str = field(default="constant", metadata=_setting("learning-rate schedule", choices=SCHEDULES))
+    select_on: str | None = field(default=None, metadata=_setting(
+        "validation metric that picks the best epoch (default: val_accuracy; regression: val_mse)",
+        choices=SELECTION_METRICS))
+    image_size: int | None = field(default=None, metadata=_setting(
+        "model input size (default: the data's, minus one for models needing odd sizes)", range=(1, MAX_IMAGE_SIZE)))
+    seed: int = field(default=0, metadata=_setting("initialisation, shuffling, augmentation", range=(0, MAX_SEED)))
+    data_seed: int = field(default=0, metadata=_setting("which simulated images", range=(0, MAX_SEED)))
+    device: str = field(default="auto", metadata=_setting("auto, cpu, cuda, cuda:1, ..."))
+    amp: bool = field(default=False, metadata=_setting("bfloat16 autocast on CUDA"))
+    train_size: int = field(default=9000, metadata=_setting("simulated training images", range=(1, None)))
+    val_size: int = field(default=1000, metadata=_setting("simulated validation images", range=(1, None)))
+    test_size: int = field(default=1000, metadata=_setting("simulated test images", range=(0, None)))
+    val_fraction: float = field(default=0.1, metadata=_setting("a folder's share carved out for validation",
+                                                               cli=False))
+    test_fraction: float = field(default=0.1, metadata=_setting("a folder's share carved out for testing",
+                                                                cli=False))
+    augment: bool = field(default=True, metadata=_setting("no random rotations/flips", flag="--no-augment"))
+    augment_mode: str = field(default="image", metadata=_setting(
+        "turn the pictures (image, any data) or the simulated scenes, rendered at each angle (scene: no "
+        "resampling, simulated data only)", choices=AUGMENT_MODES))
+    circular_mask: bool = field(default=True, metadata=_setting("no circular input mask (train and test alike)",
+                                                                flag="--no-mask"))
+    resume: bool = field(default=False, metadata=_setting("continue from OUT/last if it exists"))
+    workers: int = field(default=0, metadata=_setting("DataLoader workers for folders", range=(0, MAX_WORKERS)))
+    eval_batch_size: int = field(default=64, metadata=_setting("batch size of validation and test",
+                                                               range=(1, MAX_BATCH_SIZE), cli=False))
+    robustness_size: int = field(default=64, metadata=_setting("test images for the final robustness report (0: skip)",
+                                                               range=(0, None)))
+    model_kwargs: dict = field(default_factory=dict, metadata=_setting(
+        "the builder's hyper-parameters (the command line takes them as a JSON object)", cli=False))
+    init_from: str | None = field(default=None, metadata=_setting(
+        "fine-tune: start from this checkpoint's weights (all but the classifier when the classes differ); model, "
+        "group, architecture and image size default to its own", metavar="CKPT"))
+    steps_per_epoch: int | None = field(default=None, metadata=_setting(
+        "batches per epoch, cycling through the training set as often as needed (default: one pass); validation "
+        "and checkpoints follow every epoch", range=(1, None), metavar="N"))
+    crop: int | None = field(default=None, metadata=_setting(
+        "native central crop of the data's images before any resizing (e.g. 81 of Model I's 150: the Einstein ring "
+        "at full resolution); recorded in the card, used by evaluate and the app", range=(1, MAX_INPUT_SIZE),
+        metavar="PX"))
+    fresh_data: bool = field(default=False, metadata=_setting(
+        "simulated data: every epoch draws new lenses (never the same image twice); needs --steps-per-epoch"))
+    time_budget_min: float | None = field(default=None, metadata=_setting(
+        "time budget of this call in minutes (the command line: --minutes or --hours)", cli=False))
+    threads: int | None = field(default=None, metadata=_setting("torch CPU threads (default: torch's choice)",
+                                                                range=(1, MAX_THREADS)))
+    recalibrate_bn: int = field(default=0, metadata=_setting(
+        "before each validation, recompute batch-norm statistics from K training batches with the epoch's weights "
+        "('precise BN'; may be switched on when resuming); 0: off", range=(0, MAX_RECALIBRATE_BN), metavar="K"))
 
     def __post_init__(self) -> None:
         try:
@@ -133,9 +178,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`TrainingError` naming the first bad setting (type or range)."""
-        counts = {"epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH_SIZE), "eval_batch_size": (1, MAX_BATCH_SIZE),
-                  "train_size": (1, None), "val_size": (1, None), "test_size": (0, None), "workers": (0, MAX_WORKERS),
-                  "robustness_size": (0, None), "seed": (0, MAX_SEED), "data_seed": (0, MAX_SEED)}
+        counts = {f.name: f.metadata["range"] for f in fields(self) if f.type == "int" and f.metadata.get("range")}
         for name, (low, high) in counts.items():
             value = getattr(self, name)
             if not isinstance(value, Integral) or isinstance(value, bool):
@@ -183,9 +226,6 @@ class TrainConfig:
         self._validate_campaign()
 
     def _validate_campaign(self) -> None:
-        steps = self.recalibrate_bn
-        if not isinstance(steps, Integral) or isinstance(steps, bool) or not 0 <= steps <= 1000:
-            raise TrainingError(f"recalibrate_bn must be an integer in [0, 1000] (training batches), got {steps!r}")
         for name in ("crop", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Integral) or isinstance(value, bool) or value < 1):

@@ -173,9 +173,9 @@ def test_a_regression_checkpoint_of_an_invariant_model_predicts_the_same_mass_fo
 
 
 def test_a_regression_bench_writes_one_table_of_r2_mae_and_invariance_over_seeds():
-    from eqlens.training.bench import format_table, run_bench
+    from eqlens.experiments.model_comparison import format_table, run_comparison
 
-    rows = run_bench(["gcnn"], ["model_ii"], seeds=(0, 1), task="axion_mass", epochs=1, image_size=SIZE,
+    rows = run_comparison(["gcnn"], ["model_ii"], seeds=(0, 1), task="axion_mass", epochs=1, image_size=SIZE,
                      train_size=4, val_size=4, test_size=4, batch_size=4, device="cpu", robustness_size=2,
                      model_kwargs=GCNN_TINY)
     assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["invariance_error"] < 1e-5

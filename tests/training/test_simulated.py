@@ -6,7 +6,7 @@ import json
 import pytest
 
 from eqlens.cli import main
-from eqlens.training.bench import format_table, run_bench
+from eqlens.experiments.model_comparison import format_table, run_comparison
 
 SMALL = ["--image-size", "32", "--train-size", "16", "--val-size", "8", "--test-size", "8", "--batch-size", "8",
          "--device", "cpu"]
@@ -29,7 +29,7 @@ def test_cli_trains_on_simulated_data_and_evaluate_recreates_its_test_split(tmp_
 
 
 def test_the_bench_writes_one_table_with_mean_and_spread_over_seeds():
-    rows = run_bench(["cnn"], ["binary"], seeds=(0, 1), epochs=1, image_size=32, train_size=8, val_size=4,
+    rows = run_comparison(["cnn"], ["binary"], seeds=(0, 1), epochs=1, image_size=32, train_size=8, val_size=4,
                      test_size=4, batch_size=4, device="cpu", robustness_size=2, model_kwargs={"widths": [4, 8]})
     assert len(rows) == 1 and rows[0]["seeds"] == 2
     table = format_table(rows)

@@ -1,10 +1,11 @@
-"""The benchmark table: several models trained and tested on the same simulated data over seeds.
+"""The model comparison: several models trained and tested on the same simulated data over seeds
+(``eqlens bench``; not the speed benchmarks of ``benchmarks/``).
 
-For every data set and model, :func:`run_bench` trains one run per seed (``TrainConfig.seed``; the
+For every data set and model, :func:`run_comparison` trains one run per seed (``TrainConfig.seed``; the
 data seed stays fixed, so every run sees the same images), reads the held-out test metrics and the
 robustness report of the best epoch, and :func:`format_table` writes ONE markdown table: parameters,
 test accuracy and macro AUC (mean and std over seeds), exact invariance error, the seed's 8 x 45 deg
-logit std, worst-angle accuracy, training time, img/s, device and date. A regression bench
+logit std, worst-angle accuracy, training time, img/s, device and date. A regression comparison
 (``task="axion_mass"`` or ``"subhalo_mass"``) has test R^2, MAE and RMSE in the target's unit, the
 invariance error in that unit and the worst-angle MAE instead.
 """
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
-from .targets import CLASSIFICATION, is_regression
+from ..data.regression import CLASSIFICATION, is_regression
+from ..training.config import TrainConfig
 
 COLUMNS = ("data", "model", "group", "params", "seeds", "test acc", "macro AUC", "invariance err",
            "seed logit std", "worst-angle acc (turned sky)", "worst-angle acc (resampled)", "train time (s)", "img/s",
@@ -39,9 +40,9 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     return float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else math.nan
 
 
-def run_bench(models: Sequence[str], datasets: Sequence[str] = ("binary", "model_i"), seeds: Sequence[int] = (0, 1, 2),
-              *, out_dir: str | None = None, progress_bar: bool = False,
-              on_run: Callable[[str, str, int, dict], None] | None = None, **config: object) -> list[dict]:
+def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "model_i"),
+                   seeds: Sequence[int] = (0, 1, 2), *, out_dir: str | None = None, progress_bar: bool = False,
+                   on_run: Callable[[str, str, int, dict], None] | None = None, **config: object) -> list[dict]:
     """Train every ``model`` on every ``dataset`` once per seed; one aggregated row per (data, model).
 
     ``config`` holds further :class:`TrainConfig` fields shared by all runs (``epochs``,
@@ -49,7 +50,7 @@ def run_bench(models: Sequence[str], datasets: Sequence[str] = ("binary", "model
     ``out_dir/<data>/<model>/seed<k>``. ``on_run(data, model, seed, run)`` is called after each run."""
     from .. import models as registry
     from ..errors import TrainingError
-    from .trainer import train
+    from ..training.trainer import train
 
     for name in models:  # fail on a typo now, not after hours of training the others
         try:
@@ -102,7 +103,7 @@ def _g(value: float) -> str:
 
 
 def format_table(rows: list[dict], title: str | None = None) -> str:
-    """ONE markdown table of :func:`run_bench` rows (means over seeds, ± the sample std); the
+    """ONE markdown table of :func:`run_comparison` rows (means over seeds, ± the sample std); the
     regression columns when the rows are of a regression task."""
     if rows and is_regression(rows[0].get("task", CLASSIFICATION)):
         return _regression_table(rows, title)
