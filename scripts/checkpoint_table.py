@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from eqlens.analysis.equivariance import report_value
+
 
 def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
@@ -31,7 +33,7 @@ def rows(folder: Path):
             card["data"].get("spec", "-"), _input(card["input"]),
             str(test.get("n", "-")), fmt(test.get("accuracy"), ".3f"), fmt(test.get("auc_macro"), ".4f"),
             fmt((robust.get("invariance_error") or {}).get("max"), ".1e"),
-            fmt(robust.get("worst_angle_accuracy"), ".3f"), fmt(robust.get("seed_logit_std"), ".3f"),
+            fmt(robust.get("worst_angle_accuracy"), ".3f"), fmt(report_value(robust, "logit_std_8x45"), ".3f"),
             f"{training['epochs_done']} (best {training['best_epoch']})", fmt(training.get("train_time_s"), ".0f"),
             str(training.get("device", "-")),
         )

@@ -1,4 +1,4 @@
-"""How well a model respects rotations: exact in-group errors, accuracy over angles, the seed's figure.
+"""How well a model respects rotations: exact in-group errors, accuracy over angles, the 8 x 45 deg logit std.
 
 Every function takes model-ready images ``x: [B, C, S, S]`` (square: exact 90 deg turns must
 keep the shape), evaluates in eval mode without gradients, in batches, on the model's device,
@@ -15,15 +15,16 @@ and hands back CPU tensors or plain floats. Five measures, kept apart on purpose
    accuracy on a circle of angles, the off-grid ones resampled with supersampling; every angle,
    0 deg included, is cut to the inscribed disk so corners that leave the frame never count.
 4. :func:`orbit_consistency` - share of rotated copies predicted as the upright copy.
-5. :func:`seed_logit_std` - the EqCvT seed's figure (std of one logit over 8 x 45 deg,
-   PIL-like bilinear, no mask), kept so old and new numbers can be read side by side.
+5. :func:`logit_std_8x45` - the EqCvT project's figure (std of one logit over 8 x 45 deg,
+   PIL-like bilinear, no mask), kept so old and new numbers can be read side by side. Reports written
+   before it had this name call it ``seed_logit_std``: :func:`report_value` reads either.
 
 :func:`robustness_report` runs them all and returns JSON-ready data (keys in its docstring).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -35,8 +36,19 @@ from ..models.inspection import LensModel
 DEFAULT_ANGLES = tuple(range(0, 360, 15))
 """Angles (deg) of :func:`robustness_report`: every 15 deg, so each 90 deg multiple is in."""
 
-SEED_ANGLES = tuple(range(0, 360, 45))
-"""The seed's 8 rotations of 45 deg."""
+ANGLES_8X45 = tuple(range(0, 360, 45))
+"""The EqCvT project's 8 rotations of 45 deg (:func:`logit_std_8x45`)."""
+
+FORMER_KEYS = {"logit_std_8x45": "seed_logit_std", "logit_std_8x45_per_image": "seed_logit_std_per_image"}
+"""Report keys under their former names, as the cards written before the rename (issue 14) hold them."""
+
+
+def report_value(report: Mapping, key: str):
+    """``report[key]`` of a robustness report, read under its former name (:data:`FORMER_KEYS`) in older
+    reports and cards; None when neither is there."""
+    if key in report:
+        return report[key]
+    return report.get(FORMER_KEYS.get(key, key))
 
 PLAIN_ROTATION = " (plain rotation)"
 """Suffix of :func:`layer_equivariance_errors` keys for map taps, compared with ``g F(x)``."""
@@ -273,9 +285,9 @@ def orbit_consistency(model: nn.Module, x: torch.Tensor, angles_deg: Iterable[fl
     return _consistency(predictions_over_angles(model, x, angles, batch_size, supersample), upright)
 
 
-def seed_logit_std(model: nn.Module, x: torch.Tensor, logit_index: int = 0,
+def logit_std_8x45(model: nn.Module, x: torch.Tensor, logit_index: int = 0,
                    batch_size: int = 32) -> tuple[float, torch.Tensor]:
-    """The seed's figure: sample std (n - 1) of logit ``logit_index`` over 8 rotations by 45 deg.
+    """The EqCvT project's figure: sample std (n - 1) of logit ``logit_index`` over 8 rotations by 45 deg.
 
     Rotated as PIL's ``Image.rotate(angle, BILINEAR)`` does it: about the centre, bilinear with
     no supersampling, zeros outside the frame, exact transposes at 90/180/270 deg, no mask.
@@ -285,7 +297,7 @@ def seed_logit_std(model: nn.Module, x: torch.Tensor, logit_index: int = 0,
     with evaluating(model):
         for chunk in _batches(model, x, batch_size):
             logits = torch.stack([model(rotate(chunk, a, supersample=1, mask=False))[:, logit_index]
-                                  for a in SEED_ANGLES])  # [8, b]
+                                  for a in ANGLES_8X45])  # [8, b]
             values.append(logits.double().std(dim=0).cpu())
     per_image = torch.cat(values)
     return float(per_image.mean()), per_image
@@ -307,7 +319,7 @@ def robustness_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, group:
     - ``angles_deg``: the angles; ``accuracy_by_angle``: accuracy at each of them (same order);
     - ``worst_angle_accuracy``: the lowest of those;
     - ``orbit_consistency``: as :func:`orbit_consistency` over the same angles (None if only 0 deg);
-    - ``seed_logit_std``: mean over images of :func:`seed_logit_std`, ``seed_logit_std_per_image``.
+    - ``logit_std_8x45``: mean over images of :func:`logit_std_8x45`, ``logit_std_8x45_per_image``.
     """
     group = _resolve_group(model, group)
     exact = exact_errors(model, x, group, batch_size)
@@ -315,7 +327,7 @@ def robustness_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, group:
     all_angles, upright = _with_upright(requested)
     probs = predictions_over_angles(model, x, all_angles, batch_size, supersample)
     accuracy = _accuracy_by_angle(probs[: len(requested)], y)
-    seed_mean, seed_per_image = seed_logit_std(model, x, logit_index, batch_size)
+    std_mean, std_per_image = logit_std_8x45(model, x, logit_index, batch_size)
     return {
         "group": group.name,
         "num_images": int(x.shape[0]),
@@ -324,6 +336,6 @@ def robustness_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, group:
         "accuracy_by_angle": [float(a) for a in accuracy],
         "worst_angle_accuracy": float(accuracy.min()),
         "orbit_consistency": _consistency(probs, upright) if len(all_angles) > 1 else None,
-        "seed_logit_std": seed_mean,
-        "seed_logit_std_per_image": [float(s) for s in seed_per_image],
+        "logit_std_8x45": std_mean,
+        "logit_std_8x45_per_image": [float(s) for s in std_per_image],
     }

@@ -53,6 +53,8 @@ def _print_regression(report: dict) -> None:
 
 
 def _print_classification(report: dict) -> None:
+    from ..analysis.equivariance import report_value
+
     print(f"accuracy {report['accuracy']:.4f}   macro AUC {_fmt(report['auc_macro'])}")
     for name, auc in report["per_class_auc"].items():
         print(f"  AUC {name:<10} {_fmt(auc)}")
@@ -63,8 +65,8 @@ def _print_classification(report: dict) -> None:
     if report["invariance_error"] is not None:
         robust = report["robustness"]
         print(f"invariance error {report['invariance_error']:.3g}, worst-angle accuracy "
-              f"{_fmt(robust.get('worst_angle_accuracy'))} (pictures resampled), seed logit std "
-              f"{_fmt(robust.get('seed_logit_std'))}")
+              f"{_fmt(robust.get('worst_angle_accuracy'))} (pictures resampled), 8 x 45 deg logit std "
+              f"{_fmt(report_value(robust, 'logit_std_8x45'))}")
         if robust.get("sky"):
             print(f"turned sky (scenes rendered at each angle): worst-angle accuracy "
                   f"{_fmt(robust['sky']['worst_angle_accuracy'])}, orbit consistency "

@@ -4,9 +4,9 @@
 For every data set and model, :func:`run_comparison` trains one run per seed (``TrainConfig.seed``; the
 data seed stays fixed, so every run sees the same images), reads the held-out test metrics and the
 robustness report of the best epoch, and :func:`format_table` writes ONE markdown table: parameters,
-test accuracy and macro AUC (mean and std over seeds), exact invariance error, the seed's 8 x 45 deg
-logit std, worst-angle accuracy, training time, img/s, device and date. A regression comparison
-(``task="axion_mass"`` or ``"subhalo_mass"``) has test R^2, MAE and RMSE in the target's unit, the
+test accuracy and macro AUC (mean and std over seeds), exact invariance error, the EqCvT project's
+8 x 45 deg logit std, worst-angle accuracy, training time, img/s, device and date. A regression
+comparison (``task="axion_mass"`` or ``"subhalo_mass"``) has test R^2, MAE and RMSE in the target's unit, the
 invariance error in that unit and the worst-angle MAE instead.
 """
 
@@ -23,12 +23,12 @@ from ..data.regression import CLASSIFICATION, is_regression
 from ..training.config import TrainConfig
 
 COLUMNS = ("data", "model", "group", "params", "seeds", "test acc", "macro AUC", "invariance err",
-           "seed logit std", "worst-angle acc (turned sky)", "worst-angle acc (resampled)", "train time (s)", "img/s",
+           "8x45 logit std", "worst-angle acc (turned sky)", "worst-angle acc (resampled)", "train time (s)", "img/s",
            "device", "date")
 REGRESSION_COLUMNS = ("data", "model", "group", "params", "seeds", "test R^2", "test MAE", "test RMSE",
                       "invariance err", "worst-angle MAE (turned sky)", "worst-angle MAE (resampled)",
                       "train time (s)", "img/s", "device", "date")
-_AVERAGED = ("accuracy", "auc_macro", "r2", "mae", "rmse", "invariance_error", "seed_logit_std",
+_AVERAGED = ("accuracy", "auc_macro", "r2", "mae", "rmse", "invariance_error", "logit_std_8x45",
              "worst_angle_accuracy", "worst_angle_mae", "sky_worst_angle_accuracy", "sky_worst_angle_mae",
              "train_time_s", "images_per_s")
 
@@ -69,7 +69,7 @@ def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "
                 robust = test.get("robustness") or {}
                 run = {key: test.get(key) for key in ("accuracy", "auc_macro", "r2", "mae", "rmse",
                                                       "invariance_error")}
-                run |= {key: robust.get(key) for key in ("seed_logit_std", "worst_angle_accuracy", "worst_angle_mae")}
+                run |= {key: robust.get(key) for key in ("logit_std_8x45", "worst_angle_accuracy", "worst_angle_mae")}
                 sky = robust.get("sky") or {}
                 run |= {f"sky_{key}": sky.get(key) for key in ("worst_angle_accuracy", "worst_angle_mae")}
                 run |= {"task": result.card["task"]["name"], "train_time_s": result.train_time_s,
@@ -112,14 +112,14 @@ def format_table(rows: list[dict], title: str | None = None) -> str:
     for r in rows:
         cells = [*_lead_cells(r),
                  _pm(r["accuracy"], r["accuracy_std"]), _pm(r["auc_macro"], r["auc_macro_std"]),
-                 _g(r["invariance_error"]), _pm(r["seed_logit_std"], r["seed_logit_std_std"], 3),
+                 _g(r["invariance_error"]), _pm(r["logit_std_8x45"], r["logit_std_8x45_std"], 3),
                  _pm(r["sky_worst_angle_accuracy"], r["sky_worst_angle_accuracy_std"], 3),
                  _pm(r["worst_angle_accuracy"], r["worst_angle_accuracy_std"], 3), *_tail_cells(r)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Test metrics on a held-out split never used for selection (best epoch picked on validation); "
               "AUC: macro one-vs-rest on softmax; invariance err: max relative logit change over the group's "
-              "exact elements; seed logit std: the EqCvT seed's 8 x 45 deg figure; worst-angle acc over "
-              "a circle of angles (every 15 deg): turned sky = the test scenes turned and rendered again (the "
+              "exact elements; 8x45 logit std: the EqCvT project's std of one logit over 8 x 45 deg; worst-angle "
+              "acc over a circle of angles (every 15 deg): turned sky = the test scenes turned and rendered again (the "
               "instrument's own grid and noise, the orientation test proper), resampled = the test pictures turned "
               "by interpolation (masked, supersampled), which also changes the noise texture."]
     return "\n".join(lines) + "\n"

@@ -14,10 +14,11 @@ from eqlens.analysis.equivariance import (
     exact_errors,
     invariance_error,
     layer_equivariance_errors,
+    logit_std_8x45,
     orbit_consistency,
     predictions_over_angles,
+    report_value,
     robustness_report,
-    seed_logit_std,
 )
 from eqlens.groups import circular_mask
 from eqlens.models import create
@@ -119,14 +120,14 @@ def test_non_square_or_empty_inputs_raise():
 
 
 def test_the_seed_std_is_zero_for_a_constant_model():
-    mean, per_image = seed_logit_std(ConstantModel(), images())
+    mean, per_image = logit_std_8x45(ConstantModel(), images())
     assert mean == 0.0
     assert torch.equal(per_image, torch.zeros(4, dtype=per_image.dtype))
 
 
 def test_the_seed_std_sees_the_45_degree_resampling_that_exact_invariance_ignores():
     model, x = OrbitAveraged(plain_cnn(), "C4"), images()
-    mean, per_image = seed_logit_std(model, x)
+    mean, per_image = logit_std_8x45(model, x)
     assert invariance_error(model, x, "C4")["max"] < 1e-5
     assert per_image.shape == (4,) and mean > 1e-5
 
@@ -146,14 +147,24 @@ def test_the_robustness_report_has_stable_keys_and_is_plain_json():
     report = robustness_report(model, x, y, "D4", angles=[45, 90, 135], batch_size=2)
     assert set(report) == {
         "group", "num_images", "invariance_error", "layer_equivariance", "angles_deg", "accuracy_by_angle",
-        "worst_angle_accuracy", "orbit_consistency", "seed_logit_std", "seed_logit_std_per_image",
+        "worst_angle_accuracy", "orbit_consistency", "logit_std_8x45", "logit_std_8x45_per_image",
     }
     json.dumps(report, allow_nan=False)
     assert report["angles_deg"] == [45.0, 90.0, 135.0]
-    assert len(report["accuracy_by_angle"]) == 3 and len(report["seed_logit_std_per_image"]) == 5
+    assert len(report["accuracy_by_angle"]) == 3 and len(report["logit_std_8x45_per_image"]) == 5
     assert report["worst_angle_accuracy"] == min(report["accuracy_by_angle"])
     assert report["invariance_error"] == invariance_error(model, x, "D4", batch_size=2)
     # batching changes only float rounding
     assert report["layer_equivariance"] == pytest.approx(layer_equivariance_errors(model, x, "D4", batch_size=3),
                                                          rel=1e-4)
     assert 0.0 <= report["orbit_consistency"] <= 1.0
+
+
+def test_a_shipped_card_written_before_the_rename_still_gives_its_8x45_logit_std():
+    from pathlib import Path
+
+    card = json.loads((Path(__file__).parents[2] / "checkpoints" / "model_i_gcnn" / "model_card.json").read_text())
+    robustness = card["metrics"]["test"]["robustness"]
+    assert "logit_std_8x45" not in robustness  # written under the former name
+    assert report_value(robustness, "logit_std_8x45") == robustness["seed_logit_std"]
+    assert report_value({"logit_std_8x45": 0.5, "seed_logit_std": 9.0}, "logit_std_8x45") == 0.5
