@@ -15,12 +15,12 @@ as in lucidrains' ``vit_pytorch.cvt`` on which the original EqCvT was built):
 
 Symmetric kernels. Every block takes ``symmetry``: ``None`` for ordinary convolutions, or a
 :class:`~eqlens.groups.Group` whose exact elements (90-deg multiples and flips) every spatial
-kernel is made invariant under (:class:`SymmetricConv2d`, weights shared over pixel orbits).
+kernel is made invariant under (:class:`OrbitSharedConv2d`, weights shared over pixel orbits).
 All other parts of a block are pointwise in space (1x1 convs, LayerNorm, BatchNorm, GELU) or
 treat tokens as a set (attention has no positional encoding; the only positional cue is the
 zero padding of the convolutions, which is as symmetric as the grid), so on centred grids a
 rotation or flip ``g`` of the input grid moves every token grid by ``g`` and the pooled
-features do not change. :class:`SymmetricConv2d` keeps the grids centred: see its docstring.
+features do not change. :class:`OrbitSharedConv2d` keeps the grids centred: see its docstring.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ def kernel_orbits(kernel_size: int, symmetry: Group) -> torch.Tensor:
     return orbit
 
 
-class SymmetricConv2d(nn.Module):
-    """``nn.Conv2d`` whose ``k x k`` kernels are invariant under the exact elements of ``symmetry``.
+class OrbitSharedConv2d(nn.Module):
+    """``nn.Conv2d`` whose ``k x k`` kernels are invariant under the exact elements of ``symmetry``,
+    by sharing one weight over each orbit of kernel taps (compare :class:`eqlens.models.gsa_layers.GroupAveragedConv2d`,
+    which keeps a free kernel and averages it over the group).
 
     Weight sharing by construction: one parameter per (output, input, orbit of kernel taps)
     (a 3x3 kernel under C4 or D4 has 3 free values: centre, edges, corners), expanded to the
@@ -86,7 +88,7 @@ class SymmetricConv2d(nn.Module):
         if kernel_size % 2 == 0:
             raise ValueError(f"symmetric kernels need an odd size, got {kernel_size}")
         if stride not in (1, 2):
-            raise ValueError(f"SymmetricConv2d keeps grids centred for stride 1 or 2, got {stride}")
+            raise ValueError(f"OrbitSharedConv2d keeps grids centred for stride 1 or 2, got {stride}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         self.symmetry_name = symmetry.name
@@ -122,11 +124,11 @@ class SymmetricConv2d(nn.Module):
 def spatial_conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
                  bias: bool = True, symmetry: Group | None = None) -> nn.Module:
     """Every ``k x k`` convolution of the CvT blocks: ``nn.Conv2d`` with padding ``k // 2``, or a
-    :class:`SymmetricConv2d` when ``symmetry`` is given."""
+    :class:`OrbitSharedConv2d` when ``symmetry`` is given."""
     if symmetry is None:
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
                          groups=groups, bias=bias)
-    return SymmetricConv2d(in_channels, out_channels, kernel_size, symmetry, stride=stride, groups=groups, bias=bias)
+    return OrbitSharedConv2d(in_channels, out_channels, kernel_size, symmetry, stride=stride, groups=groups, bias=bias)
 
 
 class ChannelLayerNorm(nn.LayerNorm):

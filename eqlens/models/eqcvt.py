@@ -14,7 +14,7 @@ steerable block is equivariant; the ordinary CvT kernels after group pooling bre
 so its logits change under a 90-deg rotation of the input.
 
 ``eqcvt_inv`` makes every spatial kernel of the CvT stage invariant under the group's exact
-elements (:class:`~eqlens.models.cvt_layers.SymmetricConv2d`: weights shared over kernel-tap
+elements (:class:`~eqlens.models.cvt_layers.OrbitSharedConv2d`: weights shared over kernel-tap
 orbits, odd kernels, centred stride-2 grids) and is exactly invariant, ``f(g . x) = f(x)`` up to
 float noise, for every exact ``g`` (90-deg multiples for C_N, and flips for D_N; C8 and D8 are
 exact on their 90-deg subgroup) **on inputs with odd H and W** (on even sizes a stride-2 grid

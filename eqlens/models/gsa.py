@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..groups import Group
-from .gsa_layers import GroupAttentionBlock, LiftingSelfAttention, SymmetrisedConv2d
+from .gsa_layers import GroupAttentionBlock, GroupAveragedConv2d, LiftingSelfAttention
 from .inspection import LensModel, Tap
 from .registry import register
 
@@ -51,7 +51,7 @@ class GSANet(LensModel):
         super().__init__()
         self.group = group
         order = group.order
-        self.stem = SymmetrisedConv2d(group, 1, stem_channels, stem_stride or default_stem_stride(image_size))
+        self.stem = GroupAveragedConv2d(group, 1, stem_channels, stem_stride or default_stem_stride(image_size))
         # the min-max input is mostly ~0 sky and the symmetrised kernels are small, so the raw stem
         # output is ~1e-2 and the attention above it starts uniform, its output a constant bias;
         # normalising over channels and space per image (statistics a rotation leaves alone) fixes the scale.

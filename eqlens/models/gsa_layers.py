@@ -307,9 +307,11 @@ class GroupAttentionBlock(nn.Module):
         return x + self.ff(self.norm_ff(x))
 
 
-class SymmetrisedConv2d(nn.Module):
+class GroupAveragedConv2d(nn.Module):
     """Strided convolution ``[B, C_in, H, W] -> [B, C_out, T, T']`` whose kernels are averaged over
-    the group's exact elements (90-deg rotations, and flips for D_N), so it commutes with them.
+    the group's exact elements (90-deg rotations, and flips for D_N), so it commutes with them: a free
+    kernel projected onto the invariant ones at every call (compare
+    :class:`eqlens.models.cvt_layers.OrbitSharedConv2d`, whose parameters are the orbit values themselves).
 
     The stride ``s`` is odd and the input is zero-padded symmetrically so that the windows tile the
     frame symmetrically about its centre: a 90-deg rotation or a flip of the input then maps the

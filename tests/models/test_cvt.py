@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from eqlens.groups import act_on_image, get_group
 from eqlens.models import count_parameters, create
 from eqlens.models.cvt import CvT
-from eqlens.models.cvt_layers import SymmetricConv2d, kernel_orbits
+from eqlens.models.cvt_layers import OrbitSharedConv2d, kernel_orbits
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -73,7 +73,7 @@ def test_kernel_taps_fall_into_the_orbits_of_the_exact_group_elements(group, ker
 
 
 def test_a_symmetric_conv_has_one_weight_per_kernel_orbit_and_its_kernel_is_invariant():
-    conv = SymmetricConv2d(4, 6, 3, get_group("D4"), groups=2)
+    conv = OrbitSharedConv2d(4, 6, 3, get_group("D4"), groups=2)
     assert conv.weight.shape == (6, 2, 3) and conv.kernel().shape == (6, 2, 3, 3)
     for g in get_group("D4").exact_elements:
         assert torch.equal(act_on_image(conv.kernel(), g), conv.kernel())
@@ -84,7 +84,7 @@ def test_a_symmetric_conv_has_one_weight_per_kernel_orbit_and_its_kernel_is_inva
 def test_a_symmetric_conv_commutes_with_exact_elements_and_keeps_odd_grids_odd(half, stride, group):
     size = 2 * half + 1
     torch.manual_seed(half)
-    conv = SymmetricConv2d(2, 3, 3, get_group(group), stride=stride)
+    conv = OrbitSharedConv2d(2, 3, 3, get_group(group), stride=stride)
     x = torch.randn(1, 2, size, size)
     with torch.no_grad():
         y = conv(x)

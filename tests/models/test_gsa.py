@@ -12,9 +12,9 @@ from eqlens.models import count_parameters, create
 from eqlens.models.gsa import default_stem_stride
 from eqlens.models.gsa_layers import (
     GroupAttentionBlock,
+    GroupAveragedConv2d,
     GroupSelfAttention,
     LiftingSelfAttention,
-    SymmetrisedConv2d,
     act_on_offsets,
 )
 
@@ -95,7 +95,7 @@ def test_attention_block_with_norms_and_feed_forward_commutes_with_the_regular_a
 def test_symmetrised_stem_commutes_with_exact_elements_on_odd_and_even_sizes(stride, size):
     G = get_group("D4")
     torch.manual_seed(4)
-    stem = SymmetrisedConv2d(G, 1, 4, stride)
+    stem = GroupAveragedConv2d(G, 1, 4, stride)
     x = torch.randn(2, 1, size, size)
     with torch.no_grad():
         out = stem(x)
@@ -223,6 +223,6 @@ def test_layers_refuse_shapes_they_cannot_handle():
     with pytest.raises(ValueError):
         GroupSelfAttention(G, 4, 4, heads=2)(torch.randn(1, 4, 8, 5, 5))
     with pytest.raises(ValueError):
-        SymmetrisedConv2d(G, 1, 4, stride=2)
+        GroupAveragedConv2d(G, 1, 4, stride=2)
     with pytest.raises(ValueError):
         tiny_model("C4", 16)(torch.randn(1, 3, 16, 16))
