@@ -18,8 +18,9 @@ import torch
 
 from app import settings
 from app.regression import RegressionTask, regression_task
+from eqlens.checkpoint import ModelCard
 from eqlens.errors import CheckpointError
-from eqlens.groups import Group, get_group
+from eqlens.groups import DEFAULT_GROUP, Group, get_group
 
 DEFAULT_CLASS_NAMES = ("axion", "cdm", "no_sub")  # eqlens.simulation order (alphabetical)
 
@@ -41,7 +42,8 @@ class LoadedModel:
     image_size: int
     group: Group
     trained: bool
-    card: dict = field(default_factory=dict)
+    # What the model takes and decodes; an untrained model's says only that (no data, no metrics).
+    card: ModelCard | None = None
     # The card's regression task (one output in physical units); None for a classifier.
     regression: RegressionTask | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -55,28 +57,27 @@ class LoadedModel:
         return (self.model.build_config or {}).get("name", "?")
 
 
-def _card_dict(card) -> dict:
-    if card is None:
-        return {}
-    if isinstance(card, dict):
-        return card
-    if hasattr(card, "to_dict"):
-        return card.to_dict()
-    return dict(vars(card))
+def untrained_card(model, group: Group) -> ModelCard:
+    """The card of a freshly built model: its build, the default class names, its whole frame at its
+    size with the circular mask (as training would feed it); no data, no metrics."""
+    from eqlens.checkpoint import make_card
+    from eqlens.data.transforms import InputSpec
 
-
-def _wrap(key: str, label: str, model, card, trained: bool) -> LoadedModel:
-    card = _card_dict(card)
     config = model.build_config or {}
     num_classes = int(config.get("num_classes", 3))
-    names = tuple(card.get("class_names") or ())
-    if len(names) != num_classes:
-        names = DEFAULT_CLASS_NAMES if num_classes == 3 else tuple(f"class {i}" for i in range(num_classes))
-    group = model.group or get_group(config.get("group", "C4"))
+    names = DEFAULT_CLASS_NAMES if num_classes == 3 else tuple(f"class {i}" for i in range(num_classes))
+    spec = InputSpec(int(config.get("image_size", 65)), None, True)
+    return ModelCard.from_json(make_card(model, class_names=names, group=group.name, data={}, training={},
+                                         input_spec=spec.to_record()), "untrained model")
+
+
+def _wrap(key: str, label: str, model, card: ModelCard | None, trained: bool) -> LoadedModel:
+    config = model.build_config or {}
+    group = model.group or get_group(config.get("group") or DEFAULT_GROUP)
+    card = card if card is not None else untrained_card(model, group)
     model.eval()
-    crop = (card.get("input") or {}).get("crop")
-    return LoadedModel(key, label, model.to(settings.device()), names, int(config.get("image_size", 65)),
-                       group, trained, card, regression_task(card), crop=crop)
+    return LoadedModel(key, label, model.to(settings.device()), card.class_names, card.input.image_size,
+                       group, trained, card, regression_task(card), crop=card.input.crop)
 
 
 def checkpoint_paths(folder: Path | None = None) -> list[Path]:
@@ -178,22 +179,21 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
     found = [ModelEntry(f"ckpt:{p}", f"{p.stem} ({run_status(p).label})") for p in paths]
     found += [ModelEntry(key, f"{name} (uploaded)") for key, (name, _) in (uploaded or {}).items()]
     for name in names():
-        group = "C4" if spec(name).uses_group else "C1"
+        group = DEFAULT_GROUP if spec(name).uses_group else "C1"
         found.append(ModelEntry(untrained_key(name, group), f"{name} (untrained)"))
     return found
 
 
-def _card_on_disk(path: Path) -> dict:
-    """The model card beside a checkpoint folder's weights ({} for a single file or an unreadable card)."""
+def _card_on_disk(path: Path) -> ModelCard | None:
+    """The model card beside a checkpoint folder's weights (None for a single file or an unreadable card)."""
     import json
 
     from eqlens.checkpoint import CARD_FILE
 
     try:
-        card = json.loads((path / CARD_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return card if isinstance(card, dict) else {}
+        return ModelCard.from_json(json.loads((path / CARD_FILE).read_text()), str(path / CARD_FILE))
+    except (OSError, ValueError, CheckpointError):
+        return None
 
 
 def partner_index(first: LoadedModel | None, uploaded: dict | None = None) -> int:
@@ -202,13 +202,12 @@ def partner_index(first: LoadedModel | None, uploaded: dict | None = None) -> in
     model), else the first other entry."""
     options = entries(uploaded)
     if first is not None:
-        data = (first.card.get("data") or {}).get("spec")
+        data = first.card.data.get("spec") if first.card is not None else None
         for i, entry in enumerate(options):
             if entry.key == first.key or not entry.key.startswith("ckpt:"):
                 continue
             card = _card_on_disk(Path(entry.key.partition(":")[2]))
-            same_data = (card.get("data") or {}).get("spec") == data
-            if same_data and tuple(card.get("class_names") or ()) == first.class_names:
+            if card is not None and card.data.get("spec") == data and card.class_names == first.class_names:
                 return i
     others = [i for i, entry in enumerate(options) if first is None or entry.key != first.key]
     return others[0] if others else 0
@@ -259,7 +258,7 @@ def load(key: str, uploaded: dict | None = None) -> LoadedModel:
         return _load_bytes(key, name, data)
     if kind == "untrained":
         name, _, group = rest.partition(":")
-        return _build_untrained(name, group or "C4", settings.UNTRAINED_IMAGE_SIZE, len(DEFAULT_CLASS_NAMES))
+        return _build_untrained(name, group or DEFAULT_GROUP, settings.UNTRAINED_IMAGE_SIZE, len(DEFAULT_CLASS_NAMES))
     raise CheckpointError(f"unknown model entry {key!r}")
 
 

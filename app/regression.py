@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from eqlens.training.targets import TargetScaler, card_task, is_regression
+from eqlens.checkpoint import ModelCard
+from eqlens.training.targets import TargetScaler
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,12 @@ class RegressionTask:
         return ((truth or {}).get("targets") or {}).get(self.task)
 
 
-def regression_task(card: Mapping) -> RegressionTask | None:
-    """The card's regression task, None for a classifier (or a card without a task).
-    Raises CheckpointError for an unknown task or a bad normalisation (as loading does)."""
-    task, scaler = card_task(card or {})
-    if not is_regression(task):
+def regression_task(card: ModelCard | None) -> RegressionTask | None:
+    """The card's regression task, None for a classifier (or no card)."""
+    if card is None or card.scaler is None:
         return None
-    record = card.get("task") or {}
-    return RegressionTask(task, str(record.get("target", task)), str(record.get("unit", "")), scaler)
+    return RegressionTask(card.task, str(card.task_record.get("target", card.task)), str(card.unit or ""),
+                          card.scaler)
 
 
 def exact_change(angles: np.ndarray, values: np.ndarray) -> float | None:

@@ -135,7 +135,7 @@ def lens_selector(prefix: str, follow: catalog.LoadedModel | None = None) -> len
 def _follow_model_data(prefix: str, loaded: catalog.LoadedModel) -> None:
     """Set the Simulation choice to the model's training data once per model change (before the
     widget exists, as Streamlit requires)."""
-    data = (loaded.card.get("data") or {}).get("spec")
+    data = loaded.card.data.get("spec") if loaded.card is not None else None
     followed = f"{prefix}_sim_followed"
     if st.session_state.get(followed) == loaded.key:
         return

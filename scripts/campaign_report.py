@@ -16,26 +16,32 @@ import argparse
 import json
 from pathlib import Path
 
+from eqlens.checkpoint import ModelCard
 
-def latest_card(run: Path) -> dict:
+
+def _read(path: Path) -> ModelCard:
+    return ModelCard.from_json(json.loads(path.read_text()), str(path))
+
+
+def latest_card(run: Path) -> ModelCard:
     for path in (run / "last" / "model_card.json", run / "model_card.json"):
         if path.is_file():
-            return json.loads(path.read_text())
+            return _read(path)
     raise SystemExit(f"{run}: no model card")
 
 
-def best_card(run: Path) -> dict:
+def best_card(run: Path) -> ModelCard:
     path = run / "model_card.json"
     if not path.is_file():
         raise SystemExit(f"{run}: no best checkpoint yet")
-    return json.loads(path.read_text())
+    return _read(path)
 
 
-def curve_rows(card: dict) -> list[tuple[int, int, float, float, float]]:
+def curve_rows(card: ModelCard) -> list[tuple[int, int, float, float, float]]:
     """(epoch, images seen, CPU hours, val accuracy, val AUC) per epoch; CPU time counts training and
     validation (``time_s`` of the epoch plus its share of the run's validation time)."""
-    history = card["history"]
-    training = card["training"]
+    history = card.history
+    training = card.training
     wall = float(training.get("wall_time_s") or training["train_time_s"])
     train_total = sum(h["time_s"] for h in history) or 1.0
     val_share = max(wall - train_total, 0.0) / len(history)  # validation time, spread evenly
@@ -66,11 +72,11 @@ def curve(run: Path, png: Path | None) -> None:
         ax.plot(seen, [r[3] for r in rows], "o-", ms=3, label="validation accuracy (1500 lenses)")
         ax.plot(seen, [r[4] for r in rows], "s-", ms=3, label="validation macro AUC")
         for (epoch, _, _, acc, _), x in zip(rows, seen, strict=True):
-            if card["history"][epoch - 1].get("bn_recalibrated"):
+            if card.history[epoch - 1].get("bn_recalibrated"):
                 ax.plot([x], [acc], "o", ms=7, mfc="none", mec="C3")
         ax.plot([], [], "o", ms=7, mfc="none", mec="C3", label="validated with recalibrated batch norm")
         best = best_card(run) if (run / "model_card.json").is_file() else None
-        test = (best or {}).get("metrics", {}).get("test") if best else None
+        test = best.metrics.get("test") if best is not None else None
         if test:
             ax.axhline(test["accuracy"], color="C2", ls="--", lw=1,
                        label=f"held-out test accuracy of the best epoch ({test['n']} lenses): {test['accuracy']:.3f}")
@@ -80,18 +86,16 @@ def curve(run: Path, png: Path | None) -> None:
         ax.set_ylim(0.4, 1.0)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-        name = card["model"]["name"]
-        ax.set_title(f"{name} ({card['model']['parameters']:,} parameters) on fresh Model I lenses")
+        ax.set_title(f"{card.name} ({card.parameters:,} parameters) on fresh Model I lenses")
         fig.tight_layout()
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png)
         print(f"wrote {png}")
 
 
-def describe_input(card: dict) -> str:
-    spec = card["input"]
-    crop = spec.get("crop")
-    return f"native {crop} px crop" if crop else f"150 px frame resized to {spec['image_size']} px"
+def describe_input(card: ModelCard) -> str:
+    crop = card.input.crop
+    return f"native {crop} px crop" if crop else f"150 px frame resized to {card.input.image_size} px"
 
 
 def runs(folders: list[Path]) -> None:
@@ -100,12 +104,12 @@ def runs(folders: list[Path]) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in folders:
         card, best = latest_card(run), best_card(run)
-        training = card["training"]
-        test = best["metrics"].get("test") or {}
-        val = best["metrics"]["val"]
+        training = card.training
+        test = best.metrics.get("test") or {}
+        val = best.metrics["val"]
         minutes = float(training.get("wall_time_s") or training["train_time_s"]) / 60
-        print(f"| {describe_input(card)} | {card['input']['image_size']} | {training['images_seen']:,} | {minutes:.1f} "
-              f"| {training['epochs_done']} ({best['training']['best_epoch']}) | {val['accuracy']:.4f} "
+        print(f"| {describe_input(card)} | {card.input.image_size} | {training['images_seen']:,} | {minutes:.1f} "
+              f"| {training['epochs_done']} ({best.training['best_epoch']}) | {val['accuracy']:.4f} "
               f"| {test.get('accuracy', float('nan')):.4f} | {test.get('auc_macro', float('nan')):.4f} "
               f"| {test.get('n', '-')} |")
 

@@ -10,27 +10,28 @@ import sys
 from pathlib import Path
 
 from eqlens.analysis.equivariance import report_value
+from eqlens.checkpoint import ModelCard
+from eqlens.data.transforms import InputSpec
 
 
 def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _input(spec: dict) -> str:
+def _input(spec: InputSpec) -> str:
     """The model's input side, with the native crop it was taken from when there is one."""
-    crop = spec.get("crop")
-    return f"{spec['image_size']} (crop {crop})" if crop else str(spec["image_size"])
+    return f"{spec.image_size} (crop {spec.crop})" if spec.crop else str(spec.image_size)
 
 
 def rows(folder: Path):
     for card_path in sorted(folder.glob("*/model_card.json")):
-        card = json.loads(card_path.read_text())
-        test = card["metrics"].get("test") or {}
+        card = ModelCard.from_json(json.loads(card_path.read_text()), str(card_path))
+        test = card.metrics.get("test") or {}
         robust = test.get("robustness") or {}
-        training = card["training"]
+        training = card.training
         yield (
-            card_path.parent.name, card["model"]["name"], card["group"], f"{card['model']['parameters']:,}",
-            card["data"].get("spec", "-"), _input(card["input"]),
+            card_path.parent.name, card.name, card.group, f"{card.parameters:,}",
+            card.data.get("spec", "-"), _input(card.input),
             str(test.get("n", "-")), fmt(test.get("accuracy"), ".3f"), fmt(test.get("auc_macro"), ".4f"),
             fmt((robust.get("invariance_error") or {}).get("max"), ".1e"),
             fmt(robust.get("worst_angle_accuracy"), ".3f"), fmt(report_value(robust, "logit_std_8x45"), ".3f"),

@@ -23,14 +23,13 @@ def migrate(folder: Path) -> bool:
     before_tensors, card = read_checkpoint(folder)
     model, _ = load_checkpoint(folder)
     full = dict(model.build_config)
-    if card["model"]["build_config"] == full:
+    if card.build_config == full:
         return False
     size = int(full["image_size"])
     x = torch.rand(4, 1, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = model.eval()(x)
-    card["model"]["build_config"] = full
-    write_checkpoint(folder, model, card)
+    write_checkpoint(folder, model, card.replace(build_config=full))
     after_tensors, _ = read_checkpoint(folder)
     again, _ = load_checkpoint(folder)
     with torch.no_grad():

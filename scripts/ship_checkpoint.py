@@ -33,10 +33,10 @@ def main() -> None:
     report = evaluate_checkpoint(args.run, split="test", robustness_size=args.robustness_size,
                                  batch_size=args.batch_size, device="cpu")
     summary = {k: v for k, v in card_summary(report).items() if k not in ("checkpoint", "data")}
-    card["metrics"] = {**card.get("metrics", {}), "test": summary}
+    card = card.replace(metrics={**card.metrics, "test": summary})
     write_checkpoint(args.dest, model, card)
-    print(f"shipped {args.run} (best epoch {card['training']['best_epoch']}, complete: "
-          f"{card['training'].get('complete', True)}) to {args.dest}: test accuracy {summary['accuracy']:.4f}, "
+    print(f"shipped {args.run} (best epoch {card.training['best_epoch']}, complete: "
+          f"{card.complete}) to {args.dest}: test accuracy {summary['accuracy']:.4f}, "
           f"macro AUC {summary['auc_macro']:.4f} on {summary['n']} held-out lenses")
 
 

@@ -22,7 +22,7 @@ from app.components.scrub import scrub
 from eqlens.analysis import activations
 from eqlens.analysis import attention as attention_lib
 from eqlens.analysis import attribution as attribution_lib
-from eqlens.groups import get_group
+from eqlens.groups import DEFAULT_GROUP, get_group
 
 ANGLE = "explore_angle"
 VIEWS = compute.SCRUB_VIEWS
@@ -41,7 +41,7 @@ def angle_controls(loaded: LoadedModel) -> float:
     angle = st.slider("Rotation (deg, counter-clockwise), computed precisely on the server", 0.0, 359.0, step=1.0,
                       key=ANGLE)
     # A plain model has no group of its own: offer the pixel-exact 90-deg turns.
-    reference = group if group.order_rotations >= 4 else get_group("C4")
+    reference = group if group.order_rotations >= 4 else get_group(DEFAULT_GROUP)
     exact = [g for g in reference.elements if not g.flip]
     cols = st.columns([1.4] + [1] * len(exact) + [max(1, 12 - len(exact))])
     cols[0].caption(f"{reference.name} angles")

@@ -7,7 +7,7 @@ import torch
 
 from app import catalog, compute, figures, lenses, settings, widgets
 from eqlens.analysis import activations
-from eqlens.groups import SUPPORTED_GROUPS, act_on_image, get_group
+from eqlens.groups import DEFAULT_GROUP, SUPPORTED_GROUPS, act_on_image, get_group
 
 
 def section_group_acts(x: torch.Tensor, group) -> None:
@@ -71,7 +71,7 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
     choice = st.selectbox("invariant model to compare", invariant, key="learn_invariant") if invariant else None
     curves = {}
     for name in ["cnn", choice] if choice else ["cnn"]:
-        group = "C4" if spec(name).uses_group else "C1"
+        group = DEFAULT_GROUP if spec(name).uses_group else "C1"
         loaded = catalog.load(catalog.untrained_key(name, group))
         x = lenses.prepared(x_lens, loaded.image_size, loaded.crop)
         result = compute.orbit_of(loaded, x)

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import streamlit as st
-import torch
 
 from app import card_panel, figures, lenses, settings, state, widgets
 from app.catalog import LoadedModel
@@ -24,36 +23,29 @@ DATA, SEED, FOLLOWED = "mis_data", "mis_seed", "mis_data_followed"
 
 
 def evaluate(loaded: LoadedModel, data: str, size: int, data_seed: int) -> dict:
-    """Predictions chunk by chunk (for the progress bar), then eqlens's metrics on the whole set."""
+    """eqlens's predictions (a progress bar per batch), then its metrics on the whole set."""
+    from eqlens.checkpoint import predict
     from eqlens.data.splits import resolve_eval_dataset
-    from eqlens.training.evaluate import predict
     from eqlens.training.metrics import classification_report, reliability, softmax
 
     dataset = resolve_eval_dataset(data, "test", loaded.image_size, list(loaded.class_names), size=size,
                                    data_seed=data_seed, device="cpu", crop=loaded.crop)
     bar = st.progress(0.0, text="evaluating...")
-    logits, labels = [], []
-    for start in range(0, len(dataset), CHUNK):
-        part = torch.utils.data.Subset(dataset, list(range(start, min(start + CHUNK, len(dataset)))))
-        with loaded.lock:
-            z, y, _ = predict(loaded.model, part, batch_size=CHUNK, device=settings.device(), mask=loaded_mask(loaded))
-        logits.append(z)
-        labels.append(y)
-        done = min(start + CHUNK, len(dataset))
-        bar.progress(done / len(dataset), text=f"evaluating: {done} / {len(dataset)} images")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"evaluating: {done} / {total} images")
+
+    with loaded.lock:
+        result = predict(loaded.model, loaded.card, dataset, batch_size=CHUNK, device=settings.device(),
+                         progress=progress)
     bar.empty()
-    logits = torch.cat(logits)
-    probs, labels = softmax(logits), torch.cat(labels).numpy()
+    logits = result.outputs
+    probs, labels = softmax(logits), result.labels.numpy()
     report = classification_report(probs, labels, list(loaded.class_names))
     report["calibration"] = reliability(probs, labels, bins=settings.CALIBRATION_BINS)
     report.update(probabilities=np.asarray(probs), logits=logits.float().numpy(), labels=labels, dataset=dataset,
                   model_key=loaded.key, data_seed=int(data_seed))
     return report
-
-
-def loaded_mask(loaded: LoadedModel) -> bool:
-    facts = card_panel.card_facts(loaded.card)
-    return facts.circular_mask if facts is not None else False
 
 
 # ---- the test data follows the model ---------------------------------------------------------------

@@ -25,13 +25,12 @@ and hands back CPU tensors or plain floats. Five measures, kept apart on purpose
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from ..groups import Group, GroupElement, act_on_group_channels, act_on_image, get_group, rotate
-from ..models.inspection import LensModel
+from ..groups import DEFAULT_GROUP, Group, GroupElement, act_on_group_channels, act_on_image, get_group, rotate
+from ..models.inspection import LensModel, eval_mode
 
 DEFAULT_ANGLES = tuple(range(0, 360, 15))
 """Angles (deg) of :func:`robustness_report`: every 15 deg, so each 90 deg multiple is in."""
@@ -55,18 +54,6 @@ PLAIN_ROTATION = " (plain rotation)"
 
 FEATURES_KEY = "features (invariance)"
 """Key of :func:`layer_equivariance_errors` for the pre-logit features, compared with ``F(x)``."""
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no gradients inside the block; the model's train/eval mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -97,7 +84,7 @@ def _check_images(x: torch.Tensor) -> torch.Tensor:
 def _resolve_group(model: nn.Module, group: str | Group | None) -> Group:
     if group is not None:
         return get_group(group)
-    return getattr(model, "group", None) or get_group("C4")
+    return getattr(model, "group", None) or get_group(DEFAULT_GROUP)
 
 
 def _batches(model: nn.Module, x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -154,7 +141,7 @@ def _orbit_errors(model: nn.Module, x: torch.Tensor, group: Group, batch_size: i
     elements = _nontrivial_exact_elements(group)
     logit_parts: list[torch.Tensor] = []
     tap_parts: dict[str, list[torch.Tensor]] = {}
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         for chunk in _batches(model, x, batch_size):
             ref_logits, ref_taps = _outputs(model, chunk)
             chunk_logits, chunk_taps = [], {key: [] for key in ref_taps}
@@ -239,7 +226,7 @@ def predictions_over_angles(model: nn.Module, x: torch.Tensor, angles_deg: Itera
     the disk inscribed in the frame, so all angles see the same pixels."""
     angles = _angle_list(angles_deg)
     parts = []
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         for chunk in _batches(model, x, batch_size):
             copies = [rotate(chunk, a, supersample=supersample, mask=True) for a in angles]
             parts.append(torch.stack([model(c).softmax(dim=-1).float().cpu() for c in copies]))
@@ -294,7 +281,7 @@ def logit_std_8x45(model: nn.Module, x: torch.Tensor, logit_index: int = 0,
     Returns (mean over images, per-image values ``[B]``). It mixes exact and resampled angles and
     scales with the size of the logits, so it is a comparison figure, not a test of invariance."""
     values = []
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         for chunk in _batches(model, x, batch_size):
             logits = torch.stack([model(rotate(chunk, a, supersample=1, mask=False))[:, logit_index]
                                   for a in ANGLES_8X45])  # [8, b]

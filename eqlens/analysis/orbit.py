@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..groups import Group, get_group, rotate
+from ..models.inspection import eval_mode
 from .equivariance import relative_error
 
 
@@ -64,7 +65,7 @@ def rotated_copies(x: torch.Tensor, angles, mask: bool = True, supersample: int 
 def compute_orbit(model, x: torch.Tensor, angles, mask: bool = True, supersample: int = 2,
                   batch_size: int | None = None) -> OrbitResult:
     """Logits and probabilities of ``model`` over every rotation of ``x``, one forward per batch
-    (``batch_size=None``: all angles at once). The model is put in eval mode."""
+    (``batch_size=None``: all angles at once). Runs in eval mode (the model's mode is restored)."""
     device = next(iter(model.parameters())).device
     return orbit_of_copies(model, rotated_copies(x.to(device), angles, mask, supersample), angles, batch_size)
 
@@ -72,14 +73,13 @@ def compute_orbit(model, x: torch.Tensor, angles, mask: bool = True, supersample
 def orbit_of_copies(model, copies: torch.Tensor, angles, batch_size: int | None = None) -> OrbitResult:
     """The orbit of ready copies ``[A, 1, H, W]``, copy ``a`` being the lens at ``angles[a]``: e.g. the
     scene turned and rendered again (``SimulatedLensDataset.turned_batch``), which keeps the pixel
-    noise that resampling a picture would smooth. The model is put in eval mode."""
+    noise that resampling a picture would smooth. Runs in eval mode (the model's mode is restored)."""
     angles = np.asarray(angles, dtype=np.float64)
     if copies.dim() != 4 or copies.shape[0] != len(angles):
         raise ValueError(f"need one copy [A, 1, H, W] per angle ({len(angles)}), got {tuple(copies.shape)}")
-    model.eval()
     copies = copies.to(next(iter(model.parameters())).device)
     chunks = [copies] if batch_size is None else list(copies.split(batch_size))
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         logits = torch.cat([model(chunk) for chunk in chunks]).float().cpu()
     return OrbitResult(angles, logits.numpy(), torch.softmax(logits, dim=-1).numpy())
 

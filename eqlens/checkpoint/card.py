@@ -1,19 +1,35 @@
-"""The model card: what rebuilds, feeds and judges a model, as plain data, checked in one place.
+"""The model card: what rebuilds, feeds and judges a model, read in one place.
 
-:func:`make_card` writes it, :func:`validate_card` is the one place its types and ranges are checked
-(an uploaded card is untrusted).
+A card is JSON on disk (``model_card.json``, and embedded in ``model.safetensors``); in memory it is a
+:class:`ModelCard`, the one reader of that JSON: :meth:`ModelCard.from_json` checks every type and range
+once (an uploaded card is untrusted) and fills in what older cards leave out, so nobody else looks
+into the JSON or repeats a default.
+
+    card = ModelCard.from_json(json.loads(text), "model_card.json")
+    card.name, card.build_config, card.group, card.class_names   # "gcnn", {...}, "C4", ("axion", ...)
+    card.input.image_size, card.input.crop, card.input.circular_mask
+    probabilities = card.decode(model(card.prepare(raw_images)))  # [B, K]; regression: physical [B]
+
+:func:`make_card` writes the JSON of a freshly trained model.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as _dt
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from numbers import Integral
+from typing import Any
+
+import torch
 
 from .. import __version__
+from ..data.transforms import InputSpec
 from ..errors import CheckpointError, DataError
 from ..training.jsonio import dumps, jsonable
-from ..training.targets import card_task
+from ..training.targets import CLASSIFICATION, TASKS, TargetScaler, is_regression
 
 FORMAT = "eqlens-checkpoint"
 FORMAT_VERSION = 1
@@ -22,6 +38,11 @@ FORMAT_VERSION = 1
 MAX_CARD_IMAGE_SIZE = 512
 MAX_CLASSES = 1000
 MAX_BUILD_CONFIG_CHARS = 20_000
+# Every card training ever wrote states its mask, and training's default has always been the mask
+# (TrainConfig.circular_mask): a card that says nothing was masked.
+DEFAULT_CIRCULAR_MASK = True
+_KNOWN_KEYS = ("format", "format_version", "eqlens_version", "created", "model", "group", "task", "class_names",
+               "input", "data", "training", "metrics", "history")
 
 
 def make_card(model, *, class_names, group: str, data: dict, training: dict, metrics: dict | None = None,
@@ -92,14 +113,14 @@ def _validate_build(build: Mapping, source: str) -> None:
                               f"[1, {MAX_CARD_IMAGE_SIZE}], got {_short(size)}")
 
 
-def _validate_input(card: Mapping, build: Mapping, source: str) -> dict:
-    """The card's ``input`` record checked by :class:`InputSpec` (the one reader of it), returned complete
-    (a card without it, older than the record: the build size, no crop, no mask)."""
-    from ..data.transforms import InputSpec
-
+def _validate_input(card: Mapping, build: Mapping, source: str) -> InputSpec:
+    """The card's ``input`` record as an :class:`InputSpec` (a card without it: the build size, no crop,
+    :data:`DEFAULT_CIRCULAR_MASK`)."""
     record = card.get("input")
     if record is None:
         record = {}
+    if isinstance(record, Mapping) and "circular_mask" not in record:
+        record = {**record, "circular_mask": DEFAULT_CIRCULAR_MASK}
     try:
         spec = InputSpec.from_record(record, build.get("image_size"))
     except DataError as err:
@@ -110,17 +131,37 @@ def _validate_input(card: Mapping, build: Mapping, source: str) -> dict:
     if build.get("image_size") is not None and build["image_size"] != spec.image_size:
         raise CheckpointError(f"{source}: input.image_size {spec.image_size} differs from the model's "
                               f"build_config.image_size {build['image_size']}")
-    return {**record, **spec.to_record()}
+    return spec
 
 
-def validate_card(card, source: str = "checkpoint") -> dict:
-    """Return ``card`` if it is one of ours, else raise :class:`CheckpointError` saying why.
 
-    The one place a card's types and ranges are checked (an uploaded card is untrusted): format,
-    ``model.build_config`` (name, ``num_classes`` in [1, MAX_CLASSES], group, ``image_size`` in
-    [1, MAX_CARD_IMAGE_SIZE]), ``class_names``, ``group``, ``task`` and ``input`` (through
-    :class:`eqlens.data.transforms.InputSpec`; returned complete, so readers need no defaults), and the
-    container types of ``training``, ``metrics``, ``history`` and ``data``."""
+
+def _validate_task(card: Mapping, names: list, source: str) -> tuple[str, TargetScaler | None, dict]:
+    """``(task, scaler, record)`` of a card (scaler None for classification; cards older than tasks are
+    classification), the record complete (a regression's ``target`` and ``unit``)."""
+    record = card.get("task") or {"name": CLASSIFICATION}
+    task = record.get("name") if isinstance(record, Mapping) else None
+    if task not in TASKS:
+        raise CheckpointError(f"{source}: unknown task {task!r} in the model card (known: {', '.join(TASKS)})")
+    if not is_regression(task):
+        return task, None, {**record, "name": task}
+    try:
+        scaler = TargetScaler.from_dict(record["normalisation"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: the {task} model card has no valid target normalisation ({err})") from None
+    if len(names) != 1:
+        raise CheckpointError(f"{source}: a {task} model has one output, the card names {len(names)}")
+    from ..data.regression import get_target
+
+    target = get_target(task)
+    return task, scaler, {"target": target.name, "unit": target.unit, **record, "normalisation": scaler.to_dict()}
+
+
+def _validate(card, source: str) -> None:
+    """Raise :class:`CheckpointError` saying why ``card`` is not one of ours: format, ``model.build_config``
+    (name, ``num_classes`` in [1, MAX_CLASSES], group, ``image_size`` in [1, MAX_CARD_IMAGE_SIZE]),
+    ``class_names``, ``group``, and the container types of ``training``, ``metrics``, ``history`` and
+    ``data`` (``input`` and ``task``: :func:`_validate_input`, :func:`_validate_task`)."""
     if not isinstance(card, Mapping) or card.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not an eqlens checkpoint (no '{FORMAT}' model card)")
     version = card.get("format_version")
@@ -150,7 +191,147 @@ def validate_card(card, source: str = "checkpoint") -> dict:
     complete = (card.get("training") or {}).get("complete")
     if complete is not None and not isinstance(complete, bool):
         raise CheckpointError(f"{source}: training.complete must be true or false, got {_short(complete)}")
-    task, scaler = card_task(card, source)
-    if scaler is not None and len(names) != 1:
-        raise CheckpointError(f"{source}: a {task} model has one output, the card names {len(names)}")
-    return {**card, "input": _validate_input(card, build, source)}
+    for key in ("eqlens_version", "created"):
+        if card.get(key) is not None and not isinstance(card[key], str):
+            raise CheckpointError(f"{source}: the card's {key} must be text, got {_short(card[key])}")
+    parameters = card["model"].get("parameters")
+    if parameters is not None and not (_is_int(parameters) and parameters >= 0):
+        raise CheckpointError(f"{source}: model.parameters must be a count, got {_short(parameters)}")
+
+
+def _plain(value):
+    """A deep copy as plain JSON containers: a card never shares a mutable object with its source."""
+    return copy.deepcopy(jsonable(value))
+
+
+@dataclass(frozen=True, eq=False)
+class ModelCard:
+    """A checkpoint's model card, validated (:meth:`from_json`) and typed; the one reader of card JSON.
+
+    ``name``, ``build_config`` (what :func:`eqlens.models.create_from_config` rebuilds the model from),
+    ``parameters``; ``group``: the symmetry group the run used (None when the card names none);
+    ``class_names``: the outputs' names (a regression card: its one output); ``input``: how the model
+    takes images (:class:`eqlens.data.transforms.InputSpec`); ``task`` and ``scaler`` (None for
+    classification) with ``task_record`` (the ``task`` JSON: target, unit, normalisation); ``data``,
+    ``training``, ``metrics``, ``history``: the run's records as JSON containers (read them, do not
+    change them: :func:`dataclasses.replace` makes a changed card); ``extra``: top-level keys this
+    eqlens does not know, kept so :meth:`to_json` round-trips."""
+
+    name: str
+    build_config: dict
+    group: str | None
+    class_names: tuple[str, ...]
+    input: InputSpec
+    task: str = CLASSIFICATION
+    scaler: TargetScaler | None = None
+    task_record: dict = field(default_factory=lambda: {"name": CLASSIFICATION})
+    data: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: tuple = ()
+    parameters: int | None = None
+    format_version: int = FORMAT_VERSION
+    eqlens_version: str | None = None
+    created: str | None = None
+    model_extra: dict = field(default_factory=dict)
+    input_extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, card: Any, source: str = "checkpoint") -> ModelCard:
+        """The card of the JSON object ``card``; :class:`CheckpointError` saying why when it is not one of
+        ours or a field has the wrong type or range (``source`` names it in the message)."""
+        if isinstance(card, ModelCard):
+            return card
+        _validate(card, source)
+        build = card["model"]["build_config"]
+        spec = _validate_input(card, build, source)
+        names = list(card["class_names"])
+        task, scaler, task_record = _validate_task(card, names, source)
+        model = card["model"]
+        record = card.get("input") if isinstance(card.get("input"), Mapping) else {}
+        return cls(
+            name=build["name"], build_config=_plain(dict(build)), group=card.get("group"),
+            class_names=tuple(names), input=spec, task=task, scaler=scaler, task_record=_plain(task_record),
+            data=_plain(dict(card.get("data") or {})), training=_plain(dict(card.get("training") or {})),
+            metrics=_plain(dict(card.get("metrics") or {})), history=tuple(_plain(list(card.get("history") or []))),
+            parameters=model.get("parameters"), format_version=card["format_version"],
+            eqlens_version=card.get("eqlens_version"), created=card.get("created"),
+            model_extra=_plain({k: v for k, v in model.items() if k not in ("name", "build_config", "parameters")}),
+            input_extra=_plain({k: v for k, v in record.items() if k not in spec.to_record()}),
+            extra=_plain({k: v for k, v in card.items() if k not in _KNOWN_KEYS}),
+        )
+
+    def to_json(self) -> dict:
+        """The card as JSON (a fresh copy): ``ModelCard.from_json(card.to_json())`` is ``card`` again, and
+        for a card read from JSON it is that JSON with the defaults filled in (``input``, ``task``)."""
+        model = {"name": self.name, "build_config": self.build_config}
+        if self.parameters is not None:
+            model["parameters"] = self.parameters
+        record = {"format": FORMAT, "format_version": self.format_version}
+        record |= {k: v for k, v in (("eqlens_version", self.eqlens_version), ("created", self.created))
+                   if v is not None}
+        record |= {
+            "model": {**self.model_extra, **model},
+            "group": self.group,
+            "task": self.task_record,
+            "class_names": list(self.class_names),
+            "input": {**self.input_extra, **self.input.to_record()},
+            "data": self.data,
+            "training": self.training,
+            "metrics": self.metrics,
+            "history": list(self.history),
+            **self.extra,
+        }
+        return _plain(record)
+
+    def replace(self, **changes) -> ModelCard:
+        """A changed copy, validated again (e.g. ``card.replace(metrics={**card.metrics, "test": report})``)."""
+        return ModelCard.from_json(dataclasses.replace(self, **changes).to_json(), self.name)
+
+    # ------------------------------------------------------------ what the card says about the model
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.scaler is not None
+
+    @property
+    def unit(self) -> str | None:
+        """The regression target's unit (e.g. ``"log10 eV"``), None for a classifier."""
+        return self.task_record.get("unit") if self.is_regression else None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run finished every epoch it was asked for (cards before the flag: yes)."""
+        return bool(self.training.get("complete", True))
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's input ``[B, 1, S, S]`` from raw or normalised images ``[B, H, W]`` / ``[B, 1, H, W]``:
+        the native crop, resize, min-max and mask the model was trained with (:meth:`InputSpec.prepare`)."""
+        return self.input.prepare(images)
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Model outputs ``[B, K]`` -> class probabilities ``[B, K]`` (float32); a regression's ``[B, 1]`` ->
+        physical values ``[B]`` (float64, the target's unit)."""
+        if self.scaler is None:
+            return outputs.float().softmax(dim=-1)
+        return self.scaler.decode(outputs.reshape(-1))
+
+    # ------------------------------------------------------------ transitional dict access
+
+    def __getitem__(self, key: str):
+        """Transitional: ``card["metrics"]`` reads the JSON until every reader uses the fields."""
+        return self.to_json()[key]
+
+    def get(self, key: str, default=None):
+        """Transitional, like :meth:`__getitem__`."""
+        return self.to_json().get(key, default)
+
+
+def validate_card(card, source: str = "checkpoint") -> dict:
+    """``card`` checked and completed (:meth:`ModelCard.from_json`), as JSON."""
+    return ModelCard.from_json(card, source).to_json()

@@ -27,7 +27,6 @@ import pickle
 import shutil
 import struct
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..training.jsonio import atomic_write_bytes, dumps, jsonable
-from .card import FORMAT, validate_card
+from .card import FORMAT, ModelCard
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -46,20 +45,11 @@ CARD_METADATA_KEY = "eqlens_card"
 
 # ---------------------------------------------------------------- weights
 
-@contextmanager
-def eval_mode(model: torch.nn.Module):
-    """Put ``model`` in eval mode for the block, then restore its mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 def eval_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The eval-mode state dict as independent, contiguous CPU tensors (safetensors refuses
     shared storage)."""
+    from ..models.inspection import eval_mode
+
     with eval_mode(model):
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
@@ -153,12 +143,12 @@ def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
     model.load_state_dict(tensors, strict=True)
 
 
-def build_model(card: dict, source: str = "checkpoint"):
+def build_model(card: ModelCard, source: str = "checkpoint"):
     """A fresh model from the card's ``build_config`` (weights not loaded), in eval mode."""
     from ..models import create_from_config
 
     try:
-        model = create_from_config(card["model"]["build_config"])
+        model = create_from_config(card.build_config)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{source}: cannot rebuild the model ({err})") from None
     return model.eval()
@@ -175,12 +165,13 @@ def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
     return next(k for k, t in floats if not bool(torch.isfinite(t).all()))
 
 
-def write_checkpoint(directory, model, card: dict, state: dict | None = None) -> Path:
+def write_checkpoint(directory, model, card: ModelCard | dict, state: dict | None = None) -> Path:
     """Write ``model.safetensors`` (card embedded), ``model_card.json`` and, if given, ``state.pt``.
-    Raises :class:`CheckpointError` (writing nothing) for a card that does not validate or weights
-    holding NaN or inf: such a checkpoint could never be loaded."""
+    ``card``: a :class:`ModelCard` or its JSON (:func:`eqlens.checkpoint.card.make_card`). Raises
+    :class:`CheckpointError` (writing nothing) for a card that does not validate or weights holding
+    NaN or inf: such a checkpoint could never be loaded."""
     directory = Path(directory)
-    card = validate_card(jsonable(card))
+    card = ModelCard.from_json(card if isinstance(card, ModelCard) else jsonable(card)).to_json()
     tensors = eval_state_dict(model)
     bad = first_non_finite(tensors)
     if bad is not None:
@@ -195,7 +186,7 @@ def write_checkpoint(directory, model, card: dict, state: dict | None = None) ->
     return directory
 
 
-def write_last(out, model, card: dict, state: dict) -> Path:
+def write_last(out, model, card: ModelCard | dict, state: dict) -> Path:
     """Replace ``OUT/last`` as a whole: write ``last.new``, then swap it in (``last.old`` lives only
     between the two renames; :func:`find_last` recovers from a kill there)."""
     out = Path(out)
@@ -246,20 +237,20 @@ def _read_source(source) -> tuple[bytes, dict | None, str]:
     return path.read_bytes(), side, str(path)
 
 
-def read_checkpoint(source) -> tuple[dict[str, torch.Tensor], dict]:
+def read_checkpoint(source) -> tuple[dict[str, torch.Tensor], ModelCard]:
     """``(tensors, card)`` of a checkpoint directory, file, bytes or file object, validated but not
     yet loaded into a model. The embedded card wins over a side ``model_card.json`` (it cannot
     drift from the weights)."""
     data, side_card, name = _read_source(source)
     if _is_pickle(data):
         tensors = decode_weights(data, name)  # refuses objects before anything else is said
-        return tensors, validate_card(side_card, name)
+        return tensors, ModelCard.from_json(side_card, name)
     card = embedded_card(data, name)
-    card = validate_card(card if card is not None else side_card, name)
+    card = ModelCard.from_json(card if card is not None else side_card, name)
     return decode_weights(data, name), card
 
 
-def load_checkpoint(source, device="cpu"):
+def load_checkpoint(source, device="cpu") -> tuple[torch.nn.Module, ModelCard]:
     """``(model, card)``: the model rebuilt from the card, weights loaded, on ``device``, in eval mode.
 
     Raises :class:`CheckpointError` for a missing, corrupt, truncated or foreign checkpoint, and

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CheckpointError, TrainingError
+from ..groups import DEFAULT_GROUP
 from . import io as checkpoint
+from .card import ModelCard
 
 # build_config keys that are not architecture kwargs (TrainConfig has fields of their own for them)
 _BUILD_SETTINGS = ("name", "num_classes", "group", "image_size")
@@ -64,12 +66,12 @@ def transfer_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module)
 def architecture(build_config: Mapping) -> dict:
     """The :class:`~eqlens.training.TrainConfig` settings that rebuild ``build_config``'s model with
     any number of outputs: ``model``, ``group``, ``image_size`` and ``model_kwargs``."""
-    return {"model": build_config["name"], "group": build_config.get("group", "C4"),
+    return {"model": build_config["name"], "group": build_config.get("group") or DEFAULT_GROUP,
             "image_size": int(build_config["image_size"]),
             "model_kwargs": {k: v for k, v in build_config.items() if k not in _BUILD_SETTINGS}}
 
 
-def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torch.Tensor], dict]:
+def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torch.Tensor], ModelCard]:
     """``(tensors, card)`` of the checkpoint ``source`` (directory or ``.safetensors`` file), refusing
     with :class:`TrainingError` one that holds another model than ``model`` or, for a model built
     for a symmetry group, another group; :class:`CheckpointError` for a missing, corrupt or
@@ -77,11 +79,11 @@ def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torc
     from ..models import spec
 
     tensors, card = checkpoint.read_checkpoint(source)
-    held = card["model"]["name"]
+    held = card.name
     if held != model:
         raise TrainingError(f"{source} holds a {held!r} model, this run trains {model!r}: train {held!r} "
                             f"(eqlens train --init-from alone takes the checkpoint's model)")
-    held_group = card["model"]["build_config"].get("group", card.get("group"))
+    held_group = card.build_config.get("group", card.group)
     if spec(model).uses_group and held_group != group:
         raise TrainingError(f"{source} was trained for the group {held_group}, this run uses {group}: "
                             f"its weights are tied to {held_group}; train with group {held_group}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from ..groups import DEFAULT_GROUP
     from . import argtypes as arg
+
     p = subparsers.add_parser("models", help="list the registered models")
     p.add_argument("--num-classes", type=arg.CLASSES, default=3)
     p.add_argument("--image-size", type=arg.IMAGE_SIZE, default=129)
-    p.add_argument("--group", default="C4")
+    p.add_argument("--group", default=DEFAULT_GROUP)
     p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
     p.set_defaults(func=run)
 

@@ -28,7 +28,7 @@ def _architecture(args) -> dict:
     """``model``, ``group``, ``image_size`` and ``model_kwargs``: the flags given, the rest from the
     ``--init-from`` checkpoint's card (its architecture is what the weights fit)."""
     from ..errors import EqlensError
-    from ..training.config import DEFAULT_GROUP
+    from ..groups import DEFAULT_GROUP
 
     given = {"model": args.model, "group": args.group, "image_size": args.image_size}
     kwargs = _model_kwargs(args.model_kwargs)
@@ -39,7 +39,7 @@ def _architecture(args) -> dict:
     from .. import checkpoint
     from ..checkpoint.transfer import architecture
 
-    held = architecture(checkpoint.read_checkpoint(args.init_from)[1]["model"]["build_config"])
+    held = architecture(checkpoint.read_checkpoint(args.init_from)[1].build_config)
     chosen = {k: held[k] if v is None else v for k, v in given.items()}
     # Another model's kwargs would not build (or fit) the named model: the trainer then says why.
     return {**chosen, "model_kwargs": held["model_kwargs"] if chosen["model"] == held["model"] else {}}
@@ -115,12 +115,13 @@ def _describe(path) -> str:
     import itertools
     import json
 
-    from ..checkpoint import CARD_FILE
+    from ..checkpoint import CARD_FILE, ModelCard
+    from ..errors import CheckpointError
 
     try:
-        card = json.loads((path / CARD_FILE).read_text())
-        return f"a checkpoint of {card['model']['name']!s:.40} on {card['data']['spec']!s:.80}"
-    except (OSError, ValueError, TypeError, KeyError):
+        card = ModelCard.from_json(json.loads((path / CARD_FILE).read_text()), str(path))
+        return f"a checkpoint of {card.name!s:.40} on {card.data['spec']!s:.80}"
+    except (OSError, ValueError, KeyError, CheckpointError):
         pass
     count = sum(1 for _ in itertools.islice(path.iterdir(), 1000))
     return f"{count}{'+' if count == 1000 else ''} entr{'y' if count == 1 else 'ies'}"

@@ -124,11 +124,12 @@ class InputSpec:
     @classmethod
     def from_record(cls, record: Mapping, fallback_size: int | None = None) -> InputSpec:
         """From a card's ``input`` dict (``fallback_size``: the build config's size, for old cards
-        without ``input.image_size``). A missing ``circular_mask`` is False (cards before the mask)."""
+        without ``input.image_size``). ``circular_mask`` must be stated: the default for a card that
+        leaves it out is :class:`eqlens.checkpoint.ModelCard`'s, the one reader of cards."""
         if not isinstance(record, Mapping):
             raise DataError(f"the card's input record must be a mapping, got {type(record).__name__}")
         size = record.get("image_size") or fallback_size
-        return cls(image_size=size, crop=record.get("crop"), circular_mask=record.get("circular_mask", False))
+        return cls(image_size=size, crop=record.get("crop"), circular_mask=record.get("circular_mask"))
 
     def to_record(self) -> dict:
         return {"image_size": self.image_size, "crop": self.crop, "circular_mask": self.circular_mask,

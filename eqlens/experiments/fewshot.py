@@ -36,6 +36,7 @@ from torch.utils.data import Subset
 
 from ..checkpoint.transfer import WeightTransfer, architecture, transfer_weights
 from ..errors import CheckpointError, DataError, TrainingError
+from ..groups import DEFAULT_GROUP
 from ..simulation import SimulationConfig, get_config
 
 VALIDATIONS = 10  # fine-tuning epochs: the best of 10 evenly spaced validations is kept
@@ -53,7 +54,7 @@ class FewShotConfig:
     shots: tuple[int, ...] = (10, 100, 1000)
     data: str | SimulationConfig = "model_i"
     new_class: str = "axion"
-    group: str = "C4"
+    group: str = DEFAULT_GROUP
     image_size: int | None = None
     pretrain_epochs: int = 20
     train_size: int = 3000
@@ -204,12 +205,12 @@ def _load_pretrained(source: str, name: str, old: SimulationConfig, device):
     from ..checkpoint import load_checkpoint
 
     model, card = load_checkpoint(source, device=device)
-    if card["model"]["name"] != name:
-        raise CheckpointError(f"{source}: holds a {card['model']['name']!r} model, given as the pretrained {name!r}")
-    if list(card["class_names"]) != list(old.class_names):
-        raise CheckpointError(f"{source}: trained on classes {card['class_names']}, the few-shot task pretrains on "
-                              f"{list(old.class_names)}")
-    test = card.get("metrics", {}).get("test") or {}
+    if card.name != name:
+        raise CheckpointError(f"{source}: holds a {card.name!r} model, given as the pretrained {name!r}")
+    if list(card.class_names) != list(old.class_names):
+        raise CheckpointError(f"{source}: trained on classes {list(card.class_names)}, the few-shot task pretrains "
+                              f"on {list(old.class_names)}")
+    test = card.metrics.get("test") or {}
     return model, {"source": "checkpoint", "checkpoint": str(source), "test_accuracy": test.get("accuracy")}
 
 

@@ -19,7 +19,7 @@ mean over the angles and ``auc_macro`` the macro AUC of all turned copies pooled
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..analysis.equivariance import DEFAULT_ANGLES
+from ..checkpoint.card import ModelCard
 from ..errors import DataError
 from ..simulation import SimulationConfig, get_config
 from .shifts import NONE, ORIENTATION, ORIENTATION_SKY, ROTATIONS, get_shift, parse_shifts, shifted_config
@@ -42,7 +43,7 @@ class LoadedCheckpoint:
     label: str
     source: str
     model: torch.nn.Module
-    card: dict
+    card: ModelCard
     base: SimulationConfig
     image_size: int
     mask: bool
@@ -52,15 +53,14 @@ class LoadedCheckpoint:
 
     @property
     def model_name(self) -> str:
-        return self.card["model"]["name"]
+        return self.card.name
 
 
-def training_config(card: dict, base: str | SimulationConfig | None = None) -> SimulationConfig:
-    """The simulation config a checkpoint was trained on: ``base`` if given, else the card's full
-    ``data.simulation_config``, else its ``data.spec`` name. Raises :class:`DataError` for folder data."""
+def training_config(data: Mapping, base: str | SimulationConfig | None = None) -> SimulationConfig:
+    """The simulation config a checkpoint was trained on, from its card's ``data`` record: ``base`` if
+    given, else the full ``simulation_config``, else the ``spec`` name. Raises :class:`DataError` for folder data."""
     if base is not None:
         return get_config(base)
-    data = card.get("data", {})
     if isinstance(data.get("simulation_config"), dict):
         return SimulationConfig.from_dict(data["simulation_config"])
     spec = data.get("spec")
@@ -78,15 +78,15 @@ def load_for_shifts(sources: Sequence, device, base: str | SimulationConfig | No
     loaded = []
     for source in sources:
         model, card = load_checkpoint(source, device=device)
-        trained = card.get("training", {}).get("config", {})
+        trained = card.training.get("config", {})
         loaded.append(LoadedCheckpoint(
-            label=card["model"]["name"], source=str(source), model=model, card=card,
-            base=training_config(card, base),
-            image_size=int(card["input"].get("image_size") or card["model"]["build_config"]["image_size"]),
-            mask=bool(card["input"].get("circular_mask", False)),
-            data_seed=int(card.get("data", {}).get("data_seed", 0)),
+            label=card.name, source=str(source), model=model, card=card,
+            base=training_config(card.data, base),
+            image_size=card.input.image_size,
+            mask=card.input.circular_mask,
+            data_seed=int(card.data.get("data_seed", 0)),
             augment=trained.get("augment"),
-            crop=card["input"].get("crop"),
+            crop=card.input.crop,
         ))
     names = [c.label for c in loaded]
     for c in loaded:
@@ -109,7 +109,7 @@ def score(ckpt: LoadedCheckpoint, dataset, batch_size: int, device) -> dict:
     """``{"n", "accuracy", "auc_macro"}`` of the checkpoint on ``dataset`` (its own input mask)."""
     from ..training.evaluate import evaluate_model
 
-    report = evaluate_model(ckpt.model, dataset, ckpt.card["class_names"], batch_size=batch_size, device=device,
+    report = evaluate_model(ckpt.model, dataset, list(ckpt.card.class_names), batch_size=batch_size, device=device,
                             mask=ckpt.mask, robustness_size=0, with_predictions=False, with_roc=False)
     return {"n": report["n"], "accuracy": report["accuracy"], "auc_macro": report["auc_macro"]}
 
@@ -143,19 +143,15 @@ def score_orientation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return angle_scores(predictions_over_angles(model, x, angles, batch_size=batch_size), y, angles)
 
 
-@torch.no_grad()
-def probabilities(model: torch.nn.Module, x: torch.Tensor, mask: bool, batch_size: int = 64) -> torch.Tensor:
-    """Softmax of ``model`` on ``x [n, 1, S, S]`` (masked to the inscribed disk if ``mask``), ``[n, K]`` on the CPU."""
-    from ..checkpoint import eval_mode
-    from ..training.augment import apply_circular_mask
+def probabilities(ckpt: LoadedCheckpoint, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Class probabilities ``[n, K]`` (CPU) of the checkpoint on model-sized images ``x [n, 1, S, S]``
+    (:func:`eqlens.checkpoint.predict`: masked as its card says)."""
+    from torch.utils.data import TensorDataset
 
-    device = next(model.parameters()).device
-    parts = []
-    with eval_mode(model):
-        for chunk in x.split(batch_size):
-            chunk = chunk.to(device)
-            parts.append(model(apply_circular_mask(chunk) if mask else chunk).float().softmax(-1).cpu())
-    return torch.cat(parts)
+    from ..checkpoint import predict
+
+    items = TensorDataset(x.cpu(), torch.zeros(x.shape[0], dtype=torch.long))
+    return predict(ckpt.model, ckpt.card, items, batch_size=batch_size).values
 
 
 def score_sky_orientation(members: Sequence[LoadedCheckpoint], config: SimulationConfig, size: int,
@@ -175,12 +171,12 @@ def score_sky_orientation(members: Sequence[LoadedCheckpoint], config: Simulatio
                  for start in range(0, size, batch_size)]
         x, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         for c in members:
-            probs[c.label].append(probabilities(c.model, x, c.mask, batch_size))
+            probs[c.label].append(probabilities(c, x, batch_size))
     return {label: angle_scores(torch.stack(p), labels, angles) for label, p in probs.items()}
 
 
 def _row(ckpt: LoadedCheckpoint, shift: str, scores: dict) -> dict:
-    return {"label": ckpt.label, "source": ckpt.source, "model": ckpt.model_name, "group": ckpt.card.get("group"),
+    return {"label": ckpt.label, "source": ckpt.source, "model": ckpt.model_name, "group": ckpt.card.group,
             "augment": ckpt.augment, "shift": shift, **scores}
 
 

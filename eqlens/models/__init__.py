@@ -5,7 +5,7 @@ package registers all models.
 """
 
 from . import cnn, cvt, eqcvt, gcnn, gsa, resnet, vit  # noqa: F401  (registers models)
-from .inspection import AttentionMap, AttentionRecorder, Inspection, LensModel, Tap
+from .inspection import AttentionMap, AttentionRecorder, Inspection, LensModel, Tap, eval_mode
 from .registry import ModelSpec, count_parameters, create, create_from_config, names, register, spec
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "ModelSpec",
     "Tap",
     "count_parameters",
+    "eval_mode",
     "create",
     "create_from_config",
     "names",

@@ -8,6 +8,7 @@ forward pass and hands back an :class:`Inspection` of plain tensors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -15,6 +16,19 @@ import torch
 from torch import nn
 
 from ..groups import Group
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block, then back in the mode it was in (training or not), even
+    when the block raises. Gradients are untouched: add ``torch.no_grad()`` where none are needed.
+    The one such helper; :meth:`LensModel.eval_mode` is the same for registry models."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class Tap(nn.Identity):
@@ -92,6 +106,8 @@ class LensModel(nn.Module):
     group: Group | None = None
     invariant: bool = False
     build_config: dict | None = None  # set by eqlens.models.create: rebuilds the model
+
+    eval_mode = eval_mode  # ``with model.eval_mode(): ...``
 
     def taps(self) -> dict[str, Tap]:
         """Tap modules by their module path (usable as Captum ``layer=`` arguments)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..groups import get_group
+from ..groups import DEFAULT_GROUP, get_group
 from .inspection import LensModel
 
 
@@ -57,7 +57,7 @@ def spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def create(name: str, num_classes: int = 3, group: str = "C4", image_size: int = 129, **kwargs) -> LensModel:
+def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129, **kwargs) -> LensModel:
     """Build model ``name`` for ``[B, 1, image_size, image_size]`` inputs and ``num_classes`` outputs.
 
     Raises ``ValueError`` for an unknown name or group, fewer than 1 class, or an image size

@@ -3,7 +3,7 @@
     from eqlens.training import TrainConfig, train, load_checkpoint, evaluate_model, predict
     result = train(TrainConfig(model="cnn", data="binary", epochs=5, out="checkpoints/cnn"))
     result = train(TrainConfig(model="gcnn", data="model_i", task="axion_mass", out="checkpoints/axion"))
-    model, card = load_checkpoint("checkpoints/axion"); log10_mass = predict(model, card, images)
+    model, card = load_checkpoint("checkpoints/axion"); log10_mass = predict(model, card, images).values
     result = train(TrainConfig(model="gcnn", data="/data/my_lenses", init_from="checkpoints/model_i_gcnn"))
     result = train(TrainConfig(model="gcnn", data="model_i", augment_mode="scene"))  # turn skies, not pictures
 
@@ -26,7 +26,8 @@ _EXPORTS = {
     "evaluate_model": "evaluate",
     "evaluate_checkpoint": "evaluate",
     "evaluate_regression": "evaluate_regression",
-    "predict": "targets",
+    "predict": "..checkpoint.predict",
+    "ModelCard": "..checkpoint.card",
     "TargetScaler": "targets",
     "TASKS": "targets",
     "transfer_weights": "..checkpoint.transfer",

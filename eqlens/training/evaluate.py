@@ -23,44 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint.predict import dataset_outputs
 from ..data.splits import describe_item, iterate_batches
-from ..data.transforms import InputSpec, apply_circular_mask
+from ..data.transforms import apply_circular_mask
 from ..errors import DataError
+from ..models.inspection import eval_mode
 from . import distributed
 from .metrics import classification_report, softmax
-
-
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
-
-
-@torch.no_grad()
-def predict(model, dataset, *, batch_size: int = 64, device=None, mask: bool = True, workers: int = 0,
-            amp: bool = False, context: distributed.DistributedContext | None = None):
-    """Logits ``[N, K]`` (float32, CPU), labels ``[N]`` (int64; regression targets keep their float
-    dtype) and dataset indices ``[N]`` of ``dataset``.
-
-    Run in eval mode (the mode is restored). In a distributed run each rank predicts its shard and
-    every rank gets all rows."""
-    from ..checkpoint import eval_mode
-
-    context = context or distributed.DistributedContext()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    indices = distributed.shard_indices(torch.arange(len(dataset)), context, pad=False)
-    batches = [indices[i : i + batch_size].tolist() for i in range(0, len(indices), batch_size)]
-    logits, labels = [], []
-    with eval_mode(model):
-        for x, y in iterate_batches(dataset, batches, device, workers):
-            x = apply_circular_mask(x) if mask else x
-            with _autocast(device, amp):
-                logits.append(model(x).float())
-            labels.append(y if y.is_floating_point() else y.long())  # regression targets stay float
-    k = getattr(model, "build_config", {}).get("num_classes") or (logits[0].shape[1] if logits else 0)
-    logits_t = torch.cat(logits) if logits else torch.zeros(0, k, device=device)
-    labels_t = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device)
-    gathered = (distributed.gather_concat(logits_t, context), distributed.gather_concat(labels_t, context),
-                distributed.gather_concat(indices.to(device), context))
-    return tuple(t.cpu() for t in gathered)
 
 
 def robustness(model, x: torch.Tensor, y: torch.Tensor, group, angles=None) -> dict:
@@ -80,7 +49,7 @@ def evaluate_model(model, dataset, class_names, *, batch_size: int = 64, device=
                    context: distributed.DistributedContext | None = None) -> dict:
     """Metrics of ``model`` on ``dataset`` (see the module docstring for the keys).
 
-    ``mask`` must match how the model was trained (``card["input"]["circular_mask"]``); ``group``
+    ``mask`` must match how the model was trained (``card.input.circular_mask``); ``group``
     (a name or Group, default the model's) is the group of the robustness report."""
     class_names = list(class_names)
     if len(dataset) == 0:
@@ -88,8 +57,8 @@ def evaluate_model(model, dataset, class_names, *, batch_size: int = 64, device=
     dataset_names = getattr(dataset, "class_names", None)
     if dataset_names is not None and list(dataset_names) != class_names:
         raise DataError(f"dataset classes {list(dataset_names)} differ from the model's {class_names}")
-    logits, labels, indices = predict(model, dataset, batch_size=batch_size, device=device, mask=mask,
-                                      workers=workers, amp=amp, context=context)
+    logits, labels, indices = dataset_outputs(model, dataset, mask=mask, batch_size=batch_size, device=device,
+                                              workers=workers, amp=amp, context=context)
     if labels.numel() and (labels.min() < 0 or labels.max() >= len(class_names)):
         raise DataError(f"labels outside 0..{len(class_names) - 1} in the dataset")
     probs = softmax(logits)
@@ -120,14 +89,12 @@ def first_images(model, dataset, size: int, device, mask: bool) -> tuple[torch.T
 
 def model_group(model, group=None):
     """``group`` (a name or Group) if given, else the group the model was built for."""
-    from ..groups import get_group
+    from ..groups import DEFAULT_GROUP, get_group
 
-    return get_group(group or getattr(model, "group", None) or model.build_config.get("group", "C4"))
+    return get_group(group or getattr(model, "group", None) or model.build_config.get("group") or DEFAULT_GROUP)
 
 
 def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> dict | None:
-    from ..checkpoint import eval_mode
-
     x, y = first_images(model, dataset, size, device, mask)
     with eval_mode(model):
         report = robustness(model, x, y, model_group(model, group), angles)
@@ -144,7 +111,6 @@ def turned_outputs(model, dataset, size: int, angles, device=None, mask: bool = 
     The images come from the dataset's ``turned_batch`` (:meth:`eqlens.data.SimulatedLensDataset.turned_batch`):
     the instrument's own pixel grid and noise at every angle, so unlike turning the picture no copy is
     resampled, and a drop with the angle is the model's, not the interpolation's."""
-    from ..checkpoint import eval_mode
     from ..data.splits import base_dataset
 
     base, mapping = base_dataset(dataset)
@@ -210,47 +176,44 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
                         device="auto", batch_size: int = 64, robustness_size: int = 64, workers: int = 0) -> dict:
     """Load a checkpoint and evaluate it on ``split`` of ``data`` (default: the data it was trained on).
 
-    A regression checkpoint (``card["task"]``) gets :func:`eqlens.training.evaluate_regression.evaluate_regression`'s
+    A regression checkpoint (``card.task``) gets :func:`eqlens.training.evaluate_regression.evaluate_regression`'s
     report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
     gets ``checkpoint`` (model name, group, task, the card's metrics) and ``data`` entries."""
     from ..checkpoint import load_checkpoint
     from ..data.splits import resolve_data, resolve_eval_dataset
     from .evaluate_regression import evaluate_regression
-    from .targets import card_task
 
     device = distributed.resolve_device(device)
     model, card = load_checkpoint(source, device=device)
-    task, scaler = card_task(card, str(source))
-    spec = data or card.get("data", {}).get("spec")
+    described = card.data
+    spec = data or described.get("spec")
     if not spec:
         raise DataError("the checkpoint does not name its data; pass --data")
-    same_data = spec == card.get("data", {}).get("spec")
-    data_seed = int(card.get("data", {}).get("data_seed", 0)) if same_data else 0
+    same_data = spec == described.get("spec")
+    data_seed = int(described.get("data_seed", 0)) if same_data else 0
     if size is None and same_data:
-        size = card.get("data", {}).get("sizes", {}).get(split) or None
-    spec_in = InputSpec.from_record(card.get("input", {}), card["model"]["build_config"].get("image_size"))
-    image_size = spec_in.image_size
-    described = card.get("data", {})
+        size = described.get("sizes", {}).get(split) or None
+    image_size, crop = card.input.image_size, card.input.crop
+    class_names = list(card.class_names)
     if same_data and described.get("kind") == "folder":
         # The split may have been carved out of the folder: carve it again, the same way.
         splits = resolve_data(spec, image_size, train_size=1, val_size=1, test_size=1,
                               val_fraction=described.get("val_fraction", 0.1),
-                              test_fraction=described.get("test_fraction", 0.1), data_seed=data_seed, task=task,
-                              crop=spec_in.crop)
-        if splits.class_names != list(card["class_names"]):
-            raise DataError(f"folder {spec!r} has classes {splits.class_names}, the checkpoint {card['class_names']}")
+                              test_fraction=described.get("test_fraction", 0.1), data_seed=data_seed, task=card.task,
+                              crop=crop)
+        if splits.class_names != class_names:
+            raise DataError(f"folder {spec!r} has classes {splits.class_names}, the checkpoint {class_names}")
         dataset = getattr(splits, split)
     else:
-        dataset = resolve_eval_dataset(spec, split, image_size, card["class_names"], size=size,
-                                       data_seed=data_seed, device=device, task=task, crop=spec_in.crop)
-    common = dict(batch_size=batch_size, device=device, mask=spec_in.circular_mask,
-                  robustness_size=robustness_size, group=card.get("group"), workers=workers)
-    if scaler is None:
-        report = evaluate_model(model, dataset, card["class_names"], **common)
+        dataset = resolve_eval_dataset(spec, split, image_size, class_names, size=size,
+                                       data_seed=data_seed, device=device, task=card.task, crop=crop)
+    common = dict(batch_size=batch_size, device=device, mask=card.input.circular_mask,
+                  robustness_size=robustness_size, group=card.group, workers=workers)
+    if card.scaler is None:
+        report = evaluate_model(model, dataset, class_names, **common)
     else:
-        report = evaluate_regression(model, dataset, task, scaler, **common)
-    report["checkpoint"] = {"source": str(source), "model": card["model"]["name"], "group": card.get("group"),
-                            "task": task, "card_metrics": card.get("metrics", {})}
-    report["data"] = {"spec": spec, "split": split, "data_seed": data_seed, "image_size": image_size,
-                      "crop": spec_in.crop}
+        report = evaluate_regression(model, dataset, card.task, card.scaler, **common)
+    report["checkpoint"] = {"source": str(source), "model": card.name, "group": card.group,
+                            "task": card.task, "card_metrics": card.metrics}
+    report["data"] = {"spec": spec, "split": split, "data_seed": data_seed, "image_size": image_size, "crop": crop}
     return report

@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint.predict import dataset_outputs
 from ..data.splits import describe_item
 from ..errors import DataError
 from ..groups import Group, act_on_image, rotate
+from ..models.inspection import eval_mode
 from . import distributed
-from .evaluate import first_images, model_group, predict, turned_outputs
+from .evaluate import first_images, model_group, turned_outputs
 from .metrics import regression_report
 from .targets import TargetScaler, regression_target
 
@@ -39,11 +41,11 @@ SUMMARY_EXCLUDES = ("pairs",)
 def _physical_values(model, x: torch.Tensor, scaler: TargetScaler, batch_size: int,
                      transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Physical predictions ``[B]`` (float64, CPU) for ``transform(x)``, in eval mode, in batches."""
-    from ..analysis.equivariance import evaluating, model_device_dtype
+    from ..analysis.equivariance import model_device_dtype
 
     device, dtype = model_device_dtype(model)
     parts = []
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         for chunk in x.split(batch_size):
             parts.append(scaler.decode(model(transform(chunk.to(device=device, dtype=dtype))).reshape(-1)).cpu())
     return torch.cat(parts)
@@ -118,12 +120,12 @@ def evaluate_regression(model, dataset, task: str, scaler: TargetScaler, *, batc
                         with_pairs: bool = True, workers: int = 0, amp: bool = False,
                         context: distributed.DistributedContext | None = None) -> dict:
     """Metrics of regression ``model`` on ``dataset`` (items ``(image, physical target)``); keys in the
-    module docstring. ``mask`` must match training (``card["input"]["circular_mask"]``)."""
+    module docstring. ``mask`` must match training (``card.input.circular_mask``)."""
     target = regression_target(task)
     if len(dataset) == 0:
         raise DataError("cannot evaluate on an empty dataset")
-    outputs, true, indices = predict(model, dataset, batch_size=batch_size, device=device, mask=mask,
-                                     workers=workers, amp=amp, context=context)
+    outputs, true, indices = dataset_outputs(model, dataset, mask=mask, batch_size=batch_size, device=device,
+                                             workers=workers, amp=amp, context=context)
     if outputs.shape[1] != 1 or not true.is_floating_point():
         raise DataError(f"a regression needs one output and float targets; got {outputs.shape[1]} outputs and "
                         f"{true.dtype} targets (is the data set a classification one?)")

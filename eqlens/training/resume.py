@@ -107,7 +107,6 @@ def published_best(out: Path) -> tuple[dict, int | None, dict | None] | None:
     if not (out / checkpoint.WEIGHTS_FILE).exists():
         return None
     tensors, card = checkpoint.read_checkpoint(out)
-    training = card.get("training") or {}
-    epoch = training.get("best_epoch", training.get("epoch"))
-    val = (card.get("metrics") or {}).get("val")
+    epoch = card.training.get("best_epoch", card.training.get("epoch"))
+    val = card.metrics.get("val")
     return tensors, None if epoch is None else int(epoch), val if isinstance(val, Mapping) else None

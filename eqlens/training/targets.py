@@ -5,8 +5,8 @@
 target ``z = (y - mean) / std`` (:class:`TargetScaler`, fitted on the training split), so the loss
 has the same scale for every target; predictions come back in physical units as ``mean + std * z``
 (the targets and their units: :mod:`eqlens.data.regression`). The card stores the task, the target
-and the scaler (``card["task"]``), so a checkpoint alone turns images into physical values
-(:func:`predict`).
+and the scaler (``card["task"]``, read by :class:`eqlens.checkpoint.ModelCard`), so a checkpoint alone
+turns images into physical values (:func:`eqlens.checkpoint.predict`).
 
 The regression head is the model's usual head with one output: an invariant model's outputs are
 invariant whatever their number, so a regression gcnn or eqcvt_inv predicts the same mass for
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.regression import CLASSIFICATION, is_regression
-from ..errors import CheckpointError, TrainingError
+from ..errors import TrainingError
 
 TASKS = (CLASSIFICATION, "axion_mass", "subhalo_mass")
 
@@ -115,40 +115,3 @@ def task_record(task: str, scaler: TargetScaler | None = None) -> dict:
         return {"name": task}
     target = regression_target(task)
     return {"name": task, "target": target.name, "unit": target.unit, "normalisation": scaler.to_dict()}
-
-
-def card_task(card: Mapping, source: str = "checkpoint") -> tuple[str, TargetScaler | None]:
-    """``(task, scaler)`` of a card (scaler None for classification); cards older than tasks are
-    classification. Raises :class:`CheckpointError` for an unknown task or a bad normalisation."""
-    record = card.get("task") or {"name": CLASSIFICATION}
-    task = record.get("name") if isinstance(record, Mapping) else None
-    if task not in TASKS:
-        raise CheckpointError(f"{source}: unknown task {task!r} in the model card (known: {', '.join(TASKS)})")
-    if not is_regression(task):
-        return task, None
-    try:
-        scaler = TargetScaler.from_dict(record["normalisation"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{source}: the {task} model card has no valid target normalisation ({err})") from None
-    return task, scaler
-
-
-@torch.no_grad()
-def predict(model, card: Mapping, x: torch.Tensor) -> torch.Tensor:
-    """What a checkpoint says about images ``x`` (raw counts or normalised, ``[B, H, W]`` or ``[B, 1, H, W]``).
-
-    The card's input transform is applied first (native crop, resize, min-max, circular mask), as in training.
-    Regression: physical values ``[B]`` float64 (e.g. log10 eV); classification: class probabilities
-    ``[B, K]``. Runs in eval mode on the model's device; returns CPU tensors."""
-    from ..checkpoint import eval_mode
-    from ..data.transforms import InputSpec
-
-    task, scaler = card_task(card)
-    spec = InputSpec.from_record(card.get("input", {}), card["model"]["build_config"].get("image_size"))
-    device = next(model.parameters()).device
-    inputs = spec.prepare(torch.as_tensor(x).to(device))
-    with eval_mode(model):
-        outputs = model(inputs).float()
-    if scaler is None:
-        return outputs.softmax(dim=-1).cpu()
-    return scaler.decode(outputs.reshape(-1)).cpu()

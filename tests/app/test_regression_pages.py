@@ -49,7 +49,7 @@ def test_explore_shows_the_predicted_axion_mass_in_physical_units_beside_the_tru
     assert lens.label == "axion"  # the default simulated lens (class 0 of model_i)
     assert shown(at, "true log10_axion_mass") == pytest.approx(lens.truth["log10_axion_mass"], abs=1e-6)
     model, card = load_checkpoint(path, device="cpu")
-    expected = float(predict(model, card, torch.as_tensor(lens.image)[None])[0])
+    expected = float(predict(model, card, torch.as_tensor(lens.image)[None]).values[0])
     assert -30 < expected < -16  # log10(m_a / eV), not a standardised output
     assert shown(at, "predicted log10_axion_mass") == pytest.approx(expected, abs=1e-4)
     assert not any(c.value.startswith("logits:") for c in at.caption)
@@ -59,7 +59,6 @@ def test_explore_shows_the_predicted_axion_mass_in_physical_units_beside_the_tru
 def test_the_rotation_slider_moves_the_prediction_along_the_orbit_and_a_quarter_turn_keeps_it(regression_app):
     from app import compute, lenses
     from eqlens.training import load_checkpoint
-    from eqlens.training.targets import card_task
 
     make, path = regression_app
     at = make()
@@ -72,7 +71,7 @@ def test_the_rotation_slider_moves_the_prediction_along_the_orbit_and_a_quarter_
     model, card = load_checkpoint(path, device="cpu")
     x = compute.input_at(lenses.prepared(at.session_state["explore_lens"], 25), 30.0)
     with torch.no_grad():
-        expected = float(card_task(card)[1].decode(model.eval()(x).reshape(-1))[0])
+        expected = float(card.decode(model.eval()(x))[0])
     turned = shown(at, "predicted log10_axion_mass")
     assert math.isfinite(turned) and turned == pytest.approx(expected, abs=1e-4)
 

@@ -42,4 +42,6 @@ def test_an_input_spec_round_trips_and_masks():
     assert InputSpec.from_record(spec.to_record()) == spec
     x = spec.prepare(torch.rand(1, 150, 150) + 1)
     assert x.shape == (1, 1, 33, 33) and x[0, 0, 0, 0] == 0
-    assert InputSpec.from_record({}, fallback_size=65) == InputSpec(65, None, False)
+    assert InputSpec.from_record({"circular_mask": False}, fallback_size=65) == InputSpec(65, None, False)
+    with pytest.raises(DataError, match="circular_mask"):  # the default is ModelCard's alone
+        InputSpec.from_record({"image_size": 65})

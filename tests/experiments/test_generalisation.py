@@ -97,8 +97,8 @@ def test_orientation_keeps_an_invariant_model_right_at_every_quarter_turn_and_ca
 
 
 def test_the_training_config_comes_from_the_card_and_a_folder_needs_a_base():
-    assert training_config({"data": {"spec": "model_i"}}) == get_config("model_i")
-    assert training_config({"data": {"spec": "x", "simulation_config": TINY.to_dict()}}) == TINY
+    assert training_config({"spec": "model_i"}) == get_config("model_i")
+    assert training_config({"spec": "x", "simulation_config": TINY.to_dict()}) == TINY
     with pytest.raises(DataError, match="base"):
-        training_config({"data": {"spec": "/data/Model_I", "kind": "folder"}})
-    assert training_config({"data": {"spec": "/data/Model_I"}}, base="model_i") == get_config("model_i")
+        training_config({"spec": "/data/Model_I", "kind": "folder"})
+    assert training_config({"spec": "/data/Model_I"}, base="model_i") == get_config("model_i")

@@ -104,21 +104,22 @@ def test_fresh_data_from_a_folder_is_refused(tmp_path, lens_folder):
 
 
 def test_evaluation_and_predict_apply_the_cards_crop(tmp_path):
+    from eqlens.checkpoint import predict
     from eqlens.data.simulated import SimulatedLensDataset
     from eqlens.training.evaluate import evaluate_checkpoint
-    from eqlens.training.targets import predict
 
     train(_fresh(tmp_path / "run", epochs=1))
     model, card = ck.load_checkpoint(tmp_path / "run")
     report = evaluate_checkpoint(tmp_path / "run", size=6, robustness_size=0, device="cpu")
     assert report["data"]["crop"] == 33 and report["data"]["image_size"] == 33
     raw = SimulatedLensDataset("model_i", "test", 3, seed=0).simulator.simulate(2, torch.arange(3)).images
-    spec = InputSpec.from_record(card["input"])
+    assert card.input == InputSpec(33, 33, True)
     model.eval()
     with torch.no_grad():
-        expected = model(spec.prepare(raw)).softmax(-1)
-    assert torch.allclose(predict(model, card, raw), expected, atol=1e-6)
-    assert not torch.allclose(predict(model, {**card, "input": {**card["input"], "crop": None}}, raw), expected)
+        expected = model(card.input.prepare(raw)).softmax(-1)
+    assert torch.allclose(predict(model, card, raw).values, expected, atol=1e-6)
+    uncropped = card.replace(input=InputSpec(33, None, True))
+    assert not torch.allclose(predict(model, uncropped, raw).values, expected)
 
 
 def test_precise_bn_recomputes_the_statistics_from_training_batches_and_keeps_runs_reproducible(tmp_path):

@@ -92,10 +92,10 @@ def test_card_fields_of_the_wrong_type_or_range_raise_checkpoint_error(path, val
         ck.load_checkpoint(_upload(_set(path, value)))
 
 
-def test_a_card_without_input_falls_back_to_the_build_size_without_mask():
+def test_a_card_without_input_falls_back_to_the_build_size_with_the_mask_training_always_used():
     model, card = ck.load_checkpoint(_upload(lambda c: c.pop("input")))
-    assert card["input"]["image_size"] == 24 and card["input"]["crop"] is None
-    assert card["input"]["circular_mask"] is False  # cards older than the mask had none
+    assert card.input.image_size == 24 and card.input.crop is None
+    assert card.input.circular_mask is True  # every card training wrote has the mask, on by default
 
 
 def test_the_input_size_must_match_the_model_it_describes():

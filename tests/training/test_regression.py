@@ -22,7 +22,7 @@ from eqlens.simulation import write_deeplense_folder
 from eqlens.training import TrainConfig, load_checkpoint, predict, train
 from eqlens.training.evaluate_regression import evaluate_regression
 from eqlens.training.metrics import regression_report
-from eqlens.training.targets import TargetScaler, card_task
+from eqlens.training.targets import TargetScaler
 
 SIZE = 17
 GCNN_TINY = {"widths": [4, 4, 4, 4], "hidden": 8}
@@ -110,24 +110,27 @@ def test_training_writes_a_card_with_the_task_and_the_training_targets_normalisa
     result = train(_config(task, tmp_path / task, epochs=2))
     model, card = load_checkpoint(tmp_path / task)
     train_targets = SimulatedRegressionDataset(task, "model_ii", "train", 8, 0, SIZE).regression_targets()
-    assert card["task"]["name"] == task and card["data"]["task"] == task
-    assert card["task"]["normalisation"] == pytest.approx({"mean": train_targets.mean(), "std": train_targets.std()})
-    assert card["class_names"] == [card["task"]["target"]] and model.build_config["num_classes"] == 1
-    val_mse = [h["val_mse"] for h in card["history"]]
+    assert card.task == task and card.data["task"] == task
+    assert card.scaler.to_dict() == pytest.approx({"mean": train_targets.mean(), "std": train_targets.std()})
+    assert card.class_names == (card.task_record["target"],) and model.build_config["num_classes"] == 1
+    val_mse = [h["val_mse"] for h in card.history]
     assert result.best_epoch == 1 + val_mse.index(min(val_mse))  # selection: lowest validation MSE
-    test = card["metrics"]["test"]
+    test = card.metrics["test"]
     assert test["n"] == 4 and {"mse", "mae", "r2"} <= test.keys() and "pairs" not in test
-    assert all(math.isfinite(h["train_loss"]) and h["train_mae"] >= 0 for h in card["history"])
+    assert all(math.isfinite(h["train_loss"]) and h["train_mae"] >= 0 for h in card.history)
 
 
 def test_a_regression_card_without_a_valid_normalisation_is_refused(tmp_path):
     train(_config("axion_mass", tmp_path / "run"))
-    _, card = ck.read_checkpoint(tmp_path / "run")
-    model, _ = load_checkpoint(tmp_path / "run")
-    card["task"]["normalisation"]["std"] = 0.0
+    model, card = load_checkpoint(tmp_path / "run")
+    broken = card.to_json()
+    broken["task"]["normalisation"]["std"] = 0.0
     with pytest.raises(CheckpointError, match="normalisation"):
-        ck.write_checkpoint(tmp_path / "broken", model, card)
-    assert card_task({"format": ck.FORMAT})[0] == "classification"  # cards older than tasks
+        ck.write_checkpoint(tmp_path / "broken", model, broken)
+    older = card.to_json()
+    del older["task"], older["class_names"][1:]
+    older["model"]["build_config"]["num_classes"] = 1
+    assert ck.ModelCard.from_json(older).task == "classification"  # cards older than tasks
 
 
 def test_cli_trains_a_regression_and_evaluate_reports_mse_mae_r2_and_pairs_of_the_same_test_split(tmp_path):
@@ -148,7 +151,7 @@ def test_cli_trains_a_regression_and_evaluate_reports_mse_mae_r2_and_pairs_of_th
     assert report["r2"] == pytest.approx(1 - ((predicted - true) ** 2).sum() / ((true - true.mean()) ** 2).sum())
     model, card = load_checkpoint(ckpt)
     images = torch.stack([test[i][0] for i in range(4)])
-    assert np.allclose(predict(model, card, images).numpy(), predicted, atol=1e-5)
+    assert np.allclose(predict(model, card, images).values.numpy(), predicted, atol=1e-5)
     assert report["robustness"]["num_images"] == 2 and report["invariance_error"] >= 0
 
 
@@ -160,7 +163,7 @@ def test_a_regression_checkpoint_of_an_invariant_model_predicts_the_same_mass_fo
         model, group, kwargs, tmp_path):
     train(_config("axion_mass", tmp_path / model, model=model, group=group, model_kwargs=kwargs))
     net, card = load_checkpoint(tmp_path / model)
-    _, scaler = card_task(card)
+    scaler = card.scaler
     test = SimulatedRegressionDataset("axion_mass", "model_ii", "test", 3, 0, SIZE)
     x = apply_circular_mask(torch.stack([test[i][0] for i in range(3)]))
     with torch.no_grad():
