@@ -126,7 +126,7 @@ def format_table(rows: list[dict], title: str | None = None) -> str:
 
 
 def _lead_cells(r: dict) -> list[str]:
-    return [r["data"], r["model"], r["group"], f"{r['parameters']:,}", str(r["seeds"])]
+    return [r["data"], r["model"], r["group"] or "none", f"{r['parameters']:,}", str(r["seeds"])]
 
 
 def _tail_cells(r: dict) -> list[str]:

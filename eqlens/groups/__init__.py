@@ -8,9 +8,10 @@ from .actions import (
     rotate_exact,
     stabilise_group_channels,
 )
-from .group import SUPPORTED_GROUPS, Group, GroupElement, get_group
+from .group import DEFAULT_GROUP, SUPPORTED_GROUPS, Group, GroupElement, get_group
 
 __all__ = [
+    "DEFAULT_GROUP",
     "SUPPORTED_GROUPS",
     "Group",
     "GroupElement",

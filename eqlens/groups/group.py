@@ -139,3 +139,4 @@ def get_group(name: str | Group) -> Group:
 
 
 SUPPORTED_GROUPS = ("C4", "C8", "D4", "D8")
+DEFAULT_GROUP = "C4"  # the group of a run, a model or a view that names none: the one place this default lives

@@ -17,7 +17,7 @@ from ..checkpoint.card import MAX_CARD_IMAGE_SIZE
 from ..data.augment import AUGMENT_MODES
 from ..data.transforms import MAX_INPUT_SIZE
 from ..errors import TrainingError
-from ..groups import get_group
+from ..groups import DEFAULT_GROUP, get_group
 from .targets import TASKS, is_regression
 
 SCHEDULES = ("constant", "cosine")
@@ -34,7 +34,6 @@ CLASSIFICATION_SELECTION = ("val_accuracy", "val_auc", "val_loss")
 REGRESSION_SELECTION = ("val_mse", "val_loss")  # the same ranking: val_loss is the standardised MSE
 SELECTION_METRICS = CLASSIFICATION_SELECTION + ("val_mse",)
 MAX_RECALIBRATE_BN = 1000  # training batches
-DEFAULT_GROUP = "C4"  # the symmetry group of a run that names none
 
 
 def _setting(help: str, *, range: tuple | None = None, low_open: bool = False, choices: tuple | None = None,

@@ -136,7 +136,9 @@ class RunRecords:
             "initialised_from": state.transfer,
         }
         input_spec = InputSpec(self.splits.image_size, c.crop, c.circular_mask).to_record()
-        return checkpoint.make_card(model, class_names=self.splits.class_names, group=c.group,
+        # The model's own group; a plain model has none (the run's c.group still set its mirrors and measures).
+        group = model.group.name if getattr(model, "group", None) is not None else None
+        return checkpoint.make_card(model, class_names=self.splits.class_names, group=group,
                                     data=self.splits.description, training=training, metrics=metrics,
                                     history=state.history, input_spec=input_spec,
                                     task=task_record(c.task, self.objective.scaler))

@@ -35,7 +35,7 @@ def test_the_bench_writes_one_table_with_mean_and_spread_over_seeds():
     table = format_table(rows)
     header, rule, line = table.splitlines()[:3]
     assert header.count("|") == rule.count("|") == line.count("|")
-    assert line.startswith("| binary | cnn | C4 |") and "±" in line
+    assert line.startswith("| binary | cnn | none |") and "±" in line
     cells = dict(zip(header.split("|"), line.split("|"), strict=True))
     assert cells[" worst-angle acc (turned sky) "].strip() != "n/a" and rows[0]["sky_worst_angle_accuracy"] >= 0
 
@@ -87,4 +87,4 @@ def test_a_stopped_bench_keeps_the_table_of_its_finished_runs(tmp_path, monkeypa
     lines = out.read_text().splitlines()
     assert "partial" in lines[0]
     rows = [line for line in lines if line.startswith("| binary")]
-    assert len(rows) == 1 and rows[0].startswith("| binary | cnn | C4 |")
+    assert len(rows) == 1 and rows[0].startswith("| binary | cnn | none |")

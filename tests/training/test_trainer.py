@@ -1,5 +1,6 @@
 """Promises of eqlens.training.train on tiny in-memory data (CPU, a 4-8 channel CNN, 24x24 images)."""
 
+import json
 import threading
 
 import pytest
@@ -10,7 +11,7 @@ from eqlens.data.augment import Augmenter, random_symmetry
 from eqlens.data.splits import DataSplits
 from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import DataError, TrainingError
-from eqlens.groups import get_group, rotate
+from eqlens.groups import DEFAULT_GROUP, get_group, rotate
 from eqlens.training import TrainConfig, train
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_splits
@@ -30,10 +31,17 @@ def test_two_epochs_write_finite_checkpoints_and_report_val_and_test(splits, tmp
     assert {p.phase for p in seen} == {"train", "val", "test"}
     assert (tmp_path / "run" / ck.WEIGHTS_FILE).exists() and ck.find_last(tmp_path / "run") is not None
     model, card = ck.load_checkpoint(tmp_path / "run")
-    assert card["metrics"]["test"]["n"] == 16 and card["metrics"]["val"]["n"] == 16
-    assert card["training"]["images_per_s"] > 0 and card["input"] == {
+    assert card.metrics["test"]["n"] == 16 and card.metrics["val"]["n"] == 16
+    assert card.training["images_per_s"] > 0 and card.to_json()["input"] == {
         "image_size": 24, "crop": None, "circular_mask": True, "normalisation": "per-image min-max to [0, 1]"}
-    assert result.test_metrics["accuracy"] == card["metrics"]["test"]["accuracy"]
+    assert result.test_metrics["accuracy"] == card.metrics["test"]["accuracy"]
+
+
+def test_a_plain_models_card_names_no_group_while_its_run_keeps_the_one_it_augmented_with(splits, tmp_path):
+    train(_config(tmp_path / "run", epochs=1), data=splits)
+    card = json.loads((tmp_path / "run" / ck.CARD_FILE).read_text())
+    assert card["model"]["name"] == "cnn" and card["group"] is None
+    assert card["training"]["config"]["group"] == DEFAULT_GROUP  # mirrors and measures of the run
 
 
 def test_the_best_epoch_is_the_one_with_the_best_validation_score(splits):
@@ -75,7 +83,7 @@ def test_a_nan_loss_raises_training_error_and_keeps_the_last_good_checkpoint(tmp
         train(_config(tmp_path / "run", epochs=3), progress=poison_after_epoch_one, data=data)
     last = ck.find_last(tmp_path / "run")
     model, card = ck.load_checkpoint(last)  # loading checks every weight is finite
-    assert card["training"]["epoch"] == 1 and ck.load_state(last)["epoch"] == 1
+    assert card.training["epoch"] == 1 and ck.load_state(last)["epoch"] == 1
 
 
 def test_unknown_model_and_group_names_raise_eqlens_errors(splits):
