@@ -60,16 +60,17 @@ def _to_cpu(inspection):
 
 
 def attribution_at(loaded: LoadedModel, lens_digest: str, x_rot: torch.Tensor, angle: float, method: str,
-                   target: int, layer: str | None = None, flip: bool = False) -> torch.Tensor:
-    """``[H, W]`` attribution of the turned input, cached per (image, angle, method, target, layer)
-    in the model's own LRU."""
-    key = ("attribution", lens_digest, round(float(angle), 6), flip, method, int(target), layer,
+                   target: int, layer: str | None = None, flip: bool = False, mask: bool = True) -> torch.Tensor:
+    """``[H, W]`` attribution of the turned input, cached per (image, angle, method, target, layer,
+    mask) in the model's own LRU. ``mask``: the input went through the circular mask, so the
+    attribution is taken through it (the pixels outside get no gradient)."""
+    key = ("attribution", lens_digest, round(float(angle), 6), flip, method, int(target), layer, bool(mask),
            tuple(x_rot.shape))
 
     def compute():
         kw = {"n_steps": settings.IG_STEPS, "internal_batch_size": 8 if settings.DEVICE == "cpu" else 64}
         return attribution_lib.attribute(loaded.model, x_rot.to(settings.device()), method, int(target),
-                                         layer=layer, **kw)[0].cpu()
+                                         layer=layer, mask=mask, **kw)[0].cpu()
 
     return _cached(loaded, key, compute)
 
@@ -365,14 +366,14 @@ class ScrubOrbit:
               "window": window, "stride": window}
         with self.loaded.lock:
             attr = attribution_lib.attribute(self.loaded.model, batch.to(settings.device()), view.method,
-                                             int(view.target), layer=view.layer, **kw).cpu()
+                                             int(view.target), layer=view.layer, mask=self.mask, **kw).cpu()
         if first:
             self.reference = attr[n:]
         attr = attr[:n]
         back = torch.cat([attribution_lib.rotate_back(attr[k:k + 1], a, self.flip) for k, a in enumerate(angles)])
-        if self.scale is None:  # 99.5th percentile of |A|: a few outlier pixels do not wash the rest out
-            peak = float(torch.quantile(torch.cat([attr, back, self.reference]).abs().reshape(-1).float(), 0.995))
-            self.scale = (-max(peak, 1e-12), max(peak, 1e-12))
+        if self.scale is None:  # a percentile of |A|: a few outlier pixels do not wash the rest out
+            peak = attribution_lib.display_limit(attr, back, self.reference)
+            self.scale = (-peak, peak)
         lo, hi = self.scale
         metrics = [attribution_lib.attribution_invariance_error(self.reference, back[k:k + 1],
                                                                 exact=abs(a % 90) < 1e-9)

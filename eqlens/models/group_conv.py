@@ -304,14 +304,29 @@ class CentredMaxPool2d(nn.Module):
       ``0, 2, ..., H-1``: that set is symmetric exactly when ``H`` is odd.
 
     Each axis picks its rule from its own parity, so every size stays exact (the output parity
-    then sets the next layer's rule)."""
+    then sets the next layer's rule).
+
+    Gradients: ``max_pool2d`` sends a window's gradient to its first maximum in memory order, so
+    where a window holds ties (flat patches) the gradient does not turn with the input although
+    the values do. :func:`centred_max_pool2d` with ``share_ties=True`` gives the same values and
+    shares a tie's gradient equally (``amax``'s rule): attributions use it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-2]
-        # Channels stay channels ([B, C * |G|, H, W]): max_pool2d is several times faster on a few
-        # wide images than on many one-channel ones, and the windows are the same.
-        flat = x.reshape(x.shape[0], -1, *x.shape[-2:]) if x.dim() != 4 else x
-        sizes = [3 if n % 2 else 2 for n in x.shape[-2:]]
-        pads = [1 if n % 2 else 0 for n in x.shape[-2:]]
+        return centred_max_pool2d(x)
+
+
+def centred_max_pool2d(x: torch.Tensor, share_ties: bool = False) -> torch.Tensor:
+    """:class:`CentredMaxPool2d` as a function; ``share_ties``: the gradient of tied maxima is shared
+    equally among them (slower; the values are the same)."""
+    lead = x.shape[:-2]
+    # Channels stay channels ([B, C * |G|, H, W]): max_pool2d is several times faster on a few
+    # wide images than on many one-channel ones, and the windows are the same.
+    flat = x.reshape(x.shape[0], -1, *x.shape[-2:]) if x.dim() != 4 else x
+    sizes = [3 if n % 2 else 2 for n in x.shape[-2:]]
+    pads = [1 if n % 2 else 0 for n in x.shape[-2:]]
+    if share_ties:
+        padded = F.pad(flat, (pads[1], pads[1], pads[0], pads[0]), value=float("-inf"))
+        out = padded.unfold(2, sizes[0], 2).unfold(3, sizes[1], 2).amax(dim=(-2, -1))
+    else:
         out = F.max_pool2d(flat, kernel_size=sizes, stride=2, padding=pads)
-        return out.reshape(*lead, *out.shape[-2:])
+    return out.reshape(*lead, *out.shape[-2:])
