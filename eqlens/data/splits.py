@@ -275,6 +275,37 @@ def describe_item(ds, index: int) -> dict:
     return {"index": i}
 
 
+def dataset_labels(ds) -> list[int] | None:
+    """Class labels of every item of ``ds`` from its base dataset's ``labels`` (a folder lists them
+    without reading an image); None when the dataset keeps no such list (the simulator)."""
+    base, mapping = base_dataset(ds)
+    labels = getattr(base, "labels", None)
+    if labels is None:
+        return None
+    return [int(labels[i]) for i in (mapping if mapping is not None else range(len(base)))]
+
+
+def class_balanced_indices(ds, size: int) -> list[int]:
+    """``min(size, len(ds))`` item indices of ``ds`` that take the classes in turn, each class in its
+    dataset order, so a subset of a folder read class by class still holds every class (the first
+    ``size`` files of such a folder are all of its first class). A dataset without a ``labels`` list
+    (the simulator, whose items already interleave the classes) gives its first ``size`` items."""
+    n = min(int(size), len(ds))
+    labels = dataset_labels(ds)
+    if labels is None:
+        return list(range(n))
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    queues = [by_class[label] for label in sorted(by_class)]
+    chosen: list[int] = []
+    for rank in range(max((len(q) for q in queues), default=0)):
+        chosen += [q[rank] for q in queues if rank < len(q)]
+        if len(chosen) >= n:
+            break
+    return sorted(chosen[:n])
+
+
 def dataset_targets(ds) -> np.ndarray:
     """Regression targets ``[N]`` (float64) of every item of ``ds``: from its base dataset's
     ``regression_targets`` when it has one (no images are read or rendered), else item by item."""

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint.predict import dataset_outputs
-from ..data.splits import describe_item, iterate_batches
+from ..data.splits import class_balanced_indices, describe_item, iterate_batches
 from ..data.transforms import apply_circular_mask
 from ..errors import DataError
 from ..models.inspection import eval_mode
@@ -79,10 +79,11 @@ def evaluate_model(model, dataset, class_names, *, batch_size: int = 64, device=
 
 
 def first_images(model, dataset, size: int, device, mask: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``size`` items of ``dataset`` as model input ``x [n, 1, S, S]`` (masked if ``mask``)
+    """``size`` items of ``dataset``, the classes taken in turn (:func:`eqlens.data.splits.class_balanced_indices`:
+    a folder's first files are all of one class), as model input ``x [n, 1, S, S]`` (masked if ``mask``)
     and their labels or targets ``y [n]``, on ``device`` (default: the model's)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    take = list(range(min(int(size), len(dataset))))
+    take = class_balanced_indices(dataset, size)
     x, y = next(iterate_batches(dataset, [take], device))
     return (apply_circular_mask(x) if mask else x), y
 

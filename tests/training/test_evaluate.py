@@ -55,3 +55,28 @@ def test_a_folder_with_other_classes_raises_a_clear_data_error(lens_folder, tmp_
     with pytest.raises(DataError, match="classes"):
         evaluate_checkpoint(ckpt, str(lens_folder), robustness_size=0)
     assert main(["evaluate", str(ckpt), "--data", str(lens_folder)]) == 2  # one line on stderr, no traceback
+
+
+def test_the_robustness_images_of_a_folder_listed_class_by_class_hold_every_class(tmp_path):
+    """The robustness report takes a subset of the test split: on a folder (files listed class by class)
+    its first files would all be of one class."""
+    import numpy as np
+    import torch
+    from torch.utils.data import Subset
+
+    from eqlens.data.deeplense import DeepLenseFolderDataset
+    from eqlens.data.splits import class_balanced_indices
+    from eqlens.models import create
+    from eqlens.training.evaluate import first_images
+
+    rng = np.random.default_rng(0)
+    for name in ("no", "sphere", "vort"):
+        (tmp_path / "lenses" / name).mkdir(parents=True)
+        for i in range(5):
+            np.save(tmp_path / "lenses" / name / f"{name}_{i}.npy", rng.random((24, 24)).astype(np.float32))
+    folder = DeepLenseFolderDataset(tmp_path / "lenses", image_size=24)
+    model = create("cnn", num_classes=3, image_size=24, **TINY_CNN)
+    _, y = first_images(model, folder, 6, torch.device("cpu"), mask=True)
+    assert sorted(y.tolist()) == [0, 0, 1, 1, 2, 2]
+    carved = Subset(folder, [12, 13, 14, 5, 6, 0])  # a carved split: labels 2, 2, 2, 1, 1, 0
+    assert sorted(folder.labels[carved.indices[i]] for i in class_balanced_indices(carved, 3)) == [0, 1, 2]
