@@ -18,6 +18,7 @@ from eqlens.errors import EqlensError
 
 SIM_DATA = ("model_i", "binary", "model_ii")
 TABS = ("New run", "Continue a run", "Fine-tune a checkpoint", "Run history")
+START_ERROR = "train_start_error"  # (tab, message): a Start refused before any job ran
 JOB_ORIGIN = "train_job_origin"  # {"tab": ..., "form": {key: value}}: where the session's job was started from
 KEPT_TAB = "train_tab_kept"
 SESSION = "session"  # persist_state: a widget keeps its value across pages for the whole browser session
@@ -42,49 +43,46 @@ def _optional(value, zero=0):
     return None if value is None or value == zero else value
 
 
-def campaign_fields(prefix: str, simulated: bool, locked: bool, crop: bool) -> dict:
+def campaign_fields(prefix: str, simulated: bool, crop: bool) -> None:
     """The campaign settings of the command line (``--minutes``, ``--steps-per-epoch``, ``--fresh-data``,
-    ``--crop``, ``--threads``) in an expander; 0 leaves a setting off."""
+    ``--crop``, ``--threads``) in an expander; 0 leaves a setting off (read back by :func:`_campaign`)."""
     with st.expander("Time budget and campaign settings"):
         c1, c2, c3 = st.columns(3)
-        budget = c1.number_input("Time budget (min, 0: none)", 0.0, 100_000.0, 0.0, step=5.0, format="%.2f",
-                                 key=f"{prefix}_budget", disabled=locked, persist_state=SESSION,
-                                 help="whole epochs while the next one still fits, then stop with the state written: "
-                                      "the run is listed as partial and can be continued. A budget that cannot hold "
-                                      "one epoch is refused before anything is written.")
-        steps = c2.number_input("Steps per epoch (0: one pass)", 0, 1_000_000, 0, key=f"{prefix}_steps",
-                                disabled=locked, persist_state=SESSION,
-                                help="batches per epoch, cycling through the training images as often as needed")
-        threads = c3.number_input("CPU threads (0: torch's default)", 0, 1024, 0, key=f"{prefix}_threads",
-                                  disabled=locked, persist_state=SESSION,
-                                  help="torch's CPU threads, for the whole server process while the run lasts")
-        fresh = st.toggle("fresh simulated lenses every epoch", value=False, key=f"{prefix}_fresh",
-                          disabled=locked or not simulated, persist_state=SESSION,
-                          help="never the same training image twice (simulated data; needs steps per epoch)")
-        chosen = dict(time_budget_min=_optional(budget, 0.0), steps_per_epoch=_optional(steps),
-                      fresh_data=bool(fresh and simulated), threads=_optional(threads))
+        c1.number_input("Time budget (min, 0: none)", 0.0, 100_000.0, 0.0, step=5.0, format="%.2f",
+                        key=f"{prefix}_budget", persist_state=SESSION,
+                        help="whole epochs while the next one still fits, then stop with the state written: the run "
+                             "is listed as partial and can be continued. A budget that cannot hold one epoch is "
+                             "refused before anything is written.")
+        c2.number_input("Steps per epoch (0: one pass)", 0, 1_000_000, 0, key=f"{prefix}_steps",
+                        persist_state=SESSION,
+                        help="batches per epoch, cycling through the training images as often as needed")
+        c3.number_input("CPU threads (0: torch's default)", 0, 1024, 0, key=f"{prefix}_threads",
+                        persist_state=SESSION,
+                        help="torch's CPU threads, for the whole server process while the run lasts")
+        st.toggle("fresh simulated lenses every epoch", value=False, key=f"{prefix}_fresh",
+                  disabled=not simulated, persist_state=SESSION,
+                  help="never the same training image twice (simulated data; needs steps per epoch)")
         if crop:
-            chosen["crop"] = _optional(st.number_input(
-                "Native central crop (px, 0: whole frame)", 0, 2048, 0, key=f"{prefix}_crop", disabled=locked,
-                persist_state=SESSION, help="taken from the data's own images before resizing (e.g. 81 of Model I's "
-                                            "150 keeps the Einstein ring at full resolution); recorded in the card"))
-    return chosen
+            st.number_input("Native central crop (px, 0: whole frame)", 0, 2048, 0, key=f"{prefix}_crop",
+                            persist_state=SESSION,
+                            help="taken from the data's own images before resizing (e.g. 81 of Model I's 150 keeps "
+                                 "the Einstein ring at full resolution); recorded in the card")
 
 
-def data_fields(prefix: str, column, locked: bool, default_sim: str | None = None) -> tuple[str, bool]:
+def data_fields(prefix: str, column, default_sim: str | None = None) -> tuple[str, bool]:
     """The data choice: a simulation config or a DeepLense folder. Returns ``(data, simulated)``."""
     source = column.radio("Data", ["simulated", "DeepLense folder"], key=f"{prefix}_data_kind", horizontal=True,
-                          disabled=locked, persist_state=SESSION)
+                          persist_state=SESSION)
     if source == "simulated":
         index = SIM_DATA.index(default_sim) if default_sim in SIM_DATA else 0
-        return column.selectbox("Simulation", SIM_DATA, index=index, key=f"{prefix}_sim", disabled=locked,
+        return column.selectbox("Simulation", SIM_DATA, index=index, key=f"{prefix}_sim",
                                 persist_state=SESSION), True
-    return column.text_input("Folder", key=f"{prefix}_folder", placeholder="data/Model_I", disabled=locked,
+    return column.text_input("Folder", key=f"{prefix}_folder", placeholder="data/Model_I",
                              persist_state=SESSION), False
 
 
-def new_run_form(locked: bool) -> dict | None:
-    """The run's settings, or None until the user presses Start."""
+def new_run_form(locked: bool) -> None:
+    """Model, group, data and budget of a new run; Start launches it (:func:`new_run_config`)."""
     from eqlens.groups import SUPPORTED_GROUPS
     from eqlens.models import names, spec
 
@@ -92,73 +90,98 @@ def new_run_form(locked: bool) -> dict | None:
     model_names = names()
     model = c1.selectbox("Model", model_names, index=model_names.index("cnn") if "cnn" in model_names else 0,
                          key="train_model", help="; ".join(f"{n}: {spec(n).description}" for n in model_names),
-                         disabled=locked, persist_state=SESSION)
-    group = c2.selectbox("Group", SUPPORTED_GROUPS, key="train_group", disabled=locked or not spec(model).uses_group,
                          persist_state=SESSION)
-    data, simulated = data_fields("train", c3, locked)
+    c2.selectbox("Group", SUPPORTED_GROUPS, key="train_group", disabled=not spec(model).uses_group,
+                 persist_state=SESSION)
+    data, simulated = data_fields("train", c3)
     b1, b2, b3, b4 = st.columns(4)
     tiny = settings.TINY
-    epochs = b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_epochs", disabled=locked,
-                             persist_state=SESSION)
-    train_size = b2.number_input("Training images", 4, 100_000, 8 if tiny else 512, key="train_size",
-                                 help="simulated data only; a folder is used whole", disabled=locked,
-                                 persist_state=SESSION)
-    image_size = b3.number_input("Image size", 17, 257, settings.UNTRAINED_IMAGE_SIZE, step=2, key="train_image_size",
-                                 help="odd sizes keep 90-deg rotations exact for the invariant models",
-                                 disabled=locked, persist_state=SESSION)
-    batch = b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_batch", disabled=locked,
-                            persist_state=SESSION)
-    turn_scenes = st.toggle("turn the sky, not the picture", value=False, key="train_turn_scenes",
-                            disabled=locked or not simulated, persist_state=SESSION,
-                            help="augment by rendering each training lens at a random orientation (simulated data) "
-                                 "instead of resampling the picture, which also smooths its noise")
-    campaign = campaign_fields("train", simulated, locked, crop=True)
+    b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_epochs", persist_state=SESSION)
+    b2.number_input("Training images", 4, 100_000, 8 if tiny else 512, key="train_size",
+                    help="simulated data only; a folder is used whole", persist_state=SESSION)
+    b3.number_input("Image size", 17, 257, settings.UNTRAINED_IMAGE_SIZE, step=2, key="train_image_size",
+                    help="odd sizes keep 90-deg rotations exact for the invariant models",
+                    persist_state=SESSION)
+    b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_batch", persist_state=SESSION)
+    st.toggle("turn the sky, not the picture", value=False, key="train_turn_scenes", disabled=not simulated,
+              persist_state=SESSION,
+              help="augment by rendering each training lens at a random orientation (simulated data) "
+                   "instead of resampling the picture, which also smooths its noise")
+    campaign_fields("train", simulated, crop=True)
     device = "GPU (cuda)" if settings.DEVICE == "cuda" else "CPU"
     st.caption(f"runs on {device}; the checkpoint goes to {settings.CHECKPOINT_DIR}")
-    if not st.button("Start training", type="primary", key="train_start", disabled=locked or not data):
-        return None
-    small = max(2, int(train_size) // 8)
-    return dict(model=model, group=group, data=data, epochs=int(epochs), batch_size=int(batch),
-                image_size=int(image_size), train_size=int(train_size), val_size=small, test_size=small,
-                out=str(settings.CHECKPOINT_DIR / f"{model}_{group}_{_stamp()}"), device="auto",
-                robustness_size=min(small, 8), eval_batch_size=int(batch),
-                augment_mode="scene" if turn_scenes and simulated else "image", **campaign)
+    st.button("Start training", type="primary", key="train_start", disabled=locked or not data, on_click=_start,
+              args=("new",))
 
 
-def _training_folder(data: str) -> str:
-    """A simulation name as it is; a folder only inside the data roots, scanned with bounds."""
-    return data if data in SIM_DATA else lenses.training_folder(data)
+def _value(key: str, default=None):
+    return st.session_state.get(key, default)
 
 
-def start_new(settings_dict: dict) -> None:
+def _data(prefix: str) -> tuple[str, bool]:
+    """The data the form names, ``(data, simulated)``: a simulation as it is, a folder only inside the data
+    roots, scanned with bounds."""
+    if _value(f"{prefix}_data_kind", "simulated") == "simulated":
+        return _value(f"{prefix}_sim") or SIM_DATA[0], True
+    return lenses.training_folder(_value(f"{prefix}_folder") or ""), False
+
+
+def _campaign(prefix: str, simulated: bool, crop: bool) -> dict:
+    chosen = dict(time_budget_min=_optional(_value(f"{prefix}_budget"), 0.0),
+                  steps_per_epoch=_optional(_value(f"{prefix}_steps")),
+                  fresh_data=bool(_value(f"{prefix}_fresh") and simulated),
+                  threads=_optional(_value(f"{prefix}_threads")))
+    if crop:
+        chosen["crop"] = _optional(_value(f"{prefix}_crop"))
+    return chosen
+
+
+def new_run_config():
     from eqlens.training import TrainConfig
 
-    try:
-        config = TrainConfig(**{**settings_dict, "data": _training_folder(settings_dict["data"])})
-    except (EqlensError, TypeError, ValueError) as err:
-        st.error(f"Cannot train with these settings: {err}")
-        return
+    data, simulated = _data("train")
+    model, group, batch = _value("train_model"), _value("train_group"), int(_value("train_batch"))
+    train_size = int(_value("train_size"))
+    small = max(2, train_size // 8)
+    config = TrainConfig(model=model, group=group, data=data, epochs=int(_value("train_epochs")), batch_size=batch,
+                         image_size=int(_value("train_image_size")), train_size=train_size, val_size=small,
+                         test_size=small, out=str(settings.CHECKPOINT_DIR / f"{model}_{group}_{_stamp()}"),
+                         device="auto", robustness_size=min(small, 8), eval_batch_size=batch,
+                         augment_mode="scene" if _value("train_turn_scenes") and simulated else "image",
+                         **_campaign("train", simulated, crop=True))
     # Its own new folder (two Starts in the same second get two): a run never writes into another's.
-    launch(dataclasses.replace(config, out=str(claim_output_folder(config.out))), "new", fresh_folder=True)
+    return dataclasses.replace(config, out=str(claim_output_folder(config.out)))
 
 
 def launch(config, tab: str, fresh_folder: bool = False) -> None:
-    try:
-        st.session_state[state.TRAIN_JOB] = TrainingJob(config, remove_empty_out=fresh_folder).start()
-    except JobConflict as err:
-        st.error(str(err))
-        return
+    st.session_state[state.TRAIN_JOB] = TrainingJob(config, remove_empty_out=fresh_folder).start()
     st.session_state[JOB_ORIGIN] = {"tab": tab, "form": _form_values(tab)}
     st.session_state["train_seen_end"] = False
+
+
+def _start(tab: str) -> None:
+    """The Start buttons' callback: it runs before the page, which then shows the job (Start buttons disabled)."""
+    st.session_state.pop(START_ERROR, None)
+    if _running():
+        return
+    builder, fresh, refusal = {"new": (new_run_config, True, "Cannot train with these settings"),
+                               "continue": (continue_config, False, "Cannot continue this run"),
+                               "finetune": (finetune_config, True, "Cannot fine-tune with these settings")}[tab]
+    try:
+        launch(builder(), tab, fresh_folder=fresh)
+    except JobConflict as err:
+        st.session_state[START_ERROR] = (tab, str(err))
+    except (EqlensError, TypeError, ValueError, KeyError) as err:
+        st.session_state[START_ERROR] = (tab, f"{refusal}: {err}")
 
 
 def _form_values(tab: str) -> dict:
     return {key: st.session_state.get(key) for key in FORM_KEYS.get(tab, ())}
 
 
-def continue_form(locked: bool):
-    """The settings that continue a run in its own folder from ``last/``, or None until the user presses
-    Continue. Partial runs come first; runs being trained now are not offered."""
+def continue_form(locked: bool) -> None:
+    """A run to continue in its own folder from ``last/`` (:func:`continue_config`). Partial runs come first;
+    runs being trained now are not offered."""
     st.caption("Goes on from the run's last finished epoch in its own folder, with the settings its card records "
                "(`eqlens train --resume`). Possible while the folder holds `last/`; shipped checkpoints hold none: "
                "fine-tune them instead.")
@@ -166,10 +189,10 @@ def continue_form(locked: bool):
     if not offered:
         st.info("No run to continue yet: a run started here (or with `eqlens train`) can be continued once it has "
                 "finished an epoch.")
-        return None
+        return
     by_path = {str(r.path): r for r in offered}
     choice = st.selectbox("Run", list(by_path), key="train_resume_pick", format_func=lambda p: by_path[p].label,
-                          disabled=locked, persist_state=SESSION,
+                          persist_state=SESSION,
                           help="partial runs (stopped, out of time budget, killed) first")
     run = by_path.get(choice) or offered[0]
     config = run.config or {}
@@ -177,74 +200,80 @@ def continue_form(locked: bool):
                f"{run.epochs} epochs done, {config.get('schedule', 'constant')} learning rate "
                f"{config.get('lr')}, batch {config.get('batch_size')}")
     c1, c2, c3 = st.columns(3)
-    more = c1.number_input("Add epochs", 0, 10_000, 0, key="train_resume_more", disabled=locked or not run.can_grow,
+    more = c1.number_input("Add epochs", 0, 10_000, 0, key="train_resume_more", disabled=not run.can_grow,
                            persist_state=SESSION,
                            help="epochs beyond the ones the run was started with (0: finish as planned); a cosine "
                                 "schedule is fixed by its epoch count and cannot grow")
-    budget = c2.number_input("Time budget (min, 0: none)", 0.0, 100_000.0, 0.0, step=5.0, format="%.2f",
-                             key="train_resume_budget", disabled=locked, persist_state=SESSION,
-                             help="whole epochs while the next one still fits; continue again later")
-    threads = c3.number_input("CPU threads (0: torch's default)", 0, 1024, 0, key="train_resume_threads",
-                              disabled=locked, persist_state=SESSION)
-    more = int(more) if run.can_grow else 0
-    nothing_left = not run.partial and more == 0
+    c2.number_input("Time budget (min, 0: none)", 0.0, 100_000.0, 0.0, step=5.0, format="%.2f",
+                    key="train_resume_budget", persist_state=SESSION,
+                    help="whole epochs while the next one still fits; continue again later")
+    c3.number_input("CPU threads (0: torch's default)", 0, 1024, 0, key="train_resume_threads",
+                    persist_state=SESSION)
+    nothing_left = not run.partial and not (run.can_grow and more)
     if nothing_left:
         st.caption("This run finished: add epochs to continue it." if run.can_grow else
                    "This run finished its cosine schedule: fine-tune it to train further.")
-    if not st.button("Continue training", type="primary", key="train_resume", disabled=locked or nothing_left):
-        return None
-    try:
-        return runs.continue_config(run, epochs=(run.epochs or 0) + more if more else None,
-                                    time_budget_min=_optional(budget, 0.0), threads=_optional(threads))
-    except EqlensError as err:
-        st.error(f"Cannot continue {run.name}: {err}")
-        return None
+    st.button("Continue training", type="primary", key="train_resume", disabled=locked or nothing_left,
+              on_click=_start, args=("continue",))
 
 
-def finetune_form(locked: bool):
-    """The settings of a new run started from a checkpoint's weights, or None until the user presses Start."""
+def continue_config():
+    run = runs.read_run(Path(_value("train_resume_pick") or ""))
+    if run is None:
+        raise EqlensError("the run is gone from the checkpoints folder")
+    more = int(_value("train_resume_more") or 0) if run.can_grow else 0
+    return runs.continue_config(run, epochs=(run.epochs or 0) + more if more else None,
+                                time_budget_min=_optional(_value("train_resume_budget"), 0.0),
+                                threads=_optional(_value("train_resume_threads")))
+
+
+def finetune_form(locked: bool) -> None:
+    """A checkpoint to start a new run from, and that run's data and budget (:func:`finetune_config`)."""
     st.caption("A new run in its own folder whose model starts from the checkpoint's weights "
                "(`eqlens train --init-from`): same architecture, input size and crop; other data or other classes "
                "are fine (the classifier then starts fresh).")
     sources = [r for r in runs.list_runs() if r.best and not r.training_now]
     if not sources:
         st.info(f"No checkpoint in {settings.CHECKPOINT_DIR} to start from.")
-        return None
+        return
     preference = {name: rank for rank, name in enumerate(settings.DEFAULT_CHECKPOINTS)}
     sources.sort(key=lambda r: preference.get(r.name, len(preference)))  # stable: newest first after those
     by_path = {str(r.path): r for r in sources}
     choice = st.selectbox("Checkpoint", list(by_path), key="train_ft_source", format_func=lambda p: by_path[p].label,
-                          disabled=locked, persist_state=SESSION)
+                          persist_state=SESSION)
     source = by_path.get(choice) or sources[0]
     facts = card_panel.card_facts(source.best)
     st.caption(f"**{facts.model} {facts.group or ''}**, input: {card_panel.input_line(facts)}. Trained on "
                f"{card_panel.data_line(facts)}. Test: {card_panel.test_line(facts)}.")
     c1, c2 = st.columns([1, 2])
-    data, simulated = data_fields("train_ft", c1, locked, default_sim=facts.data_spec)
+    data, simulated = data_fields("train_ft", c1, default_sim=facts.data_spec)
     b1, b2, b3, b4 = c2.columns(4)
     tiny = settings.TINY
-    epochs = b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_ft_epochs", disabled=locked,
-                             persist_state=SESSION)
-    lr = b2.selectbox("Learning rate", LEARNING_RATES, index=LEARNING_RATES.index(1e-4), key="train_ft_lr",
-                      format_func=lambda v: f"{v:g}", disabled=locked, persist_state=SESSION)
-    train_size = b3.number_input("Training images", 4, 100_000, 8 if tiny else 512, key="train_ft_size",
-                                 disabled=locked, persist_state=SESSION)
-    batch = b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_ft_batch", disabled=locked,
-                            persist_state=SESSION)
-    turn_scenes = st.toggle("turn the sky, not the picture", value=False, key="train_ft_turn_scenes",
-                            disabled=locked or not simulated, persist_state=SESSION)
-    campaign = campaign_fields("train_ft", simulated, locked, crop=False)
-    if not st.button("Start fine-tuning", type="primary", key="train_ft_start", disabled=locked or not data):
-        return None
-    try:
-        out = settings.CHECKPOINT_DIR / f"{source.name}_ft_{_stamp()}"
-        config = runs.finetune_config(source.path, source.best, out=str(out), data=_training_folder(data),
-                                      epochs=int(epochs), lr=float(lr), batch_size=int(batch),
-                                      train_size=int(train_size),
-                                      augment_mode="scene" if turn_scenes and simulated else "image", **campaign)
-    except (EqlensError, TypeError, ValueError, KeyError) as err:
-        st.error(f"Cannot fine-tune {source.name} with these settings: {err}")
-        return None
+    b1.number_input("Epochs", 1, 200, 1 if tiny else 5, key="train_ft_epochs", persist_state=SESSION)
+    b2.selectbox("Learning rate", LEARNING_RATES, index=LEARNING_RATES.index(1e-4), key="train_ft_lr",
+                 format_func=lambda v: f"{v:g}", persist_state=SESSION)
+    b3.number_input("Training images", 4, 100_000, 8 if tiny else 512, key="train_ft_size",
+                    persist_state=SESSION)
+    b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_ft_batch",
+                    persist_state=SESSION)
+    st.toggle("turn the sky, not the picture", value=False, key="train_ft_turn_scenes",
+              disabled=not simulated, persist_state=SESSION)
+    campaign_fields("train_ft", simulated, crop=False)
+    st.button("Start fine-tuning", type="primary", key="train_ft_start", disabled=locked or not data,
+              on_click=_start, args=("finetune",))
+
+
+def finetune_config():
+    source = runs.read_run(Path(_value("train_ft_source") or ""))
+    if source is None or not source.best:
+        raise EqlensError("the checkpoint is gone from the checkpoints folder")
+    data, simulated = _data("train_ft")
+    out = settings.CHECKPOINT_DIR / f"{source.name}_ft_{_stamp()}"
+    config = runs.finetune_config(source.path, source.best, out=str(out), data=data,
+                                  epochs=int(_value("train_ft_epochs")), lr=float(_value("train_ft_lr")),
+                                  batch_size=int(_value("train_ft_batch")), train_size=int(_value("train_ft_size")),
+                                  augment_mode="scene" if _value("train_ft_turn_scenes") and simulated else "image",
+                                  **_campaign("train_ft", simulated, crop=False))
     return dataclasses.replace(config, out=str(claim_output_folder(config.out)))
 
 
@@ -377,24 +406,13 @@ st.title("Train")
 running = _running()
 new_tab, continue_tab, finetune_tab, history_tab = st.tabs(
     TABS, key="train_tab", on_change=_keep_tab, default=st.session_state.get(KEPT_TAB) or TABS[0])
-with new_tab:
-    request = new_run_form(running)
-with continue_tab:
-    resumed = continue_form(running)
-with finetune_tab:
-    tuned = finetune_form(running)
+refused = st.session_state.pop(START_ERROR, None)
+for tab, name, form in ((new_tab, "new", new_run_form), (continue_tab, "continue", continue_form),
+                        (finetune_tab, "finetune", finetune_form)):
+    with tab:
+        form(running)
+        if refused and refused[0] == name:
+            st.error(refused[1])
+        job_here(name, running)
 with history_tab:
     history_view()
-if not running:  # one job per session; a started one locks every form (full rerun)
-    with (new_tab if request else continue_tab if resumed is not None else finetune_tab):
-        if request:
-            start_new(request)
-        elif resumed is not None:
-            launch(resumed, "continue")
-        elif tuned is not None:
-            launch(tuned, "finetune", fresh_folder=True)
-    if _running():
-        st.rerun()
-for tab, name in ((new_tab, "new"), (continue_tab, "continue"), (finetune_tab, "finetune")):
-    with tab:
-        job_here(name, running)

@@ -47,12 +47,14 @@ def _chart(at, key: str) -> dict:
     return json.loads(chart.proto.spec)
 
 
-def test_the_forms_keep_their_values_when_you_leave_the_page_and_come_back(app_test):
+def test_the_forms_keep_their_values_when_you_leave_the_page_and_come_back(app_test, checkpoint_dir):
+    _run(checkpoint_dir, "cnn_a")  # something to fine-tune and a history to look at
     at = app_test("views/train.py")
     at.selectbox(key="train_model").set_value("gcnn")
     at.number_input(key="train_epochs").set_value(7)
     at.number_input(key="train_budget").set_value(12.5)
     at.number_input(key="train_ft_epochs").set_value(3)
+    at.slider(key="train_history_smoothing").set_value(0.6)
     at.run()
     at.switch_page("views/learn.py").run()
     no_exception(at)
@@ -62,6 +64,7 @@ def test_the_forms_keep_their_values_when_you_leave_the_page_and_come_back(app_t
     assert at.number_input(key="train_epochs").value == 7
     assert at.number_input(key="train_budget").value == 12.5
     assert at.number_input(key="train_ft_epochs").value == 3
+    assert at.slider(key="train_history_smoothing").value == 0.6
 
 
 def test_a_finished_run_shows_its_results_only_while_the_form_still_describes_it(app_test, checkpoint_dir):
