@@ -22,17 +22,17 @@ from pathlib import Path
 
 from eqlens.errors import EqlensError
 
-_NUMBER_KEYS = ("step", "steps", "epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy",
-                "learning_rate", "images_per_second")
-_ALIASES = {"acc": "accuracy", "train_loss": "loss", "train_accuracy": "accuracy", "val_acc": "val_accuracy",
-            "lr": "learning_rate", "images_per_s": "images_per_second"}
-_INTEGERS = ("step", "steps", "epoch", "epochs")
+# The names of eqlens.training.reporting.Progress, kept as they are (one vocabulary from trainer to app).
+_NUMBER_KEYS = ("step", "steps", "epoch", "epochs", "loss", "accuracy", "mae", "val_loss", "val_accuracy", "lr",
+                "images_per_s", "best_epoch")
+_INTEGERS = ("step", "steps", "epoch", "epochs", "best_epoch")
 
 
 def progress_record(event) -> dict:
-    """The numbers of one :class:`eqlens.training.trainer.Progress` event (or a dict like it) under
-    the app's names: ``step``/``steps`` within ``epoch`` of ``epochs`` (1-based), ``loss``,
-    ``accuracy``, and ``val_loss``/``val_accuracy`` from the ``val`` metrics when present."""
+    """The numbers of one :class:`eqlens.training.reporting.Progress` event (or a dict like it) under
+    its own names: ``step``/``steps`` within ``epoch`` of ``epochs`` (1-based), ``loss``, ``accuracy``
+    or ``mae``, ``images_per_s``, ``best_epoch``, and ``val_loss``/``val_accuracy`` from the ``val``
+    metrics when present."""
     if dataclasses.is_dataclass(event) and not isinstance(event, type):
         raw = dataclasses.asdict(event)
     elif isinstance(event, dict):
@@ -44,7 +44,6 @@ def progress_record(event) -> dict:
     if isinstance(val, dict):
         raw.update({f"val_{k}": v for k, v in val.items() if k in ("loss", "accuracy")})
     for key, value in raw.items():
-        key = _ALIASES.get(key, key)
         if key in _NUMBER_KEYS and isinstance(value, (int, float)) and value == value:
             record[key] = int(value) if key in _INTEGERS else float(value)
         elif key == "phase" and isinstance(value, str):

@@ -3,7 +3,8 @@ far (:class:`RunState`: best epoch, history, counters), and the records built fr
 row of an epoch, the model card and the resume state (:class:`RunRecords`).
 
 The names of :class:`Progress` are the vocabulary of every consumer: the history rows, the card's
-``training`` block and the app's job view use ``images_per_s``, ``lr``, ``acc``/``mae``, ``best_epoch``.
+``training`` block and the app's job view say ``loss``, ``accuracy``/``mae``, ``images_per_s``,
+``best_epoch`` (and ``lr`` for the learning rate), never a translation of them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from .targets import Objective, task_record
 class Progress:
     """What the progress callback receives. ``phase``: ``"train"`` (every few steps), ``"val"``
     (after an epoch's validation; ``val`` holds its metrics), ``"test"`` (after the final test).
-    Regression runs have ``acc`` NaN and report ``mae`` (physical units) instead."""
+    Regression runs have ``accuracy`` NaN and report ``mae`` (physical units) instead. These names are
+    the ones the history rows (``train_accuracy``, ``images_per_s``), the card and the app use."""
 
     phase: str
     epoch: int
@@ -35,7 +37,7 @@ class Progress:
     step: int
     steps: int
     loss: float  # running mean over the epoch so far
-    acc: float
+    accuracy: float
     images_per_s: float
     val: dict | None = None
     best_epoch: int | None = None
@@ -178,13 +180,13 @@ class ProgressReporter:
 
     def emit(self, phase: str, epoch: int, step: int, steps: int, loss: float, running: float, images_per_s: float,
              val: dict | None = None, bar=None) -> None:
-        """One event; the running figure goes to ``acc`` or (regression) ``mae``."""
-        acc, mae = (running, None) if self.objective.running == "accuracy" else (math.nan, running)
-        p = Progress(phase, epoch, self.config.epochs, step, steps, loss, acc, images_per_s, val=val,
+        """One event; the running figure goes to ``accuracy`` or (regression) ``mae``."""
+        accuracy, mae = (running, None) if self.objective.running == "accuracy" else (math.nan, running)
+        p = Progress(phase, epoch, self.config.epochs, step, steps, loss, accuracy, images_per_s, val=val,
                      best_epoch=self.state.best_epoch, mae=mae)
         if bar is not None:
             bar.update(step - bar.n)
-            shown = {"acc": f"{p.acc:.3f}"} if p.mae is None else {"mae": f"{p.mae:.4f}"}
+            shown = {"acc": f"{p.accuracy:.3f}"} if p.mae is None else {"mae": f"{p.mae:.4f}"}
             bar.set_postfix(loss=f"{p.loss:.4f}", **shown, img_s=f"{p.images_per_s:.0f}")
         if self.callback is not None and self.context.is_main:
             self.callback(p)

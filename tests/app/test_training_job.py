@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 from app import catalog, state
 from app.jobs import TrainingJob, progress_record
+from eqlens.training.reporting import Progress
 
 from .conftest import no_exception
-
-
-@dataclass
-class FakeProgress:  # the fields of eqlens.training.trainer.Progress
-    phase: str
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float
-    acc: float
-    images_per_s: float
-    val: dict | None = None
 
 
 def stepping_trainer(steps: int, release: threading.Event | None = None):
@@ -31,19 +18,23 @@ def stepping_trainer(steps: int, release: threading.Event | None = None):
         for step in range(1, steps + 1):
             if stop_event.is_set():
                 return "stopped early"
-            progress(FakeProgress("train", 1, 1, step, steps, 1.0 / step, 0.5, 10.0))
+            progress(Progress("train", 1, 1, step, steps, 1.0 / step, 0.5, 10.0))
             if release is not None:
                 release.wait(5)
-        progress(FakeProgress("val", 1, 1, 0, 0, 0.1, 0.9, 10.0, val={"loss": 0.2, "accuracy": 0.8}))
+        progress(Progress("val", 1, 1, 0, 0, 0.1, 0.9, 10.0, val={"loss": 0.2, "accuracy": 0.8}))
         return "trained"
 
     return train
 
 
-def test_progress_events_are_read_under_the_app_names():
-    record = progress_record(FakeProgress("val", 2, 5, 0, 0, 0.3, 0.7, 12.0, val={"loss": 0.4, "accuracy": 0.6}))
-    assert record == {"phase": "val", "epoch": 2, "epochs": 5, "step": 0, "steps": 0, "loss": 0.3,
-                      "accuracy": 0.7, "images_per_second": 12.0, "val_loss": 0.4, "val_accuracy": 0.6}
+def test_progress_events_keep_the_trainers_names():
+    event = Progress("val", 2, 5, 0, 0, 0.3, 0.7, 12.0, val={"loss": 0.4, "accuracy": 0.6}, best_epoch=1)
+    assert progress_record(event) == {"phase": "val", "epoch": 2, "epochs": 5, "step": 0, "steps": 0, "loss": 0.3,
+                                      "accuracy": 0.7, "images_per_s": 12.0, "val_loss": 0.4, "val_accuracy": 0.6,
+                                      "best_epoch": 1}
+    regression = Progress("train", 1, 5, 3, 9, 0.5, float("nan"), 8.0, mae=0.25)
+    assert progress_record(regression) == {"phase": "train", "epoch": 1, "epochs": 5, "step": 3, "steps": 9,
+                                           "loss": 0.5, "mae": 0.25, "images_per_s": 8.0}
 
 
 def test_a_finished_job_reports_done_with_its_history_and_result():
