@@ -1,6 +1,7 @@
 """Promises of eqlens.training.train on tiny in-memory data (CPU, a 4-8 channel CNN, 24x24 images)."""
 
 import json
+import math
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ from eqlens.data.augment import Augmenter, random_symmetry
 from eqlens.data.splits import DataSplits
 from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import DataError, TrainingError
-from eqlens.groups import DEFAULT_GROUP, get_group, rotate
+from eqlens.groups import DEFAULT_GROUP, get_group
 from eqlens.training import TrainConfig, train
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_splits
@@ -117,16 +118,41 @@ def test_augmentation_draws_from_its_generator_alone_and_masks_outside_the_disk(
     assert (a[:, :, outside[0, 0]] == 0).all()
 
 
+def _ring_moment(x: torch.Tensor, inner: float, outer: float) -> torch.Tensor:
+    """``sum I(p) (p_x + i p_y)`` over the pixels ``p`` of ``x [B, 1, S, S]`` at radius [inner, outer) from the
+    centre ``[B]``: a rotation by ``a`` multiplies it by ``exp(i a)``, a mirror ``p_x -> -p_x`` conjugates it
+    (and negates it)."""
+    size = x.shape[-1]
+    c = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    py, px = torch.meshgrid(-c, c, indexing="ij")
+    radius = (px**2 + py**2).sqrt()
+    ring = (radius >= inner) & (radius < outer)
+    return (x[:, 0].double() * ring * torch.complex(px, py)).sum((-2, -1))
+
+
+def _handedness(x: torch.Tensor) -> torch.Tensor:
+    """``[B]`` +1 / -1: the turn from an inner to an outer blob, kept by every rotation, reversed by a mirror."""
+    return torch.sign((_ring_moment(x, 7, 13) * _ring_moment(x, 1, 6).conj()).imag)
+
+
+def _two_blobs(batch: int, size: int = 33) -> torch.Tensor:
+    """Identical chiral images: a blob 4 px right of the centre and one 10 px out at 60 deg."""
+    c = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    py, px = torch.meshgrid(-c, c, indexing="ij")
+
+    def blob(r, deg):
+        a = math.radians(deg)
+        return torch.exp(-((px - r * math.cos(a)) ** 2 + (py - r * math.sin(a)) ** 2) / 2)
+
+    return (blob(4, 0) + blob(10, 60)).expand(batch, 1, size, size).clone()
+
+
 def test_cyclic_groups_only_rotate_and_dihedral_groups_also_mirror_half_the_images():
-    x = torch.rand(64, 1, 17, 17)
-
-    def draws(seed):
-        g = torch.Generator().manual_seed(seed)
-        angles = (torch.rand(64, generator=g, dtype=torch.float64) * 360).float()
-        return angles, torch.rand(64, generator=g) < 0.5
-
-    angles, flips = draws(0)
-    assert torch.equal(random_symmetry(x, get_group("C4"), torch.Generator().manual_seed(0)), rotate(x, angles))
-    mirrored = torch.where(flips[:, None, None, None], torch.flip(x, dims=[-1]), x)
-    assert torch.equal(random_symmetry(x, get_group("D4"), torch.Generator().manual_seed(0)), rotate(mirrored, angles))
-    assert 0 < int(flips.sum()) < 64
+    x = _two_blobs(64)
+    assert (_handedness(x) > 0).all()
+    turned = random_symmetry(x, get_group("C4"), torch.Generator().manual_seed(0))
+    assert (_handedness(turned) > 0).all()  # rotations only: every image keeps its handedness
+    directions = torch.rad2deg(_ring_moment(turned, 1, 6).angle())
+    assert directions.max() - directions.min() > 180  # ... and the images are turned, each its own way
+    mirrored = (_handedness(random_symmetry(x, get_group("D4"), torch.Generator().manual_seed(0))) < 0).sum()
+    assert 16 <= int(mirrored) <= 48  # about half mirrored (64 fair coins: outside [16, 48] once in 10^4)
