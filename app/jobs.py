@@ -119,6 +119,7 @@ class TrainingJob:
         self._snapshot = JobSnapshot("starting")
         self._thread = threading.Thread(target=self._run, name="eqlens-train", daemon=True)
         self._started = time.perf_counter()
+        self._ended: float | None = None  # the clock stops when the run does
         self._out_key: str | None = None
 
     def start(self) -> TrainingJob:
@@ -154,7 +155,7 @@ class TrainingJob:
         with self._lock:
             s = self._snapshot
             return dataclasses.replace(s, history=list(s.history), latest=dict(s.latest),
-                                       elapsed_s=time.perf_counter() - self._started)
+                                       elapsed_s=(self._ended or time.perf_counter()) - self._started)
 
     def _progress(self, event) -> None:
         """Keep the event: ``latest`` carries every number seen so far (the metrics above the chart), the
@@ -207,6 +208,7 @@ class TrainingJob:
             self._drop_empty_out()
         self._release()
         with self._lock:
+            self._ended = time.perf_counter()
             self._snapshot.state, self._snapshot.result = state, result
             self._snapshot.message = message
             if state == "done":

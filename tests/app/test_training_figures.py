@@ -10,8 +10,7 @@ import pytest
 
 from app import figures
 from app.jobs import TrainingJob
-
-from .test_training_job import FakeProgress
+from eqlens.training.reporting import Progress
 
 
 def two_epoch_history() -> list[dict]:
@@ -19,8 +18,8 @@ def two_epoch_history() -> list[dict]:
     job = TrainingJob(config=None)
     for epoch, (val_loss, val_acc) in enumerate(((0.9, 0.4), (0.5, 0.7)), start=1):
         for step in range(1, 5):
-            job._progress(FakeProgress("train", epoch, 2, step, 4, 1.0 / (epoch + step), 0.5, 10.0))
-        job._progress(FakeProgress("val", epoch, 2, 0, 0, 0.6, 0.6, 10.0, val={"loss": val_loss, "accuracy": val_acc}))
+            job._progress(Progress("train", epoch, 2, step, 4, 1.0 / (epoch + step), 0.5, 10.0))
+        job._progress(Progress("val", epoch, 2, 0, 0, 0.6, 0.6, 10.0, val={"loss": val_loss, "accuracy": val_acc}))
     return job.snapshot().history
 
 

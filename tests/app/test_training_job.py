@@ -154,3 +154,13 @@ def test_the_history_keeps_validation_at_its_epoch_only():
     history = job.snapshot().history
     assert [h.get("phase") for h in history] == ["train", "train", "val"]
     assert "val_loss" not in history[0] and history[-1]["val_loss"] == 0.2 and history[-1]["at_epoch"] == 1.0
+
+
+def test_the_clock_stops_when_the_run_ends():
+    import time
+
+    job = TrainingJob(config=None, train_fn=stepping_trainer(1)).start()
+    assert job.join(10)
+    elapsed = job.snapshot().elapsed_s
+    time.sleep(0.05)
+    assert job.snapshot().elapsed_s == elapsed
