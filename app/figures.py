@@ -159,16 +159,16 @@ def _two_panels(data: list[dict], title: str, x_title: str, score: str, log_loss
 
 def training_curves(history: Sequence[dict]) -> go.Figure:
     """A running job's curves against epochs (``at_epoch`` of the job's records: 1.5 is half-way through
-    the second epoch; older records: ``global_step``). Training loss and accuracy are the running means of
-    each epoch so far (thin lines); validation values exist at each epoch's end only and are drawn there,
-    as points joined epoch to epoch, never carried across the steps in between."""
+    the second epoch; older records: ``global_step``). Training loss and accuracy (regression: MAE) are the
+    running means of each epoch so far (thin lines); validation values exist at each epoch's end only and are
+    drawn there, as points joined epoch to epoch, never carried across the steps in between."""
     def position(i: int, h: dict) -> float:
         return h.get("at_epoch", h.get("global_step", i))
 
+    score = "accuracy" if any("accuracy" in h or "val_accuracy" in h for h in history) else "mae"
     data = []
     for k, (key, axis, name) in enumerate((("loss", "1", "train loss"), ("val_loss", "1", "val loss"),
-                                           ("accuracy", "2", "train accuracy"),
-                                           ("val_accuracy", "2", "val accuracy"))):
+                                           (score, "2", f"train {score}"), (f"val_{score}", "2", f"val {score}"))):
         points = [(position(i, h), h[key]) for i, h in enumerate(history) if h.get(key) is not None]
         if not points:
             continue
@@ -177,7 +177,7 @@ def training_curves(history: Sequence[dict]) -> go.Figure:
         data.append(dict(type="scatter", x=xs, y=ys, name=name, mode="lines+markers" if val else "lines",
                          xaxis="x" if axis == "1" else "x2", yaxis="y" if axis == "1" else "y2",
                          marker=dict(size=8, symbol="circle"), line=dict(color=PALETTE[k], width=2 if val else 1.2)))
-    return _two_panels(data, "Training (validation at each epoch's end)", "epoch", "accuracy", height=320)
+    return _two_panels(data, "Training (validation at each epoch's end)", "epoch", score, height=320)
 
 
 def smooth(values: Sequence[float | None], weight: float) -> list[float | None]:

@@ -23,8 +23,8 @@ from pathlib import Path
 from eqlens.errors import EqlensError
 
 # The names of eqlens.training.reporting.Progress, kept as they are (one vocabulary from trainer to app).
-_NUMBER_KEYS = ("step", "steps", "epoch", "epochs", "loss", "accuracy", "mae", "val_loss", "val_accuracy", "lr",
-                "images_per_s", "best_epoch")
+_NUMBER_KEYS = ("step", "steps", "epoch", "epochs", "loss", "accuracy", "mae", "val_loss", "val_accuracy", "val_mae",
+                "lr", "images_per_s", "best_epoch")
 _INTEGERS = ("step", "steps", "epoch", "epochs", "best_epoch")
 
 
@@ -42,7 +42,7 @@ def progress_record(event) -> dict:
     record = {}
     val = raw.pop("val", None)
     if isinstance(val, dict):
-        raw.update({f"val_{k}": v for k, v in val.items() if k in ("loss", "accuracy")})
+        raw.update({f"val_{k}": v for k, v in val.items() if k in ("loss", "accuracy", "mae")})
     for key, value in raw.items():
         if key in _NUMBER_KEYS and isinstance(value, (int, float)) and value == value:
             record[key] = int(value) if key in _INTEGERS else float(value)

@@ -74,3 +74,12 @@ def test_a_regression_history_shows_its_mae_instead_of_accuracy():
     history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_mae": 0.3, "val_mae": 0.35}]
     fig = figures.run_history({"reg": history})
     assert fig.to_dict()["layout"]["yaxis2"]["title"]["text"] == "mae"
+
+
+def test_a_regression_job_charts_its_mae_beside_the_loss():
+    job = TrainingJob(config=None)
+    job._progress(Progress("train", 1, 1, 1, 2, 0.9, math.nan, 8.0, mae=0.4))
+    job._progress(Progress("val", 1, 1, 0, 0, 0.8, math.nan, 8.0, val={"loss": 0.7, "mae": 0.3}, mae=0.35))
+    by_name = traces(figures.training_curves(job.snapshot().history))
+    assert list(by_name["val mae"]["x"]) == [1.0] and list(by_name["val mae"]["y"]) == [0.3]
+    assert "train mae" in by_name and "train accuracy" not in by_name
