@@ -426,7 +426,7 @@ def normalised_confusion_figure(confusion: np.ndarray, class_names: Sequence[str
                  y=[names[r] for r in range(k) for c in range(k)], mode="markers", text=hover,
                  marker=dict(size=60, opacity=0.01, symbol="square"), hovertemplate="%{text}<extra></extra>",
                  showlegend=False)
-    return _figure([heat, cells], "Confusion matrix, rows normalised (click a cell; counts on hover)", height=380,
+    return _figure([heat, cells], "Confusion, rows normalised (click a cell)", height=380,
                    clickmode="event+select", xaxis=dict(title=dict(text="predicted")),
                    yaxis=dict(title=dict(text="true"), autorange="reversed"))
 
@@ -489,5 +489,5 @@ def orbit_change_figure(curves: dict, exact_angles: Sequence[float], current_ang
     shapes.append(_vline(current_angle, "white", 1.5))
     return _figure(data, title, height=340, shapes=shapes,
                    xaxis=dict(title=dict(text="rotation angle (deg)"), range=[0, 360], dtick=45),
-                   yaxis=dict(title=dict(text="max |p(angle) - p(0)|"), type="log",
-                              range=[math.log10(ORBIT_CHANGE_FLOOR), 0.1]))
+                   yaxis=dict(title=dict(text="max |p(angle) - p(0)|"), type="log", dtick=1,
+                              exponentformat="power", range=[math.log10(ORBIT_CHANGE_FLOOR), 0.1]))

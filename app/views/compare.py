@@ -152,9 +152,9 @@ def live(first: LoadedModel, second: LoadedModel, lens: lenses.LensImage, mask: 
         with column:
             model_column(loaded, result, x_now, sky, slot)
     with left:
-        what = "the sky turned, rendered" if sky else "the picture turned"
-        st.image(figures.image_grid([(f"A's input, {what}", shown[0, 0].numpy())], cmap="gray", cell=220,
-                                    colorbar_label="normalised"))
+        st.image(figures.image_grid([("A's input", shown[0, 0].numpy())], cmap="gray", cell=220,
+                                    colorbar_label="normalised"),
+                 caption="the sky turned and rendered again" if sky else "the picture turned (resampled)")
     if first.class_names != second.class_names:
         st.warning(f"The two models have different classes (A: {', '.join(first.class_names)}; B: "
                    f"{', '.join(second.class_names)}): each curve below carries its own model's class names.")
@@ -192,12 +192,6 @@ with st.sidebar:
                     help="simulated lenses: re-render the scene at each angle (the instrument's own pixels and "
                          "noise) instead of resampling the picture")
 regressors = [m for m in (first, second) if m is not None and m.regression is not None]
-if first is not None and second is not None:
-    card_a, card_b = st.columns(2)
-    with card_a:
-        card_panel.card_panel(first, f"A: {first.label}")
-    with card_b:
-        card_panel.card_panel(second, f"B: {second.label}")
 if first is None or second is None or lens is None:
     st.info("Choose two models and an image in the sidebar.")
 elif regressors:
@@ -205,3 +199,9 @@ elif regressors:
             "classifier: Compare overlays class probabilities. Open it in Explore to see its value over the orbit.")
 else:
     live(first, second, lens, mask, bool(sky and lens.can_turn_scene))
+if first is not None and second is not None:
+    card_a, card_b = st.columns(2)
+    with card_a:
+        card_panel.card_panel(first, f"A: {first.label}")
+    with card_b:
+        card_panel.card_panel(second, f"B: {second.label}")
