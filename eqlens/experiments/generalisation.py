@@ -275,7 +275,7 @@ def shift_table(rows: Sequence[dict]) -> str:
     lines = ["| model | group | augmented | shift | n | accuracy | change | macro AUC | change |",
              "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['group']} | {_aug(r['augment'])} | {r['shift']} | {r['n']} | "
+        lines.append(f"| {r['label']} | {r['group'] or 'none'} | {_aug(r['augment'])} | {r['shift']} | {r['n']} | "
                      f"{_f(r['accuracy'])} | {_signed(r['accuracy_drop'])} | {_f(r['auc_macro'])} | "
                      f"{_signed(r['auc_drop'])} |")
     return "\n".join(lines)

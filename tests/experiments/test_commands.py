@@ -27,7 +27,7 @@ def test_eqlens_shift_scores_a_tiny_checkpoint_and_writes_json_and_markdown(eqle
         (m, s) for m in ("cnn", "gcnn") for s in ("none", "noise_x3", "orientation")]
     assert report["rows"][2]["angles_deg"] == [0, 45, 90]
     text = out_md.read_text()
-    assert "| cnn | C4 | no | noise_x3 | 6 |" in text and "plain twin" in text
+    assert "| cnn | none | no | noise_x3 | 6 |" in text and "plain twin" in text
     assert text in capsys.readouterr().out
 
 
