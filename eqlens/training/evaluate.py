@@ -78,7 +78,7 @@ def evaluate_model(model, dataset, class_names, *, batch_size: int = 64, device=
     return report
 
 
-def first_images(model, dataset, size: int, device, mask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def robustness_images(model, dataset, size: int, device, mask: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` items of ``dataset``, the classes taken in turn (:func:`eqlens.data.splits.class_balanced_indices`:
     a folder's first files are all of one class), as model input ``x [n, 1, S, S]`` (masked if ``mask``)
     and their labels or targets ``y [n]``, on ``device`` (default: the model's)."""
@@ -96,7 +96,7 @@ def model_group(model, group=None):
 
 
 def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> dict | None:
-    x, y = first_images(model, dataset, size, device, mask)
+    x, y = robustness_images(model, dataset, size, device, mask)
     with eval_mode(model):
         report = robustness(model, x, y, model_group(model, group), angles)
     report["sky"] = sky_robustness(model, dataset, size, angles, device, mask)

@@ -67,7 +67,7 @@ def test_the_robustness_images_of_a_folder_listed_class_by_class_hold_every_clas
     from eqlens.data.deeplense import DeepLenseFolderDataset
     from eqlens.data.splits import class_balanced_indices
     from eqlens.models import create
-    from eqlens.training.evaluate import first_images
+    from eqlens.training.evaluate import robustness_images
 
     rng = np.random.default_rng(0)
     for name in ("no", "sphere", "vort"):
@@ -76,7 +76,7 @@ def test_the_robustness_images_of_a_folder_listed_class_by_class_hold_every_clas
             np.save(tmp_path / "lenses" / name / f"{name}_{i}.npy", rng.random((24, 24)).astype(np.float32))
     folder = DeepLenseFolderDataset(tmp_path / "lenses", image_size=24)
     model = create("cnn", num_classes=3, image_size=24, **TINY_CNN)
-    _, y = first_images(model, folder, 6, torch.device("cpu"), mask=True)
+    _, y = robustness_images(model, folder, 6, torch.device("cpu"), mask=True)
     assert sorted(y.tolist()) == [0, 0, 1, 1, 2, 2]
     carved = Subset(folder, [12, 13, 14, 5, 6, 0])  # a carved split: labels 2, 2, 2, 1, 1, 0
     assert sorted(folder.labels[carved.indices[i]] for i in class_balanced_indices(carved, 3)) == [0, 1, 2]
