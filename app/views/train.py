@@ -293,10 +293,13 @@ def history_view() -> None:
     names = [r.name for r in with_history]
     job = st.session_state.get(state.TRAIN_JOB)
     mine = Path(job.config.out).name if job is not None and getattr(job.config, "out", None) else None
-    default = [mine] if mine in names else names[:3]
+    picked_now = [n for n in st.session_state.get("train_history_runs", names[:3]) if n in names]
+    if mine in names and st.session_state.get("train_history_added") != mine:  # this session's run joins, once
+        st.session_state["train_history_added"] = mine
+        picked_now = [*picked_now, mine] if mine not in picked_now else picked_now
+    st.session_state["train_history_runs"] = picked_now
     c1, c2, c3 = st.columns([3, 1, 1])
-    chosen = c1.multiselect("Runs to overlay", names, default=default, key="train_history_runs",
-                            persist_state=SESSION)
+    chosen = c1.multiselect("Runs to overlay", names, key="train_history_runs", persist_state=SESSION)
     smoothing = c2.slider("Smoothing", 0.0, 0.95, 0.0, step=0.05, key="train_history_smoothing",
                           persist_state=SESSION, help="exponential moving average over epochs (0: none)")
     log_loss = c3.toggle("log-scale loss", value=False, key="train_history_log", persist_state=SESSION)

@@ -158,3 +158,18 @@ def test_the_run_history_overlays_runs_read_back_from_the_checkpoints_folder(app
     assert names == {"cnn_a", "cnn_b"}
     at.multiselect(key="train_history_runs").set_value(["cnn_a"]).run()
     assert {t["name"] for t in _chart(at, "train_history_chart")["data"]} == {"cnn_a"}
+
+
+def test_a_run_finished_in_this_session_joins_the_runs_overlaid_once(app_test, checkpoint_dir):
+    _run(checkpoint_dir, "cnn_a")
+    at = app_test("views/train.py")
+    assert at.multiselect(key="train_history_runs").value == ["cnn_a"]
+    at.button(key="train_start").click().run()
+    _finish(at)
+    mine = at.session_state[state.TRAIN_JOB].config.out.rsplit("/", 1)[-1]
+    assert at.multiselect(key="train_history_runs").value == ["cnn_a", mine]
+    at.multiselect(key="train_history_runs").set_value(["cnn_a"]).run()  # the user's choice stands
+    at.run()
+    assert at.multiselect(key="train_history_runs").value == ["cnn_a"]
+    no_exception(at)
+    assert not at.warning
