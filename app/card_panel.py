@@ -65,17 +65,21 @@ def _dict(value) -> dict:
 
 
 def card_facts(card) -> CardFacts | None:
-    """The facts of a checkpoint's card (its JSON, or a typed ``eqlens.checkpoint.ModelCard``); None without one."""
-    if hasattr(card, "to_json"):  # the typed card: read its JSON record, the one layout this function knows
-        card = card.to_json()
-    card = _dict(card)
-    if not card:
+    """The facts of a checkpoint's card (a typed ``eqlens.checkpoint.ModelCard``, or its JSON, validated
+    here); None without a card or for one that is not valid."""
+    from eqlens.checkpoint import ModelCard
+    from eqlens.errors import EqlensError
+
+    if card is None:
         return None
-    model, inputs, data, training = (_dict(card.get(k)) for k in ("model", "input", "data", "training"))
+    try:
+        card = ModelCard.from_json(card)  # a ModelCard is returned as it is
+    except (EqlensError, TypeError, ValueError, KeyError):
+        return None
+    data, training = _dict(card.data), _dict(card.training)
     config = _dict(training.get("config"))
-    test = _dict(_dict(card.get("metrics")).get("test"))
+    test = _dict(_dict(card.metrics).get("test"))
     robust = _dict(test.get("robustness"))
-    build = _dict(model.get("build_config"))
     seen, exact = _int(training.get("images_seen")), True
     if seen is None and _int(training.get("epochs_done")) is not None:
         steps, batch = _int(config.get("steps_per_epoch")), _int(config.get("batch_size"))
@@ -83,13 +87,13 @@ def card_facts(card) -> CardFacts | None:
         seen, exact = (training["epochs_done"] * per_epoch, False) if per_epoch else (None, True)
     wall = _number(training.get("wall_time_s"))
     return CardFacts(
-        model=model.get("name") or build.get("name"),
-        group=card.get("group") or build.get("group"),
-        parameters=_int(model.get("parameters")),
-        class_names=tuple(card.get("class_names") or ()),
-        image_size=_int(inputs.get("image_size")) or _int(build.get("image_size")),
-        crop=_int(inputs.get("crop")),
-        circular_mask=bool(inputs.get("circular_mask", False)),
+        model=card.name,
+        group=card.group,
+        parameters=_int(card.parameters),
+        class_names=tuple(card.class_names),
+        image_size=card.input.image_size,
+        crop=card.input.crop,
+        circular_mask=bool(card.input.circular_mask),
         data_kind=data.get("kind"),
         data_spec=data.get("spec"),
         data_seed=_int(data.get("data_seed")),
@@ -104,10 +108,10 @@ def card_facts(card) -> CardFacts | None:
         images_seen_exact=exact,
         wall_time_s=wall if wall is not None else _number(training.get("train_time_s")),
         wall_clock=wall is not None,
-        complete=training.get("complete") is not False,
+        complete=card.complete,
         epochs_done=_int(training.get("epochs_done")),
         epochs=_int(config.get("epochs")),
-        task=_dict(card.get("task")).get("name") or "classification",
+        task=card.task,
         augment_mode=(config.get("augment_mode") or "image") if config.get("augment") else None,
     )
 
@@ -187,6 +191,22 @@ def equivariance_line(facts: CardFacts) -> str:
         text += f"; pooled features {verdict} ({invariance:.1e})"
     measured = f" on {facts.robustness_images} test images" if facts.robustness_images else ""
     return text + f". Relative errors at the group's exact rotations{measured}."
+
+
+def equivariance_scope(facts: CardFacts | None) -> str | None:
+    """A few words on where the model is equivariant (every layer, its first block only, no layer), for a
+    caption beside an invariance error; None when the card does not measure it."""
+    taps = {k: v for k, v in (facts.layer_errors if facts else {}).items() if k != INVARIANCE_TAP}
+    if not taps:
+        return None
+    equivariant = [v < EQUIVARIANT_BELOW for v in taps.values()]
+    if all(equivariant):
+        return "equivariant in every layer (its card)"
+    if not any(equivariant):
+        return "no equivariant layer (its card)"
+    if equivariant[0] and not any(equivariant[1:]):
+        return "equivariant only in its first block (its card): the layers after it are not, so its outputs move"
+    return f"equivariant in {sum(equivariant)} of its {len(taps)} measured layers (its card)"
 
 
 def training_line(facts: CardFacts) -> str:

@@ -75,8 +75,9 @@ def model_column(loaded: LoadedModel, result, x_now: torch.Tensor, sky: bool, sl
             pass
     top = int(np.argmax(probs))
     now = result.probabilities[:, top]
+    scope = card_panel.equivariance_scope(card_panel.card_facts(loaded.card) if loaded.trained else None)
     st.caption(f"predicted {loaded.class_names[top]}: probability over the orbit "
-               f"from {now.min():.3f} to {now.max():.3f}")
+               f"from {now.min():.3f} to {now.max():.3f}" + (f"; {scope}" if scope else ""))
 
 
 def exact_angles(*models: LoadedModel) -> list[float]:

@@ -96,3 +96,12 @@ def test_the_card_panel_gives_input_test_split_and_a_partial_run_from_the_card()
     assert f"{card['training']['images_seen']:,} images seen" in lines["training"]
     assert ("partial" in lines["training"]) == (card["training"].get("complete") is False)
     assert card_panel.card_facts({}) is None
+
+
+def test_compare_says_beside_its_invariance_error_that_eqcvt_is_equivariant_only_in_its_first_block(
+        app_test, checkpoint_dir):
+    for name in ("model_i_eqcvt", "model_i_cnn"):
+        shutil.copytree(ROOT / "checkpoints" / name, checkpoint_dir / name)
+    at = app_test("views/compare.py", compare_a_model=f"ckpt:{checkpoint_dir / 'model_i_eqcvt'}")
+    no_exception(at)
+    assert any("equivariant only in its first block" in c.value for c in at.caption)
