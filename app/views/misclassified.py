@@ -12,7 +12,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app import card_panel, figures, lenses, settings, state, widgets
+from app import card_panel, figures, lenses, scene_panel, settings, state, widgets
 from app.catalog import LoadedModel
 from app.lenses import LensImage
 from eqlens.errors import EqlensError
@@ -181,45 +181,6 @@ def lens_of(report: dict, index: int, class_names) -> LensImage:
     return LensImage(report["dataset"][index][0][0].numpy(), source, label)
 
 
-def scene_rows(truth: dict, config_name: str | None) -> tuple[list[dict], list[dict], str]:
-    """The scene's parameters (what, value, unit), its subhalos (one row each) and the mass-unit note."""
-    from eqlens.simulation import config_names, get_config
-    from eqlens.simulation.sampling import unit_einstein_radius
-
-    unit = None
-    if config_name in config_names():
-        unit = unit_einstein_radius(get_config(config_name))  # arcsec of 1 Msun, the recipe's convention
-    rows = [dict(what="class", value=truth.get("class_name"), unit=""),
-            dict(what="Einstein radius of the main lens", value=f"{truth['theta_E']:.4f}", unit="arcsec")]
-    if truth.get("source_center"):
-        x, y = truth["source_center"]
-        rows.append(dict(what="source centre (x, y)", value=f"({x:+.3f}, {y:+.3f})", unit="arcsec"))
-    masses = truth.get("subhalo_masses") or []
-    if masses:
-        rows.append(dict(what="subhalos", value=f"{len(masses)}, total {sum(masses):.3e}",
-                         unit="Msun (recipe units)"))
-    if truth.get("axion_mass_ev") is not None:
-        rows.append(dict(what="axion mass", value=f"{truth['axion_mass_ev']:.3e} "
-                                                   f"(log10 {truth['log10_axion_mass']:.3f})", unit="eV"))
-    if truth.get("vortex_endpoints"):
-        (x0, y0), (x1, y1) = truth["vortex_endpoints"]
-        ends = f"({x0:+.3f}, {y0:+.3f}) to ({x1:+.3f}, {y1:+.3f}), length {math.hypot(x1 - x0, y1 - y0):.3f}"
-        rows.append(dict(what="vortex from (x, y) to (x, y)", value=ends, unit="arcsec"))
-    if truth.get("exposure") is not None:
-        rows.append(dict(what="exposure", value=f"{truth['exposure']:.0f}", unit="s"))
-    subhalos = []
-    for (x, y), m in zip(truth.get("subhalo_positions") or [], masses, strict=False):
-        subhalos.append({"x (arcsec)": round(x, 4), "y (arcsec)": round(y, 4), "r (arcsec)": round(math.hypot(x, y), 4),
-                         "mass (Msun, recipe units)": f"{m:.3e}", "log10 mass": round(math.log10(m), 3),
-                         **({"its Einstein radius (arcsec)": round(unit * math.sqrt(m), 5)} if unit else {})})
-    note = ("Masses in **recipe units**: Msun as DeepLenseSim's recipe defines them, whose Einstein radii use "
-            "*luminosity* distances (D_ls = D_s - D_l), so a mass M lenses like "
-            + (f"theta_E(M) = {unit * 1e6:.4f}\" x sqrt(M / 1e12 Msun)" if unit else "theta_E(M) ~ sqrt(M)")
-            + "; with angular-diameter distances the same radius would mean a different mass (docs/simulator.md). "
-            "Positions in arcsec from the frame's centre, x along columns, y along rows.")
-    return rows, subhalos, note
-
-
 def opened_panel(report: dict, class_names, loaded: LoadedModel) -> None:
     """The opened test image: the lens with its truth overlay, the model's probabilities, the scene's parameters."""
     index = st.session_state.get(OPENED)
@@ -242,14 +203,7 @@ def opened_panel(report: dict, class_names, loaded: LoadedModel) -> None:
                                                     title="the model's probabilities"),
                             key="mis_opened_probs", width="stretch", theme=None)
         with right:
-            if not lens.truth:
-                st.info("Not a simulated image: no scene parameters to show.")
-            else:
-                rows, subhalos, note = scene_rows(lens.truth, report["data"])
-                st.dataframe(rows, hide_index=True, width="stretch")
-                if subhalos:
-                    st.dataframe(subhalos, hide_index=True, width="stretch", height=min(36 * (len(subhalos) + 1), 300))
-                st.caption(note)
+            scene_panel.scene_panel(lens.truth, report["data"])
             if st.button("Open in Explore", key="mis_explore_opened", type="primary"):
                 state.request_explore(loaded.key, lens)
                 st.switch_page("views/explore.py")

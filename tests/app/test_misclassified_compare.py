@@ -105,3 +105,19 @@ def test_compare_says_beside_its_invariance_error_that_eqcvt_is_equivariant_only
     at = app_test("views/compare.py", compare_a_model=f"ckpt:{checkpoint_dir / 'model_i_eqcvt'}")
     no_exception(at)
     assert any("equivariant only in its first block" in c.value for c in at.caption)
+
+
+def test_the_scene_of_an_axion_lens_gives_its_mass_in_ev_and_every_mass_its_recipe_unit():
+    from app.scene_panel import MASS_UNIT, mass_note, scene_rows
+    from eqlens.data.simulated import SimulatedLensDataset
+
+    data = SimulatedLensDataset("model_i", "test", size=3)
+    axion, cdm = data.truth(0), data.truth(1)  # item i has class i % 3: axion, cdm, no_sub
+    rows, subhalos = scene_rows(axion, "model_i")
+    units = {r["what"]: r["unit"] for r in rows}
+    assert units["axion mass"] == "eV" and units["vortex mass (spread along the line)"] == MASS_UNIT
+    assert not subhalos
+    rows, subhalos = scene_rows(cdm, "model_i")
+    assert len(subhalos) == len(cdm["subhalo_masses"]) > 0
+    assert {r["unit"] for r in rows if "mass" in r["what"]} == {MASS_UNIT}
+    assert "1.2815" in mass_note("model_i") and "luminosity" in mass_note("model_i")
