@@ -122,9 +122,10 @@ def run_status(path: Path) -> RunStatus:
     """The :class:`RunStatus` of a checkpoint folder (a single file or an unreadable card: complete)."""
     from eqlens.checkpoint import find_last
 
-    training = _card_on_disk(path).get("training") if path.is_dir() else None
-    if not isinstance(training, dict) or training.get("complete") is not False:
+    card = _card_on_disk(path) if path.is_dir() else None
+    if card is None or card.complete:
         return RunStatus(False, None, None, False)
+    training = card.training
     config = training.get("config") if isinstance(training.get("config"), dict) else {}
 
     def count(value):
@@ -157,7 +158,8 @@ def resume_config(path: Path):
     last = find_last(path)
     if last is None:
         raise EqlensError(f"{path} holds no resume state (no finished epoch)")
-    record = (_card_on_disk(last).get("training") or {}).get("config")
+    card = _card_on_disk(last)
+    record = card.training.get("config") if card is not None else None
     if not isinstance(record, dict):
         raise EqlensError(f"{path}: the card does not record the run's settings")
     try:

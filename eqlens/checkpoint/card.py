@@ -306,8 +306,8 @@ class ModelCard:
 
     @property
     def complete(self) -> bool:
-        """Whether the run finished every epoch it was asked for (cards before the flag: yes)."""
-        return bool(self.training.get("complete", True))
+        """Whether the run finished every epoch it was asked for (cards before the flag, or null: yes)."""
+        return self.training.get("complete") is not False
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """The model's input ``[B, 1, S, S]`` from raw or normalised images ``[B, H, W]`` / ``[B, 1, H, W]``:
@@ -320,16 +320,6 @@ class ModelCard:
         if self.scaler is None:
             return outputs.float().softmax(dim=-1)
         return self.scaler.decode(outputs.reshape(-1))
-
-    # ------------------------------------------------------------ transitional dict access
-
-    def __getitem__(self, key: str):
-        """Transitional: ``card["metrics"]`` reads the JSON until every reader uses the fields."""
-        return self.to_json()[key]
-
-    def get(self, key: str, default=None):
-        """Transitional, like :meth:`__getitem__`."""
-        return self.to_json().get(key, default)
 
 
 def validate_card(card, source: str = "checkpoint") -> dict:

@@ -277,7 +277,7 @@ def test_fuzz_png_chunk_soup(chunks):
 
 
 def _read_checkpoint_or_refuse(data: bytes) -> None:
-    from eqlens.checkpoint import read_checkpoint
+    from eqlens.checkpoint import ModelCard, read_checkpoint
 
     with bounded_address_space():
         try:
@@ -285,7 +285,7 @@ def _read_checkpoint_or_refuse(data: bytes) -> None:
         except CheckpointError as err:
             assert "MemoryError" not in str(err), f"over the allocation bound: {err}"
             return
-    assert isinstance(card, dict) and all(hasattr(t, "shape") for t in tensors.values())
+    assert isinstance(card, ModelCard) and all(hasattr(t, "shape") for t in tensors.values())
 
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),

@@ -30,7 +30,7 @@ from .conftest import SIZE, TINY
 
 def test_the_three_class_model_starts_from_the_checkpoint_weights_except_the_classifier(old_class_checkpoint):
     saved, card = read_checkpoint(old_class_checkpoint)
-    assert card["class_names"] == ["cdm", "no_sub"]
+    assert card.class_names == ("cdm", "no_sub")
     pretrained, _ = load_checkpoint(old_class_checkpoint)
     model, transfer = expanded_model(pretrained, 3)
     assert set(transfer.skipped) == {"head.weight", "head.bias"} and transfer.missing == []

@@ -86,7 +86,7 @@ class QuadrantReader(torch.nn.Module):
 
 def test_orientation_keeps_an_invariant_model_right_at_every_quarter_turn_and_catches_one_that_is_not(checkpoints):
     model, card = load_checkpoint(checkpoints["gcnn"])
-    assert card["training"]["config"]["augment"] is False
+    assert card.training["config"]["augment"] is False
     x = torch.rand(12, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     for net, invariant in ((model, True), (QuadrantReader(), False)):
         with torch.no_grad():  # labels = the upright (masked) predictions: upright accuracy is 1 by construction

@@ -48,14 +48,14 @@ def test_a_budgeted_fresh_run_stops_then_resumes_to_the_uninterrupted_weights(tm
     whole = train(_fresh(tmp_path / "whole"))
     assert not whole.budget_spent
     card = ck.load_checkpoint(tmp_path / "whole")[1]
-    assert card["training"]["fresh_data"] and card["training"]["complete"]
-    assert card["training"]["images_seen"] == 2 * 2 * 4 and card["training"]["wall_time_s"] > 0
-    assert card["input"]["crop"] == 33 and card["data"]["sizes"]["train"] == "stream"
+    assert card.training["fresh_data"] and card.complete
+    assert card.training["images_seen"] == 2 * 2 * 4 and card.training["wall_time_s"] > 0
+    assert card.input.crop == 33 and card.data["sizes"]["train"] == "stream"
 
     monkeypatch.setattr(trainer_module, "Budget", _OneEpochBudget)
     first = train(_fresh(tmp_path / "cut", time_budget_min=60.0))
     assert first.budget_spent and [h["epoch"] for h in first.history] == [1]
-    assert ck.load_checkpoint(tmp_path / "cut")[1]["training"]["complete"] is False
+    assert ck.load_checkpoint(tmp_path / "cut")[1].complete is False
     monkeypatch.setattr(trainer_module, "Budget", Budget)
     resumed = train(_fresh(tmp_path / "cut", time_budget_min=60.0, resume=True))
     assert not resumed.budget_spent and [h["epoch"] for h in resumed.history] == [1, 2]

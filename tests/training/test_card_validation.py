@@ -39,7 +39,7 @@ def _upload(mutate=None, tensors=None):
 
 def test_an_intact_upload_loads():
     model, card = ck.load_checkpoint(_upload())
-    assert card["input"]["image_size"] == 24 and card["input"]["circular_mask"] is True
+    assert card.input.image_size == 24 and card.input.circular_mask is True
 
 
 def _set(path, value):

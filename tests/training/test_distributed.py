@@ -48,6 +48,6 @@ def test_two_gloo_ranks_agree_on_the_weights_and_only_rank_zero_writes(tmp_path)
     for key, value in r0["weights"].items():
         assert torch.equal(value, r1["weights"][key]), key
     saved, card = ck.read_checkpoint(out)
-    assert card["training"]["world_size"] == 2
+    assert card.training["world_size"] == 2
     for key, value in r0["weights"].items():
         assert torch.equal(value, saved[key]), key

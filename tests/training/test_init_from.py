@@ -89,8 +89,8 @@ def test_training_from_a_checkpoint_moves_the_copied_weights_and_the_card_names_
     saved, _ = ck.read_checkpoint(two_class_checkpoint)
     tuned, card = ck.read_checkpoint(tmp_path / "tuned")
     assert not torch.equal(tuned["body.0.0.weight"], saved["body.0.0.weight"])
-    assert card["class_names"] == THREE and card["training"]["config"]["init_from"] == two_class_checkpoint
-    record = card["training"]["initialised_from"]
+    assert list(card.class_names) == THREE and card.training["config"]["init_from"] == two_class_checkpoint
+    record = card.training["initialised_from"]
     assert record == result.extra["transfer"] and record["source"] == two_class_checkpoint
     assert record["loaded"] == len(saved) - 2 and set(record["skipped"]) == {"head.weight", "head.bias"}
 
@@ -225,10 +225,10 @@ def test_eqlens_train_init_from_fine_tunes_a_checkpoint_on_a_folder_with_other_c
     assert f"initialised from {two_class_checkpoint}: " in printed and "head.weight (2, 8) -> (3, 8)" in printed
     model, card = ck.load_checkpoint(out)
     # The architecture came from the checkpoint's card: --model and the tiny widths were not given.
-    assert card["model"]["build_config"] == {"name": "cnn", "num_classes": 3, "group": "C4", "image_size": 24,
+    assert card.build_config == {"name": "cnn", "num_classes": 3, "group": "C4", "image_size": 24,
                                              "widths": [4, 8]}
-    assert card["class_names"] == THREE and card["training"]["initialised_from"]["loaded"] > 0
-    assert card["training"]["config"]["steps_per_epoch"] == 3
+    assert list(card.class_names) == THREE and card.training["initialised_from"]["loaded"] > 0
+    assert card.training["config"]["steps_per_epoch"] == 3
     assert {int(s["step"]) for s in ck.load_state(out / ck.LAST_DIR)["optimizer"]["state"].values()} == {3}
 
 

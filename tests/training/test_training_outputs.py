@@ -47,9 +47,9 @@ def test_non_finite_weights_stop_the_run_and_the_last_good_best_stays(tmp_path, 
         train(_config(out), data=blob_splits())
     assert name_end in str(caught.value) and "lower --lr" in str(caught.value)
     model, card = ck.load_checkpoint(out)  # loadable: no NaN or inf was written
-    assert card["training"]["best_epoch"] == 1
+    assert card.training["best_epoch"] == 1
     last_model, last_card = ck.load_checkpoint(ck.find_last(out))
-    assert last_card["training"]["epoch"] == 1
+    assert last_card.training["epoch"] == 1
     assert ck.load_state(ck.find_last(out))["epoch"] == 1
 
 
@@ -85,7 +85,7 @@ def test_a_crash_between_last_and_the_best_checkpoint_resumes_to_the_uninterrupt
     assert resumed.best_epoch == whole.best_epoch
     assert_same_checkpoints(tmp_path / "whole", out)
     tensors, card = ck.read_checkpoint(out)
-    assert card["training"]["best_epoch"] == whole.best_epoch
+    assert card.training["best_epoch"] == whole.best_epoch
     assert json.loads((out / ck.CARD_FILE).read_text())["training"]["best_epoch"] == whole.best_epoch
 
 
