@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..groups import circular_mask, rotate
+from ..models.inspection import eval_mode
 
 DISPLAY_PERCENTILE = 99.0  # colour scales of attribution maps end at this percentile of |A|
 
@@ -102,17 +103,17 @@ def attribute(model, x: torch.Tensor, method: str, target: int | torch.Tensor, l
     tap). Grad-CAM maps are upsampled bilinearly to ``H x W``; signs are kept (positive: pushes
     towards ``target``). ``mask``: the model is fed ``circular_mask * x`` (as the app and masked
     checkpoints do), so the attribution is that of ``x -> model(mask * x)`` and the pixels the model
-    never sees get none from the gradient methods (see the module's docstring). The model is put
-    in eval mode."""
+    never sees get none from the gradient methods (see the module's docstring). Runs in eval mode
+    (the model's mode is restored)."""
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; use one of {', '.join(METHODS)}")
-    model.eval()
     x = x.detach().clone().requires_grad_(True)
     layer = _resolve_layer(model, layer) if method == "gradcam" else None
-    if mask:
-        model = _Masked(model, circular_mask(x.shape[-2], x.shape[-1], device=x.device, dtype=x.dtype))
-    with _ties_shared(model, active=method in ("saliency", "gradcam")):
-        attr = _captum(model, x, method, target, layer, kw)
+    with eval_mode(model):
+        if mask:
+            model = _Masked(model, circular_mask(x.shape[-2], x.shape[-1], device=x.device, dtype=x.dtype))
+        with _ties_shared(model, active=method in ("saliency", "gradcam")):
+            attr = _captum(model, x, method, target, layer, kw)
     return attr.detach().sum(dim=1)
 
 

@@ -40,3 +40,11 @@ def test_orbits_and_equivariance_measures_leave_a_training_model_training():
     assert model.training
     exact_errors(model, torch.rand(2, 1, 17, 17), "C4")
     assert model.training
+
+
+def test_attributions_leave_a_training_model_training():
+    from eqlens.analysis.attribution import attribute
+
+    model = _model().train()
+    attribute(model, torch.rand(1, 1, 17, 17), "saliency", target=0, mask=True)
+    assert model.training
