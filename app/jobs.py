@@ -215,7 +215,8 @@ class TrainingJob:
                 self._snapshot.fraction = 1.0
 
     def _epochs_done(self, result) -> str:
-        done = (getattr(result, "card", None) or {}).get("training", {}).get("epochs_done")
+        card = getattr(result, "card", None)
+        done = card.training.get("epochs_done") if card is not None else None
         epochs = getattr(self.config, "epochs", None)
         return f"{done} of {epochs}" if done is not None and epochs else str(done)
 

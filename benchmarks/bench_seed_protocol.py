@@ -60,7 +60,7 @@ def run_one(model: str, args: argparse.Namespace) -> list:
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
     test = result.test_metrics or {}
-    size = result.card["input"]["image_size"]
+    size = result.card.input.image_size
     return [model, args.data, result.device, size, args.batch_size, "bf16" if args.amp else "fp32",
             args.augment_mode, sizes["epochs"], wall, result.train_time_s, result.images_per_s,
             test.get("accuracy"), test.get("auc_macro")]

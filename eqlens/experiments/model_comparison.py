@@ -72,9 +72,9 @@ def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "
                 run |= {key: robust.get(key) for key in ("logit_std_8x45", "worst_angle_accuracy", "worst_angle_mae")}
                 sky = robust.get("sky") or {}
                 run |= {f"sky_{key}": sky.get(key) for key in ("worst_angle_accuracy", "worst_angle_mae")}
-                run |= {"task": result.card["task"]["name"], "train_time_s": result.train_time_s,
-                        "images_per_s": result.images_per_s, "parameters": result.card["model"]["parameters"],
-                        "group": result.card["group"], "device": result.device}
+                run |= {"task": result.card.task, "train_time_s": result.train_time_s,
+                        "images_per_s": result.images_per_s, "parameters": result.card.parameters,
+                        "group": result.card.group, "device": result.device}
                 runs.append(run)
                 if on_run is not None:
                     on_run(data, model, int(seed), run)

@@ -68,7 +68,7 @@ class TrainResult:
     ``missing``); None for a freshly initialised model."""
 
     model: torch.nn.Module
-    card: dict
+    card: checkpoint.ModelCard | None  # None when no epoch finished
     checkpoint: Path | None
     history: list[dict]
     val_metrics: dict | None
@@ -215,7 +215,8 @@ class _Run:
         self.model.eval()
         metrics = {"val": None if state.best is None else state.best["val"],
                    "test": None if test_report is None else card_summary(test_report)}
-        card = self.records.card(self.model, state, state.best_epoch or 0, metrics) if state.best is not None else {}
+        card = (checkpoint.ModelCard.from_json(self.records.card(self.model, state, state.best_epoch or 0, metrics))
+                if state.best is not None else None)
         return TrainResult(
             model=self.model, card=card, checkpoint=self.out if self.writes and state.best is not None else None,
             history=state.history, val_metrics=metrics["val"], test_metrics=test_report,

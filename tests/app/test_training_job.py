@@ -140,7 +140,7 @@ def test_a_run_that_spent_its_time_budget_says_so_and_how_far_it_got():
     from types import SimpleNamespace
 
     def budgeted(config, progress, stop_event):
-        return SimpleNamespace(budget_spent=True, card={"training": {"epochs_done": 2}})
+        return SimpleNamespace(budget_spent=True, card=SimpleNamespace(training={"epochs_done": 2}))
 
     job = TrainingJob(SimpleNamespace(out=None, epochs=5), train_fn=budgeted).start()
     assert job.join(10)

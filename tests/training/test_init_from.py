@@ -154,7 +154,7 @@ def test_a_resumed_fine_tuning_run_keeps_its_own_weights_and_ends_as_the_uninter
     shutil.rmtree(source)  # a resumed run does not read its init checkpoint again
     resumed = train(_config(tmp_path / "cut", resume=True, **settings), data=_three_class_splits())
     assert [h["epoch"] for h in resumed.history] == [1, 2]
-    assert resumed.card["training"]["initialised_from"]["source"] == str(source)
+    assert resumed.card.training["initialised_from"]["source"] == str(source)
     assert_same_checkpoints(tmp_path / "straight", tmp_path / "cut")
 
 
