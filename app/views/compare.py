@@ -17,7 +17,7 @@ from app.catalog import LoadedModel
 from eqlens.data.transforms import apply_circular_mask
 
 ANGLE = "compare_angle"
-B_MODEL, B_FOLLOWED = "compare_b_model", "compare_b_followed"
+B_MODEL, B_FOLLOWED, SKY = "compare_b_model", "compare_b_followed", "compare_sky"
 
 WIGGLE_NOTE = ("Between the exact angles the picture is resampled (bilinear interpolation), which blurs it a little "
                "differently at every angle, so even an exactly invariant model wiggles there; at the exact angles "
@@ -25,7 +25,8 @@ WIGGLE_NOTE = ("Between the exact angles the picture is resampled (bilinear inte
                "float rounding.")
 SKY_NOTE = ("Turned sky: every angle is the scene turned and rendered again (no picture is resampled, so no "
             "interpolation wiggle), with the noise drawn anew on the instrument's pixel grid: even an invariant "
-            "model moves a little at the exact angles, by how much the noise changes its reading.")
+            "model moves a little at the exact angles, by how much the noise changes its reading. Turn the "
+            "picture instead (the toggle) to see the exact angles where an invariant model cannot move at all.")
 
 
 def _checkpoint_name(key: str) -> str | None:
@@ -50,29 +51,37 @@ def partner_index(first: LoadedModel | None, uploaded: dict) -> int:
     return catalog.partner_index(first, uploaded)
 
 
+def learnt_from_renderings(loaded: LoadedModel | None) -> bool:
+    """Whether the card says the model saw its rotations as turned renderings (scene augmentation), never as
+    resampled pictures: such a model is shown the turned sky first, the view it was trained for."""
+    facts = card_panel.card_facts(loaded.card) if loaded is not None and loaded.trained else None
+    return facts is not None and facts.augment_mode == "scene"
+
+
 def follow_first(first: LoadedModel | None, uploaded: dict) -> int:
-    """Whenever model A changes, model B moves to its partner (before B's widget exists); B stays the user's
-    choice until A changes again. Returns B's default position."""
+    """Whenever model A changes, model B moves to its partner and the sky toggle to A's training view (turned
+    renderings or resampled pictures), before their widgets exist; both stay the user's choice until A
+    changes again. Returns B's default position."""
     index = partner_index(first, uploaded)
     key = first.key if first is not None else None
     if st.session_state.get(B_FOLLOWED) != key:
         st.session_state[B_FOLLOWED] = key
         st.session_state[B_MODEL] = catalog.entries(uploaded)[index].key
+        st.session_state[SKY] = learnt_from_renderings(first)
     return index
 
 
-def model_column(loaded: LoadedModel, result, x_now: torch.Tensor, sky: bool, slot: str) -> None:
+def model_column(loaded: LoadedModel, result, x_now: torch.Tensor, quarter_turn_error: float, sky: bool,
+                 slot: str) -> None:
     """Probabilities now, the exact-angle invariance error and the range over the orbit of one model."""
     logits = compute.inspect_at(loaded, x_now, attention=False).logits
     probs = torch.softmax(logits[0].float(), -1).numpy()
     st.plotly_chart(figures.probability_bar(loaded.class_names, probs, logits[0].numpy(), title=loaded.label),
                     key=f"compare_probs_{slot}", width="stretch", theme=None)
-    if not sky:
-        try:
-            st.metric("invariance error, exact 90-deg angles", f"{result.exact_spread('C4'):.2e}",
-                      help="largest relative change of the logits over the quarter turns (0 for an invariant model)")
-        except ValueError:
-            pass
+    st.metric("invariance error, exact 90-deg angles", f"{quarter_turn_error:.2e}",
+              help="largest relative change of the logits when the picture makes a quarter turn (a pixel "
+                   "permutation, nothing resampled): 0 for an invariant model"
+                   + (", whichever view the orbit below shows" if sky else ""))
     top = int(np.argmax(probs))
     now = result.probabilities[:, top]
     scope = card_panel.equivariance_scope(card_panel.card_facts(loaded.card) if loaded.trained else None)
@@ -140,6 +149,12 @@ def orbit_and_now(loaded: LoadedModel, lens: lenses.LensImage, angle: float, mas
     return compute.orbit_of(loaded, x, mask=mask), compute.input_at(x, angle, mask=mask)
 
 
+def quarter_turn_error(loaded: LoadedModel, lens: lenses.LensImage, mask: bool) -> float:
+    """The largest relative logit change over the picture's quarter turns (4 angles; the orbit's own when cached)."""
+    x = lenses.prepared(lens, loaded.image_size, loaded.crop)
+    return compute.orbit_of(loaded, x, mask=mask, steps=4).exact_spread("C4")
+
+
 @st.fragment
 def live(first: LoadedModel, second: LoadedModel, lens: lenses.LensImage, mask: bool, sky: bool) -> None:
     angle = st.slider("Rotation (deg)", 0.0, 359.0, 0.0, step=1.0, key=ANGLE, format="%d")
@@ -151,7 +166,7 @@ def live(first: LoadedModel, second: LoadedModel, lens: lenses.LensImage, mask: 
         label = f"{slot.upper()}: {loaded.label}"
         results[label], names[label] = result, loaded.class_names
         with column:
-            model_column(loaded, result, x_now, sky, slot)
+            model_column(loaded, result, x_now, quarter_turn_error(loaded, lens, mask), sky, slot)
     with left:
         st.image(figures.image_grid([("A's input", shown[0, 0].numpy())], cmap="gray", cell=220,
                                     colorbar_label="normalised"),
@@ -188,7 +203,7 @@ with st.sidebar:
     st.subheader("Lens")
     lens = widgets.lens_selector("compare", follow=first)
     mask = st.toggle("circular mask", value=True, key="compare_mask")
-    sky = st.toggle("turn the sky, not the picture", value=False, key="compare_sky",
+    sky = st.toggle("turn the sky, not the picture", key=SKY,
                     disabled=lens is None or not lens.can_turn_scene,
                     help="simulated lenses: re-render the scene at each angle (the instrument's own pixels and "
                          "noise) instead of resampling the picture")

@@ -121,3 +121,21 @@ def test_the_scene_of_an_axion_lens_gives_its_mass_in_ev_and_every_mass_its_reci
     assert len(subhalos) == len(cdm["subhalo_masses"]) > 0
     assert {r["unit"] for r in rows if "mass" in r["what"]} == {MASS_UNIT}
     assert "1.2815" in mass_note("model_i") and "luminosity" in mass_note("model_i")
+
+
+def test_compare_shows_a_model_trained_on_turned_renderings_the_turned_sky_first(app_test, checkpoint_dir):
+    from eqlens.checkpoint import make_card, write_checkpoint
+    from eqlens.models import create
+
+    net = create("gcnn", num_classes=3, group="C4", image_size=33)
+    card = make_card(net, class_names=MODEL_I, group="C4", data={"kind": "simulated", "spec": "model_i"},
+                     training={"config": {"augment": True, "augment_mode": "scene"}}, input_spec={"image_size": 33})
+    write_checkpoint(checkpoint_dir / "model_i_flagship", net, card)
+    write_tiny_checkpoint(checkpoint_dir, "model_i_cnn", "cnn", "model_i", MODEL_I)
+    at = app_test("views/compare.py")
+    no_exception(at)
+    assert at.toggle(key="compare_sky").value
+    assert any(c.value.startswith("Turned sky") for c in at.caption)
+    assert len([m for m in at.metric if m.label.startswith("invariance error")]) == 2  # the picture's quarter turns
+    at.selectbox(key="compare_a_model").set_value(f"ckpt:{checkpoint_dir / 'model_i_cnn'}").run()
+    assert not at.toggle(key="compare_sky").value  # a model of resampled pictures: the picture first
