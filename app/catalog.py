@@ -188,13 +188,11 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
 
 def _card_on_disk(path: Path) -> ModelCard | None:
     """The model card beside a checkpoint folder's weights (None for a single file or an unreadable card)."""
-    import json
-
-    from eqlens.checkpoint import CARD_FILE
+    from eqlens.checkpoint import read_card
 
     try:
-        return ModelCard.from_json(json.loads((path / CARD_FILE).read_text()), str(path / CARD_FILE))
-    except (OSError, ValueError, CheckpointError):
+        return read_card(path) if path.is_dir() else None
+    except CheckpointError:
         return None
 
 

@@ -13,20 +13,15 @@ held-out test accuracy and AUC.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from eqlens.checkpoint import ModelCard
-
-
-def _read(path: Path) -> ModelCard:
-    return ModelCard.from_json(json.loads(path.read_text()), str(path))
+from eqlens.checkpoint import ModelCard, read_card
 
 
 def latest_card(run: Path) -> ModelCard:
     for path in (run / "last" / "model_card.json", run / "model_card.json"):
         if path.is_file():
-            return _read(path)
+            return read_card(path)
     raise SystemExit(f"{run}: no model card")
 
 
@@ -34,7 +29,7 @@ def best_card(run: Path) -> ModelCard:
     path = run / "model_card.json"
     if not path.is_file():
         raise SystemExit(f"{run}: no best checkpoint yet")
-    return _read(path)
+    return read_card(path)
 
 
 def curve_rows(card: ModelCard) -> list[tuple[int, int, float, float, float]]:

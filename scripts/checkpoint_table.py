@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from eqlens.analysis.equivariance import report_value
-from eqlens.checkpoint import ModelCard
+from eqlens.checkpoint import read_card
 from eqlens.data.transforms import InputSpec
 
 
@@ -25,7 +24,7 @@ def _input(spec: InputSpec) -> str:
 
 def rows(folder: Path):
     for card_path in sorted(folder.glob("*/model_card.json")):
-        card = ModelCard.from_json(json.loads(card_path.read_text()), str(card_path))
+        card = read_card(card_path)
         test = card.metrics.get("test") or {}
         robust = test.get("robustness") or {}
         training = card.training

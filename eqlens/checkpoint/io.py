@@ -216,6 +216,24 @@ def find_last(out) -> Path | None:
 
 # ---------------------------------------------------------------- reading
 
+def read_card(path) -> ModelCard:
+    """The card beside a checkpoint's weights, without reading them: ``path`` is a checkpoint folder
+    (its ``model_card.json``) or the card file itself. :class:`CheckpointError` when it is missing, not
+    JSON or not a valid card."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_FILE
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: no readable model card ({type(err).__name__})") from None
+    try:
+        record = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{path}: corrupt model card (not JSON)") from None
+    return ModelCard.from_json(record, str(path))
+
+
 def _read_source(source) -> tuple[bytes, dict | None, str]:
     """Bytes of the weights, the card from a side file if any, and a name for messages."""
     if isinstance(source, (bytes, bytearray, memoryview)):

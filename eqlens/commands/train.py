@@ -113,15 +113,14 @@ def prepare_out(out: str, *, resume: bool, overwrite: bool, default: bool = Fals
 def _describe(path) -> str:
     """What a non-empty output folder holds, for messages: the model of its checkpoint, else a count."""
     import itertools
-    import json
 
-    from ..checkpoint import CARD_FILE, ModelCard
+    from ..checkpoint import read_card
     from ..errors import CheckpointError
 
     try:
-        card = ModelCard.from_json(json.loads((path / CARD_FILE).read_text()), str(path))
+        card = read_card(path)
         return f"a checkpoint of {card.name!s:.40} on {card.data['spec']!s:.80}"
-    except (OSError, ValueError, KeyError, CheckpointError):
+    except (KeyError, CheckpointError):
         pass
     count = sum(1 for _ in itertools.islice(path.iterdir(), 1000))
     return f"{count}{'+' if count == 1000 else ''} entr{'y' if count == 1 else 'ies'}"

@@ -141,3 +141,19 @@ def test_replace_makes_a_changed_card_and_validates_it():
     assert tested.metrics["test"] == {"accuracy": 0.9} and "test" not in card.metrics
     with pytest.raises(CheckpointError, match="class names"):
         card.replace(class_names=("a", "b"))
+
+
+def test_read_card_reads_a_folders_card_without_its_weights_and_refuses_a_bad_one(tmp_path):
+    model = _model()
+    ck.write_checkpoint(tmp_path / "ckpt", model, _json())
+    card = ck.read_card(tmp_path / "ckpt")
+    assert card.to_json() == ck.read_checkpoint(tmp_path / "ckpt")[1].to_json()
+    assert ck.read_card(tmp_path / "ckpt" / ck.CARD_FILE).name == "cnn"
+    with pytest.raises(CheckpointError, match="no readable model card"):
+        ck.read_card(tmp_path / "missing")
+    (tmp_path / "ckpt" / ck.CARD_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match="not JSON"):
+        ck.read_card(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / ck.CARD_FILE).write_text(json.dumps({"format": "other"}))
+    with pytest.raises(CheckpointError, match="not an eqlens checkpoint"):
+        ck.read_card(tmp_path / "ckpt")
