@@ -1,5 +1,5 @@
 """Issue 13, items 3, 5 and 10: a checkpoint's card is untrusted input. Its types and ranges are checked in
-one place (checkpoint.validate_card) before anything is built, sizes are capped, and weights of the wrong
+one place (ModelCard.from_json) before anything is built, sizes are capped, and weights of the wrong
 dtype or holding NaN are neither loaded nor written."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import torch
 from eqlens import checkpoint as ck
 from eqlens.errors import CheckpointError
 from eqlens.models import create
-
-from .conftest import TINY_CNN
+from tests.training.conftest import TINY_CNN
 
 
 def _model():

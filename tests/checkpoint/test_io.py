@@ -12,8 +12,7 @@ from safetensors.torch import save as save_safetensors
 from eqlens import checkpoint as ck
 from eqlens.errors import CheckpointError
 from eqlens.models import create
-
-from .conftest import TINY_CNN
+from tests.training.conftest import TINY_CNN
 
 
 def _model(seed=0):
