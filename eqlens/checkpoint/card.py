@@ -214,8 +214,9 @@ class ModelCard:
     takes images (:class:`eqlens.data.transforms.InputSpec`); ``task`` and ``scaler`` (None for
     classification) with ``task_record`` (the ``task`` JSON: target, unit, normalisation); ``data``,
     ``training``, ``metrics``, ``history``: the run's records as JSON containers (read them, do not
-    change them: :func:`dataclasses.replace` makes a changed card); ``extra``: top-level keys this
-    eqlens does not know, kept so :meth:`to_json` round-trips."""
+    change them: :meth:`replace` makes a changed card, validated); ``extra`` (and ``model_extra``,
+    ``input_extra``): keys this eqlens does not know, kept so :meth:`to_json` round-trips. Cards compare
+    by identity (and hash so); compare their :meth:`to_json` for equal content."""
 
     name: str
     build_config: dict
