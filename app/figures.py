@@ -237,16 +237,18 @@ def colorize(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> np.ndar
 
 
 def overlay(base: np.ndarray, heat: np.ndarray, cmap: str = "inferno", alpha: float = 0.6,
-            symmetric: bool = False) -> np.ndarray:
+            symmetric: bool = False, limit: float | None = None) -> np.ndarray:
     """A heat map blended over a grey lens image, both ``[H, W]`` -> ``[H, W, 3]`` uint8.
-    The heat is scaled to ``[min(0, heat), max(heat)]`` (symmetric about 0 for signed attributions)."""
+    The heat is scaled to ``[min(0, heat), max(heat)]`` (symmetric about 0 for signed attributions;
+    ``limit``: to ``[-limit, limit]``, beyond it clipped)."""
     grey = np.asarray(base, dtype=np.float64)
     grey = (grey - grey.min()) / max(grey.max() - grey.min(), 1e-12)
     grey_rgb = np.repeat((grey * 255)[..., None], 3, axis=-1)
-    vmin, vmax = _range([heat], symmetric)
+    vmin, vmax = (-limit, limit) if limit else _range([heat], symmetric)
     vmin = min(vmin, 0.0)  # non-negative maps (attention) start at 0, so a bar "0 .. max" reads true
     heat_rgb = colorize(heat, cmap, vmin, vmax).astype(np.float64)
-    weight = alpha * (np.abs(heat) / max(np.abs(heat).max(), 1e-12) if symmetric else 1.0)
+    peak = limit or max(np.abs(heat).max(), 1e-12)
+    weight = alpha * (np.clip(np.abs(heat) / peak, 0, 1) if symmetric else 1.0)
     weight = np.asarray(weight)[..., None] if np.ndim(weight) else weight
     return (grey_rgb * (1 - weight) + heat_rgb * weight).astype(np.uint8)
 
@@ -260,44 +262,69 @@ def _range(arrays, symmetric: bool) -> tuple[float, float]:
     return lo, hi if hi > lo else lo + 1e-12
 
 
-def _colorbar(height: int, cmap: str, vmin: float, vmax: float, label: str) -> Image.Image:
-    bar_w, pad = 14, 6
+def wrap_text(text: str, width: int, font) -> list[str]:
+    """``text`` broken at spaces into lines at most ``width`` pixels wide in ``font`` (a word longer
+    than the width stays whole)."""
+    lines: list[str] = []
+    for word in str(text).split():
+        if lines and font.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+LINE_H = 15  # pixels per line of a panel title or colour bar label (13-px font)
+BAR_TOP = 8  # the colour bar's ramp starts this far down its image (room for the top tick's text)
+
+
+def _colorbar(height: int, cmap: str, vmin: float, vmax: float, label: str, clipped: bool = False) -> Image.Image:
+    """A vertical colour bar (its ramp from ``BAR_TOP`` down), its label wrapped below it;
+    ``clipped``: the ends read "<=" and ">="."""
+    bar_w, width, top = 14, 104, BAR_TOP
     font = _font(12)
+    lines = wrap_text(label, width, font)
     ramp = np.linspace(1, 0, height)[:, None].repeat(bar_w, axis=1)
     strip = Image.fromarray(colorize(ramp, cmap, 0, 1))
-    canvas = Image.new("RGB", (bar_w + 76, height + 2 * pad + 24), BACKGROUND)
-    canvas.paste(strip, (0, pad + 16))
+    canvas = Image.new("RGB", (width, top + height + 10 + LINE_H * len(lines)), BACKGROUND)
+    canvas.paste(strip, (0, top))
     draw = ImageDraw.Draw(canvas)
-    draw.text((0, 0), label[:14], fill=TEXT, font=font)
-    for frac, value in ((0.0, vmax), (0.5, (vmin + vmax) / 2), (1.0, vmin)):
-        y = pad + 16 + int(frac * (height - 1))
+    for k, line in enumerate(lines):
+        draw.text((0, top + height + 8 + k * LINE_H), line, fill=TEXT, font=font)
+    for frac, value, sign in ((0.0, vmax, ">= " if clipped else ""), (0.5, (vmin + vmax) / 2, ""),
+                              (1.0, vmin, "<= " if clipped else "")):
+        y = top + int(frac * (height - 1))
         draw.line([(bar_w, y), (bar_w + 4, y)], fill=TEXT)
-        draw.text((bar_w + 6, y - 7), f"{value:.3g}", fill=TEXT, font=font)
+        draw.text((bar_w + 6, y - 7), f"{sign}{value:.3g}", fill=TEXT, font=font)
     return canvas
 
 
 def image_grid(panels: Sequence[tuple[str, np.ndarray]], cmap: str = "magma", symmetric: bool = False,
                cell: int = 150, columns: int | None = None, shared_scale: bool = True,
-               colorbar_label: str = "value", overlay_range: tuple[float, float] | None = None) -> Image.Image:
+               colorbar_label: str = "value", overlay_range: tuple[float, float] | None = None,
+               value_range: tuple[float, float] | None = None) -> Image.Image:
     """One PNG of titled panels. A panel is ``[H, W]`` (coloured through ``cmap`` on one shared
     scale, shown in a colour bar) or ``[H, W, 3]`` uint8 (already coloured, e.g. an overlay; give
-    ``overlay_range``, the scale its colours stand for, to get a colour bar for it too)."""
+    ``overlay_range``, the scale its colours stand for, to get a colour bar for it too).
+    ``value_range``: the shared scale, values beyond it clipped (the bar's ends say so). Titles
+    wrap to the cell's width."""
     if not panels:
         raise ValueError("image_grid needs at least one panel")
     columns = columns or min(len(panels), 8)
     rows = math.ceil(len(panels) / columns)
     scalar = [np.asarray(p) for _, p in panels if np.ndim(p) == 2]
-    vmin, vmax = _range(scalar, symmetric) if scalar else (overlay_range or (0.0, 1.0))
-    title_h, gap = 18, 6
+    vmin, vmax = value_range or (_range(scalar, symmetric) if scalar else (overlay_range or (0.0, 1.0)))
+    font = _font(13)
+    titles = [wrap_text(title, cell, font) for title, _ in panels]
+    title_h, gap = 3 + LINE_H * max(len(t) for t in titles), 6
     width = columns * (cell + gap) + gap
     height = rows * (cell + title_h + gap) + gap
-    bar = (_colorbar(cell * rows if rows > 1 else cell, cmap, vmin, vmax, colorbar_label)
-           if scalar or overlay_range else None)
-    height = max(height, bar.height + gap + title_h) if bar else height
+    bar = (_colorbar(cell * rows if rows > 1 else cell, cmap, vmin, vmax, colorbar_label,
+                     clipped=value_range is not None) if scalar or overlay_range else None)
+    height = max(height, bar.height + gap + title_h - BAR_TOP) if bar else height
     canvas = Image.new("RGB", (width + (bar.width + gap if bar else 0), height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font = _font(13)
-    for i, (title, panel) in enumerate(panels):
+    for i, (lines, (_, panel)) in enumerate(zip(titles, panels, strict=True)):
         panel = np.asarray(panel)
         if panel.ndim == 2:
             lo, hi = (vmin, vmax) if shared_scale else _range([panel], symmetric)
@@ -306,11 +333,12 @@ def image_grid(panels: Sequence[tuple[str, np.ndarray]], cmap: str = "magma", sy
             rgb = panel.astype(np.uint8)
         r, c = divmod(i, columns)
         x0, y0 = gap + c * (cell + gap), gap + r * (cell + title_h + gap)
-        draw.text((x0, y0), str(title)[:24], fill=TEXT, font=font)
+        for k, line in enumerate(lines):  # bottom-aligned above the cell
+            draw.text((x0, y0 + title_h - 3 - LINE_H * (len(lines) - k)), line, fill=TEXT, font=font)
         resample = Image.NEAREST if max(rgb.shape[:2]) < cell / 2 else Image.BILINEAR
         canvas.paste(Image.fromarray(rgb).resize((cell, cell), resample), (x0, y0 + title_h))
     if bar:
-        canvas.paste(bar, (width, gap + title_h - 16))
+        canvas.paste(bar, (width, gap + title_h - BAR_TOP))
     return canvas
 
 
@@ -357,6 +385,148 @@ def mark_point(rgb: np.ndarray, row: int, col: int, color=(255, 255, 255), arm: 
     out[max(row - arm, 0):min(row + arm + 1, h), col] = color
     out[row, max(col - arm, 0):min(col + arm + 1, w)] = color
     return out
+
+
+# ---- lenses in arcsec (plotly), stretches, group elements, the commutative diagram ------------------
+
+STRETCHES = ("log", "asinh", "linear")
+
+
+def stretch(image: np.ndarray, how: str = "log") -> np.ndarray:
+    """Display stretch of ``[H, W]`` values (counts or normalised), offset to start at 0:
+    ``log`` log(1 + x), ``asinh`` asinh(x / s) with ``s`` a tenth of the 99th percentile (faint arcs
+    show, the peak does not saturate), ``linear`` as is."""
+    img = np.asarray(image, dtype=np.float64)
+    img = np.clip(img - img.min(), 0, None)
+    if how == "log":
+        return np.log1p(img / max(np.percentile(img, 99), 1e-12) * 100)
+    if how == "asinh":
+        return np.arcsinh(img / max(0.1 * np.percentile(img, 99), 1e-12))
+    if how != "linear":
+        raise ValueError(f"unknown stretch {how!r}; use one of {', '.join(STRETCHES)}")
+    return img
+
+
+def element_label(g) -> str:
+    """A group element in a few characters for panel titles: ``90°``, ``flip, 270°`` (mirror first)."""
+    return ("flip, " if g.flip else "") + f"{g.angle_deg:g}°"
+
+
+def _turn_points(points: np.ndarray, angle: float, flip: bool, centre: float) -> np.ndarray:
+    """``[n, 2]`` (col, row) pixel positions as the picture shows them after a mirror (if ``flip``)
+    and a counter-clockwise turn by ``angle`` deg on the screen (row 0 on top)."""
+    u = points[:, 0] - centre
+    v = points[:, 1] - centre
+    if flip:
+        u = -u
+    t = math.radians(angle)
+    return np.stack([u * math.cos(t) + v * math.sin(t) + centre, -u * math.sin(t) + v * math.cos(t) + centre], axis=1)
+
+
+def lens_figure(image: np.ndarray, title: str, pixel_scale: float | None = None, truth: dict | None = None,
+                angle: float = 0.0, flip: bool = False, how: str = "log", colorbar_label: str | None = None,
+                height: int = 330) -> go.Figure:
+    """A lens ``[H, W]`` as a plotly heatmap, axes in arcsec from the centre (pixels when
+    ``pixel_scale`` is None; row 0 on top, as the DeepLense files are shown, so y grows downward),
+    the ``how`` stretch in grey, and the simulator's truth drawn on with a legend: subhalos (circles
+    growing with log mass, hover: mass), the vortex, the Einstein ring. ``image`` is shown as given
+    (already turned); ``angle``/``flip`` turn the truth's positions the same way."""
+    img = np.asarray(image, dtype=np.float64)
+    n = img.shape[-1]
+    scale = pixel_scale or 1.0
+    unit = "arcsec" if pixel_scale else "px"
+    axis = ((np.arange(n) - (n - 1) / 2) * scale).round(4).tolist()
+    shown = stretch(img, how)
+    heat = dict(type="heatmap", x=axis, y=axis, z=shown.astype(np.float32).tolist(), colorscale="gray",
+                customdata=img.astype(np.float32).tolist(),
+                hovertemplate=f"x %{{x:.2f}} {unit}<br>y %{{y:.2f}} {unit}<br>value %{{customdata:.4g}}<extra></extra>",
+                colorbar=dict(title=dict(text=colorbar_label or f"{how} stretch", side="right"), thickness=10,
+                              len=0.8))
+    data = [heat]
+    c = (n - 1) / 2
+
+    def to_axes(points) -> np.ndarray:
+        return (_turn_points(np.asarray(points, dtype=np.float64).reshape(-1, 2), angle, flip, c) - c) * scale
+
+    if truth:
+        if truth.get("theta_E") and truth.get("pixel_scale"):
+            r = float(truth["theta_E"]) / float(truth["pixel_scale"]) * scale
+            t = np.linspace(0, 2 * np.pi, 121)
+            data.append(dict(type="scatter", x=(r * np.cos(t)).tolist(), y=(r * np.sin(t)).tolist(), mode="lines",
+                             name=f"Einstein ring, θ_E {float(truth['theta_E']):.3f}\"",
+                             line=dict(color=PALETTE[0], width=1), hoverinfo="skip"))
+        pixels = truth.get("subhalo_pixels") or []
+        if len(pixels):
+            masses = np.asarray(truth.get("subhalo_masses") or [1.0] * len(pixels), dtype=np.float64)
+            logm = np.log10(np.clip(masses, 1.0, None))
+            sizes = 6 + 10 * (logm - logm.min()) / max(logm.max() - logm.min(), 1e-9)
+            xy = to_axes(pixels)
+            data.append(dict(type="scatter", x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="markers",
+                             name="subhalo (size: log mass)", customdata=masses.tolist(),
+                             marker=dict(size=sizes.tolist(), color="rgba(0,0,0,0)",
+                                         line=dict(color=PALETTE[1], width=2)),
+                             hovertemplate="subhalo %{customdata:.3g} Msun (recipe units)<extra></extra>"))
+        ends = truth.get("vortex_pixels")
+        if ends:
+            xy = to_axes(ends)
+            mass = truth.get("axion_mass_ev")
+            data.append(dict(type="scatter", x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="lines",
+                             name="vortex" + (f", m_a {mass:.2e} eV" if mass else ""),
+                             line=dict(color=PALETTE[2], width=3), hoverinfo="skip"))
+    span = [axis[0] - scale / 2, axis[-1] + scale / 2]
+    return _figure(data, title, height=height, margin=dict(l=50, r=10, t=36, b=40),
+                   legend=dict(orientation="h", y=-0.2, font=dict(size=11)),
+                   xaxis=dict(title=dict(text=f"x ({unit})"), range=span, constrain="domain", zeroline=False),
+                   yaxis=dict(title=dict(text=f"y ({unit}), row 0 on top"), range=span[::-1], scaleanchor="x",
+                              zeroline=False))
+
+
+def commutative_diagram(x: np.ndarray, gx: np.ndarray, lx: np.ndarray, rho_lx: np.ndarray, l_gx: np.ndarray,
+                        g_label: str, error: float, cell: int = 130) -> Image.Image:
+    """The equivariance square as a picture: ``x -> g x`` along the top, ``L`` down both sides,
+    ``L(x) -> rho(g) L(x)`` along the bottom, and ``L(g x)`` beside it; the two ways round should
+    give the same maps, and ``error`` (``|L(gx) - rho(g)L(x)| / |L(x)|``) says how close they are.
+    Images ``[H, W]``: the input (grey) and one orientation channel of the lifted maps (magma, one
+    scale)."""
+    gap, arrow, title_h = 10, 90, 18
+    font, small = _font(13), _font(12)
+    width = 3 * cell + 2 * arrow + 2 * gap
+    height = 2 * (cell + title_h) + arrow + 2 * gap + 24
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    lo, hi = _range([lx, rho_lx, l_gx], False)
+    col_x = [gap, gap + cell + arrow, gap + 2 * (cell + arrow)]
+    row_y = [gap, gap + cell + title_h + arrow]
+
+    def put(img, col, row, title, cmap, vmin, vmax):
+        x0, y0 = col_x[col], row_y[row]
+        draw.text((x0, y0), title, fill=TEXT, font=font)
+        rgb = colorize(img, cmap, vmin, vmax)
+        canvas.paste(Image.fromarray(rgb).resize((cell, cell), Image.BILINEAR), (x0, y0 + title_h))
+
+    def arrow_(p0, p1, label, colour=TEXT):
+        draw.line([p0, p1], fill=colour, width=2)
+        ang = math.atan2(p1[1] - p0[1], p1[0] - p0[0])
+        for side in (-1, 1):
+            a = ang + math.pi - side * 0.45
+            draw.line([p1, (p1[0] + 10 * math.cos(a), p1[1] + 10 * math.sin(a))], fill=colour, width=2)
+        mx, my = (p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2
+        draw.text((mx + 6, my - 16), label, fill=colour, font=small)
+
+    gx_lo, gx_hi = _range([x], False)
+    put(x, 0, 0, "x (input)", "gray", gx_lo, gx_hi)
+    put(gx, 1, 0, f"g x   (g = {g_label})", "gray", gx_lo, gx_hi)
+    put(lx, 0, 1, "L(x)", "magma", lo, hi)
+    put(rho_lx, 1, 1, "ρ(g) L(x)", "magma", lo, hi)
+    put(l_gx, 2, 1, "L(g x)", "magma", lo, hi)
+    mid = title_h + cell // 2
+    arrow_((col_x[0] + cell + 6, row_y[0] + mid), (col_x[1] - 6, row_y[0] + mid), "move by g")
+    arrow_((col_x[0] + cell + 6, row_y[1] + mid), (col_x[1] - 6, row_y[1] + mid), "move by ρ(g)")
+    arrow_((col_x[0] + cell // 2, row_y[0] + title_h + cell + 4), (col_x[0] + cell // 2, row_y[1] - 4), "lift L")
+    arrow_((col_x[1] + cell + 6, row_y[0] + title_h + cell // 2), (col_x[2] + cell // 2, row_y[1] - 4), "lift L")
+    draw.text((col_x[1] + cell + 8, row_y[1] + mid - 8), "vs", fill=TEXT, font=font)
+    draw.text((gap, height - 22), f"|L(g x) - ρ(g) L(x)| / |L(x)| = {error:.2e}", fill=TEXT, font=font)
+    return canvas
 
 
 # ---- scrub frames (compact PNGs the browser swaps) -----------------------------------------------

@@ -36,6 +36,12 @@ class LensImage:
         return self.scene is not None
 
     @property
+    def pixel_scale(self) -> float | None:
+        """Arcsec per pixel of ``image`` when known (simulated lenses: the simulator's grid), else None."""
+        value = self.truth.get("pixel_scale") if self.truth else None
+        return float(value) if value else None
+
+    @property
     def digest(self) -> str:
         return hashlib.sha1(np.ascontiguousarray(self.image, dtype=np.float32).tobytes()).hexdigest()[:16]
 

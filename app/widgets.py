@@ -126,7 +126,10 @@ def lens_selector(prefix: str, follow: catalog.LoadedModel | None = None) -> len
             lens = _upload_controls(prefix)
     except (DataError, EqlensError, ValueError, OSError) as err:
         st.error(f"Cannot use this image: {err}")
-        lens = None
+        # The refused file replaces the image shown: the page must not go on showing the previous
+        # image's panels and prediction as if they were this file's.
+        st.session_state.pop(lens_key, None)
+        return None
     if lens is not None:
         st.session_state[lens_key] = lens
     return st.session_state.get(lens_key)
@@ -189,4 +192,28 @@ def image_size_note(loaded: catalog.LoadedModel, lens: lenses.LensImage) -> None
         st.caption(f"image {h}x{w} resized to the model's {size}x{size}")
 
 
-__all__ = ["image_size_note", "lens_selector", "model_selector", "settings"]
+def export_buttons(key: str, picture, numbers: dict, name: str | None = None) -> None:
+    """Two download buttons under a composed figure: the PNG as shown and the numbers behind it
+    (JSON: arrays as nested lists). Plotly figures export themselves (the mode bar's camera)."""
+    import json
+
+    import numpy as np
+
+    def plain(value):
+        if isinstance(value, np.ndarray):
+            return np.round(value.astype(np.float64), 8).tolist()
+        if isinstance(value, (np.floating, np.integer)):
+            return value.item()
+        return str(value)
+
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    base = name or key
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.download_button("figure (PNG)", buffer.getvalue(), file_name=f"{base}.png", mime="image/png",
+                       on_click="ignore", key=f"{key}_png")
+    c2.download_button("numbers (JSON)", json.dumps(numbers, default=plain), file_name=f"{base}.json",
+                       mime="application/json", on_click="ignore", key=f"{key}_json")
+
+
+__all__ = ["export_buttons", "image_size_note", "lens_selector", "model_selector", "settings"]

@@ -22,7 +22,9 @@ from app.components.scrub import scrub
 from eqlens.analysis import activations
 from eqlens.analysis import attention as attention_lib
 from eqlens.analysis import attribution as attribution_lib
+from eqlens.data.transforms import InputSpec
 from eqlens.groups import DEFAULT_GROUP, get_group
+from eqlens.simulation import scene
 
 ANGLE = "explore_angle"
 VIEWS = compute.SCRUB_VIEWS
@@ -39,7 +41,7 @@ def angle_controls(loaded: LoadedModel) -> float:
     group = loaded.group
     st.session_state.setdefault(ANGLE, 0.0)
     angle = st.slider("Rotation (deg, counter-clockwise), computed precisely on the server", 0.0, 359.0, step=1.0,
-                      key=ANGLE)
+                      key=ANGLE, format="%.0f°")
     # A plain model has no group of its own: offer the pixel-exact 90-deg turns.
     reference = group if group.order_rotations >= 4 else get_group(DEFAULT_GROUP)
     exact = [g for g in reference.elements if not g.flip]
@@ -51,30 +53,89 @@ def angle_controls(loaded: LoadedModel) -> float:
     return float(angle)
 
 
-def lens_panel(lens: lenses.LensImage, x_rot: torch.Tensor, angle: float, flip: bool, show_truth: bool,
-               sky: bool = False) -> None:
+PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+"""Every plotly figure keeps its mode bar's camera button: "Download plot as a png" (twice the size)."""
+
+
+def _turned_picture(image: np.ndarray, angle: float, flip: bool) -> np.ndarray:
+    """The raw picture mirrored (if asked) and turned counter-clockwise on the screen by ``angle``
+    (bilinear; the corners that come in hold the image's minimum): what the turned lens looks like."""
+    img = np.asarray(image, dtype=np.float32)
+    if flip:
+        img = img[:, ::-1]
+    if angle % 360 == 0:
+        return np.ascontiguousarray(img)
+    turned = Image.fromarray(np.ascontiguousarray(img), mode="F").rotate(angle, resample=Image.BILINEAR,
+                                                                         fillcolor=float(img.min()))
+    return np.asarray(turned)
+
+
+def input_pixel_scale(loaded: LoadedModel, lens: lenses.LensImage) -> float | None:
+    """Arcsec per model-input pixel (the card's crop and size over the lens's own scale), None when
+    the lens's own scale is unknown (uploads, folders)."""
+    native = lens.pixel_scale
+    if native is None:
+        return None
+    return InputSpec(image_size=loaded.image_size, crop=loaded.crop).pixel_scale(lens.image.shape[-1], native)
+
+
+def lens_panel(loaded: LoadedModel, lens: lenses.LensImage, x_rot: torch.Tensor, angle: float, flip: bool,
+               show_truth: bool, sky: bool = False, how: str = "log") -> None:
     shown = lens
     if sky:  # the scene turned and rendered again: its own pixels, noise and (turned) truth
         shown = lenses.turned_scene(lens, -angle if flip else angle)
-        turned = figures.lens_with_truth(shown.image, shown.truth if show_truth else None, size=300)
-        if flip:
-            turned = turned.transpose(Image.FLIP_LEFT_RIGHT)
+        picture, truth_angle = _turned_picture(shown.image, 0.0, flip), 0.0
     else:
-        upright = figures.lens_with_truth(lens.image, lens.truth if show_truth else None, size=300)
-        if flip:
-            upright = upright.transpose(Image.FLIP_LEFT_RIGHT)
-        turned = upright.rotate(angle, resample=Image.BILINEAR)  # PIL turns counter-clockwise, like eqlens
-    model_view = figures.image_grid([("model input", x_rot[0, 0].numpy())], cmap="gray", cell=150,
-                                    colorbar_label="normalised")
-    st.image(turned, caption=f"{shown.source}" + (f" (true: {lens.label})" if lens.label else ""),
-             width="stretch")
-    st.image(model_view)
+        picture, truth_angle = _turned_picture(lens.image, angle, flip), angle
+    title = ("the sky turned, rendered again" if sky else "the lens, turned") + (" after a mirror" if flip else "")
+    st.plotly_chart(figures.lens_figure(picture, title, lens.pixel_scale, shown.truth if show_truth else None,
+                                        truth_angle, flip, how=how, colorbar_label=f"{how} stretch"),
+                    key="explore_lens_fig", width="stretch", theme=None, config=PLOT_CONFIG)
+    st.caption(f"{shown.source}" + (f" (true: {lens.label})" if lens.label else ""))
+    in_scale = input_pixel_scale(loaded, lens)
+    crop = f"central {loaded.crop} px" if loaded.crop else "whole frame"
+    title = f"model input: {crop} at {loaded.image_size} px" + (f", {in_scale:.3g}\"/px" if in_scale else "")
+    st.plotly_chart(figures.lens_figure(x_rot[0, 0].numpy(), title, in_scale, how="linear",
+                                        colorbar_label="normalised", height=300),
+                    key="explore_input_fig", width="stretch", theme=None, config=PLOT_CONFIG)
+    if lens.truth:
+        scene_panel(lens)
+
+
+def scene_panel(lens: lenses.LensImage) -> None:
+    """The simulated scene's parameters (the simulator's truth) and its subhalos, with a download."""
+    params = scene.scene_parameters(lens.truth)
+    subhalos = scene.subhalo_rows(lens.truth)
+    with st.expander("the scene (simulator truth)", expanded=True):
+        st.dataframe([{"parameter": r["parameter"], "value": r["value"] if isinstance(r["value"], str)
+                       else f"{r['value']:.4g}", "unit": r["unit"]} for r in params],
+                     hide_index=True, width="stretch")
+        if subhalos:
+            st.dataframe(subhalos, hide_index=True, width="stretch", height=180,
+                         column_config={"x_arcsec": st.column_config.NumberColumn("x (arcsec)", format="%.3f"),
+                                        "y_arcsec": st.column_config.NumberColumn("y (arcsec)", format="%.3f"),
+                                        "r_arcsec": st.column_config.NumberColumn("r (arcsec)", format="%.3f"),
+                                        "mass_msun": st.column_config.NumberColumn(f"mass, {scene.MASS_UNIT}",
+                                                                                   format="%.3e")})
+        st.caption(scene.MASS_UNIT_NOTE + ". Sky y grows with the row index (row 0 on top, as DeepLense shows it).")
+        record = {"source": lens.source, "parameters": params, "subhalos": subhalos, "mass_unit": scene.MASS_UNIT,
+                  "mass_unit_note": scene.MASS_UNIT_NOTE, "truth": lens.truth}
+        st.download_button("scene (JSON)", json.dumps(record, indent=1, default=_jsonable), file_name="scene.json",
+                           mime="application/json", on_click="ignore", key="explore_scene_json")
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
 
 
 def prediction_panel(loaded: LoadedModel, logits: torch.Tensor) -> np.ndarray:
     probs = torch.softmax(logits[0].float(), dim=-1).numpy()
     st.plotly_chart(figures.probability_bar(loaded.class_names, probs, logits[0].numpy()), key="explore_probs",
-                    width="stretch", theme=None)
+                    width="stretch", theme=None, config=PLOT_CONFIG)
     top = int(np.argmax(probs))
     with st.container(key="explore_prediction"):
         st.markdown(f"**prediction:** `{loaded.class_names[top]}` &nbsp; p = `{probs[top]:.4f}`")
@@ -99,6 +160,19 @@ def regression_panel(loaded: LoadedModel, logits: torch.Tensor, truth: float | N
                    f"decoded as {task.scaler.mean:.4g} + {task.scaler.std:.4g} x output")
 
 
+RESAMPLING_NOTE = ("The picture is resampled (bilinear) between the exact angles, so the curves of an invariant model "
+                   "are flat at the 90-deg multiples (pixels permuted, no interpolation) and wiggle between them.")
+
+
+def orbit_csv(result, class_names) -> str:
+    """The orbit's numbers: one row per angle, each class's probability and logit."""
+    head = ["angle_deg"] + [f"p_{n}" for n in class_names] + [f"logit_{n}" for n in class_names]
+    rows = [",".join(head)]
+    for a, p, z in zip(result.angles, result.probabilities, result.logits, strict=True):
+        rows.append(",".join([f"{float(a):g}"] + [f"{float(v):.8g}" for v in list(p) + list(z)]))
+    return "\n".join(rows) + "\n"
+
+
 SKY_NOTE = ("turned sky: every angle is a new rendering with the instrument's own noise, so even an exactly "
             "invariant model moves a little; what is left is how the model reads the lens at that orientation")
 
@@ -108,7 +182,7 @@ def regression_orbit_panel(loaded: LoadedModel, result, angle: float, truth: flo
     values = task.values(result.logits)
     exact = [g.angle_deg for g in loaded.group.elements if not g.flip]
     st.plotly_chart(figures.regression_orbit_figure(result.angles, values, task.name, task.unit, angle, exact, truth),
-                    key="explore_orbit", width="stretch", theme=None)
+                    key="explore_orbit", width="stretch", theme=None, config=PLOT_CONFIG)
     change = None if sky else regression.exact_change(result.angles, values)
     st.caption(f"over the orbit: {values.min():.4f} to {values.max():.4f} {task.unit}"
                + ("" if change is None else f"; largest change at the exact 90-deg angles {change:.2e}")
@@ -119,7 +193,11 @@ def orbit_panel(loaded: LoadedModel, result, angle: float, sky: bool = False) ->
     quantity = st.radio("Orbit of", ["probabilities", "logits"], horizontal=True, key="explore_orbit_quantity")
     exact = [g.angle_deg for g in loaded.group.elements if not g.flip]
     st.plotly_chart(figures.orbit_figure({loaded.label: result}, loaded.class_names, angle, exact, quantity),
-                    key="explore_orbit", width="stretch", theme=None)
+                    key="explore_orbit", width="stretch", theme=None, config=PLOT_CONFIG)
+    st.download_button("orbit numbers (CSV)", orbit_csv(result, loaded.class_names), file_name="orbit.csv",
+                       mime="text/csv", on_click="ignore", key="explore_orbit_csv")
+    if not sky:
+        st.caption(RESAMPLING_NOTE)
     if sky:
         consistent = float((result.probabilities.argmax(-1) == result.probabilities[0].argmax()).mean())
         st.caption(f"{SKY_NOTE}. Same class as at 0 deg at {consistent:.0%} of the angles.")
@@ -196,6 +274,12 @@ def attention_tab(insp, x_rot: torch.Tensor, spec: compute.ScrubView) -> None:
              caption=f"{block}: query grid {att.query_grid}, key grid {att.key_grid}; the cross marks the query")
 
 
+def on_group_angle(group, angle: float) -> bool:
+    """Whether ``angle`` (deg) is a rotation of ``group`` (a multiple of 360/N)."""
+    step = 360.0 / group.order_rotations
+    return abs(angle / step - round(angle / step)) < 1e-9
+
+
 def group_channels_tab(loaded: LoadedModel, insp, angle: float, flip: bool, upright_insp,
                        spec: compute.ScrubView) -> None:
     if not insp.group_channels:
@@ -203,44 +287,74 @@ def group_channels_tab(loaded: LoadedModel, insp, angle: float, flip: bool, upri
         return
     tap, field = spec.tap, spec.field
     features = insp.group_channels[tap]
-    labelled = activations.channel_orbit(features, int(field), loaded.group)
-    st.image(figures.image_grid([(t, m[0].numpy()) for t, m in labelled], cmap="magma", cell=110,
-                                colorbar_label="activation"),
-             caption="the |G| orientation channels now: turning the input moves each map and cycles them")
+    labels = [figures.element_label(g) for g in loaded.group.elements]
+    maps = [m[0].numpy() for _, m in activations.channel_orbit(features, int(field), loaded.group)]
+    now = figures.image_grid(list(zip(labels, maps, strict=True)), cmap="magma", cell=110,
+                             colorbar_label="activation")
+    st.image(now, caption="the |G| orientation channels now: turning the input moves each map and cycles them")
     try:
         steady = activations.stabilise(features, loaded.group, angle, flip)
     except ValueError as err:
         st.info(str(err))
         return
-    st.image(figures.image_grid([(t, m[0].numpy()) for t, m in activations.channel_orbit(steady, int(field),
-                                                                                        loaded.group)],
-                                cmap="magma", cell=110, colorbar_label="activation"),
-             caption="stabilised: rotated back into the input's frame (stays still for an equivariant layer)")
+    still = [m[0].numpy() for _, m in activations.channel_orbit(steady, int(field), loaded.group)]
+    picture = figures.image_grid(list(zip(labels, still, strict=True)), cmap="magma", cell=110,
+                                 colorbar_label="activation")
+    st.image(picture, caption="stabilised: rotated back into the input's frame (stays still for an equivariant "
+                              "layer at the group's angles)")
+    if not on_group_angle(loaded.group, angle):
+        st.caption(f"{angle:g} deg is not a rotation of {loaded.group.name}: the input was resampled between the "
+                   "group's angles, where the layer is not built to commute with the turn, so the stabilised view "
+                   "is not expected to stand still here (it does at multiples of "
+                   f"{360 / loaded.group.order_rotations:g} deg).")
     reference = upright_insp.group_channels[tap]
     err = float((steady - reference).norm() / reference.norm().clamp_min(1e-12))
     st.metric("|stabilised - upright| / |upright|", f"{err:.2e}")
+    widgets.export_buttons("explore_gc", picture, {"angle_deg": angle, "layer": tap, "field": int(field),
+                                                   "elements": labels, "channels": maps, "stabilised": still,
+                                                   "stabilised_distance": err})
 
 
-def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: bool, spec: compute.ScrubView) -> None:
+ATTRIBUTION_HELP = ("0 (float noise, ~1e-6) for an invariant model at the pixel-exact angles (90-deg multiples); "
+                     "elsewhere compared inside the inscribed disk only, and the resampling of the picture leaves "
+                     "a residue. Saliency and Grad-CAM share the gradient of tied max-pool windows (flat patches) "
+                     "equally, so it turns with the image; with the circular mask the attribution is taken "
+                     "through the mask, so the pixels the model never sees get none.")
+
+
+def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: bool, spec: compute.ScrubView,
+                    mask: bool = True) -> None:
     method, target, layer = spec.method, spec.target, spec.layer
     back = st.toggle("rotate back into the upright frame", value=True, key="explore_attr_back")
     try:
-        attr = compute.attribution_at(loaded, lens.digest, x_rot, angle, method, int(target), layer, flip)
-        panels = [("attribution", figures.overlay(x_rot[0, 0].numpy(), attr.numpy(), "RdBu_r", symmetric=True)),
-                  ("signed", attr.numpy())]
+        attr = compute.attribution_at(loaded, lens.digest, x_rot, angle, method, int(target), layer, flip, mask)
+        maps = {"signed": attr}
         if back:
-            upright = compute.attribution_at(loaded, lens.digest, x_up, 0.0, method, int(target), layer)
+            upright = compute.attribution_at(loaded, lens.digest, x_up, 0.0, method, int(target), layer, mask=mask)
             turned_back = attribution_lib.rotate_back(attr[None], angle, flip)[0]
             exact = angle % 90 == 0
             err = attribution_lib.attribution_invariance_error(upright[None], turned_back[None], exact=exact)
-            panels += [("rotated back", turned_back.numpy()), ("upright", upright.numpy())]
+            maps.update({"rotated back": turned_back, "upright": upright})
     except (ValueError, RuntimeError) as exc:
         st.warning(f"{attribution_lib.METHODS[method]} is not available for this model: {exc}")
         return
-    st.image(figures.image_grid(panels, cmap="RdBu_r", symmetric=True, cell=150, colorbar_label="attribution"))
+    limit = attribution_lib.display_limit(*maps.values())
+    pct = f"{attribution_lib.DISPLAY_PERCENTILE:g}th"
+    clipped = attribution_lib.clipped_share(torch.stack(list(maps.values())), limit)
+    panels = [("attribution over the input", figures.overlay(x_rot[0, 0].numpy(), attr.numpy(), "RdBu_r",
+                                                             symmetric=True, limit=limit))]
+    panels += [(name, m.numpy()) for name, m in maps.items()]
+    picture = figures.image_grid(panels, cmap="RdBu_r", cell=150, value_range=(-limit, limit),
+                                 colorbar_label=f"attribution, clipped at the {pct} percentile of |A|")
+    st.image(picture, caption=f"{attribution_lib.METHODS[method]} of {loaded.class_names[int(target)]}; one colour "
+                              f"scale, ±{limit:.3g} (the {pct} percentile of |A|; {clipped:.1%} of the pixels "
+                              "beyond it are shown at its ends)")
     if back:
-        st.metric("attribution invariance error |A(x) - R⁻¹A(Rx)| / |A(x)|", f"{err:.3e}",
-                  help="0 for an invariant model at exact angles; inside the inscribed disk otherwise")
+        st.metric("attribution invariance error |A(x) - R⁻¹A(Rx)| / |A(x)|", f"{err:.3e}", help=ATTRIBUTION_HELP)
+    widgets.export_buttons("explore_attr", picture, {"method": method, "class": loaded.class_names[int(target)],
+                                                     "angle_deg": angle, "flip": flip, "display_limit": limit,
+                                                     **{k: v.numpy() for k, v in maps.items()},
+                                                     **({"invariance_error": err} if back else {})})
 
 
 # ---- the scrubber ------------------------------------------------------------------------------
@@ -262,14 +376,16 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
     lo, hi = orbit.scale or (0.0, 1.0)
     cell_h, cell_w = orbit.cell or (size, size)
     if spec.kind == "Group channels":
-        cells = [str(g) for g in loaded.group.elements]
+        cells = [figures.element_label(g) for g in loaded.group.elements]
         px = 96 if len(cells) <= 8 else 64
         common = dict(cells=cells, w=cell_w, h=cell_h, px=px, stops=figures.css_stops("magma"), vmin=lo, vmax=hi,
                       label="activation", base=False, alpha=1.0, smooth=False, mark=None)
         panels = [dict(name="channels", title=f"the |G| orientation channels of field {spec.field} of {spec.tap}: "
                                               "turning the input moves each map and cycles them", **common),
                   dict(name="stabilised", title="stabilised: rotated back into the input's frame (stays still for "
-                                                "an equivariant layer)", **common)]
+                                                f"an equivariant layer at the {loaded.group.name} angles, multiples of "
+                                                f"{360 / loaded.group.order_rotations:g} deg; between them the "
+                                                "resampled input is not expected to)", **common)]
         metric = f"|stabilised - upright| / |upright| (field {spec.field})"
     elif spec.kind == "Attention":
         heads = orbit.heads or 0
@@ -282,8 +398,8 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
         name = attribution_lib.METHODS[spec.method]
         detail = {"integrated_gradients": f", {compute.SCRUB_IG_STEPS} steps over the orbit",
                   "occlusion": ", a non-overlapping window over the orbit"}.get(spec.method, "")
-        panels = [dict(name="maps", title=f"{name} of {loaded.class_names[spec.target]}{detail}; scale: 99.5th "
-                                          "percentile of |A|",
+        panels = [dict(name="maps", title=f"{name} of {loaded.class_names[spec.target]}{detail}; colour scale "
+                                          f"clipped at the {attribution_lib.DISPLAY_PERCENTILE:g}th percentile of |A|",
                        cells=["attribution (turned input)", "rotated back (upright frame)"], w=size, h=size, px=150,
                        stops=figures.css_stops("RdBu_r"), vmin=lo, vmax=hi, label="attribution", base=False,
                        alpha=1.0, smooth=False, mark=None)]
@@ -365,7 +481,7 @@ def _scrub_body(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scru
 
 @st.fragment
 def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bool, spec: compute.ScrubView,
-         flip: bool, sky: bool = False) -> None:
+         flip: bool, sky: bool = False, how: str = "log") -> None:
     st.subheader("Precise angle")
     angle = angle_controls(loaded)
     view = spec.kind
@@ -379,7 +495,7 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
     x_rot, insp = now.x_rot, now.inspection
     left, middle, right = st.columns([1, 1.1, 1.6])
     with left:
-        lens_panel(lens, x_rot, angle, flip, show_truth, sky)
+        lens_panel(loaded, lens, x_rot, angle, flip, show_truth, sky, how)
     if loaded.regression is None:
         with middle:
             prediction_panel(loaded, insp.logits)
@@ -396,7 +512,7 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
     elif view == "Group channels":
         group_channels_tab(loaded, insp, angle, flip, now.upright, spec)
     else:
-        attribution_tab(loaded, lens, x_rot, now.x_up, angle, flip, spec)
+        attribution_tab(loaded, lens, x_rot, now.x_up, angle, flip, spec, mask)
 
 
 def upright_inspection(loaded: LoadedModel, lens: lenses.LensImage, mask: bool):
@@ -435,6 +551,8 @@ with st.sidebar:
     lens = chosen_lens(loaded)
     show_truth = st.toggle("show the truth (simulated lenses)", value=True, key="explore_truth")
     mask = st.toggle("circular mask (same pixels at every angle)", value=True, key="explore_mask")
+    how = st.radio("stretch (lens picture)", figures.STRETCHES, horizontal=True, key="explore_stretch",
+                   help="log: log(1 + x); asinh: linear for faint arcs, logarithmic for the bright ones")
     sky = st.toggle("turn the sky, not the picture", value=False, key="explore_sky",
                     disabled=lens is None or not lens.can_turn_scene,
                     help="simulated lenses: re-render the scene at each angle (the instrument's own pixels and "
@@ -449,4 +567,4 @@ else:
         spec = view_controls(loaded, upright_inspection(loaded, lens, mask))
     flip = bool(c_flip.toggle("mirror first", key="explore_flip")) if loaded.group.dihedral else False
     scrub_section(loaded, lens, spec, show_truth, mask, flip, sky)
-    live(loaded, lens, show_truth, mask, spec, flip, sky)
+    live(loaded, lens, show_truth, mask, spec, flip, sky, how)

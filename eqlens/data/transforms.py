@@ -135,6 +135,12 @@ class InputSpec:
         return {"image_size": self.image_size, "crop": self.crop, "circular_mask": self.circular_mask,
                 "normalisation": "per-image min-max to [0, 1]"}
 
+    def pixel_scale(self, native_size: int, native_pixel_scale: float) -> float:
+        """Arcsec per model-input pixel for a ``native_size``-px image of ``native_pixel_scale``
+        arcsec/px: the crop (or the whole frame) spread over ``image_size`` pixels (Model I, 150 px at
+        0.05"/px: an 81-px crop at 81 px keeps 0.05", the whole frame at 65 px is 0.115")."""
+        return float(native_pixel_scale) * (self.crop or int(native_size)) / self.image_size
+
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Raw or normalised images ``[B, H, W]`` / ``[B, 1, H, W]`` -> model input ``[B, 1, S, S]``
         (crop, resize, min-max, then the mask when the spec has it)."""
