@@ -69,6 +69,23 @@ def campaign_fields(prefix: str, simulated: bool, crop: bool) -> None:
                                  "the Einstein ring at full resolution); recorded in the card")
 
 
+def sticky_selectbox(where, label: str, options: list, key: str, **kwargs):
+    """A selectbox over options that come and go (runs on disk) that comes back to the user's choice: a
+    changed option list makes Streamlit build a new widget, which would start again at the first option, and
+    a run being trained drops out of some lists for a while. The choice is kept apart, changed by the user only."""
+    kept_key = f"{key}_kept"
+
+    def keep() -> None:
+        st.session_state[kept_key] = st.session_state.get(key)
+
+    kept = st.session_state.get(kept_key)
+    choice = where.selectbox(label, options, index=options.index(kept) if kept in options else 0, key=key,
+                             persist_state=SESSION, on_change=keep, **kwargs)
+    if kept is None:
+        st.session_state[kept_key] = choice
+    return choice
+
+
 def data_fields(prefix: str, column, default_sim: str | None = None) -> tuple[str, bool]:
     """The data choice: a simulation config or a DeepLense folder. Returns ``(data, simulated)``."""
     source = column.radio("Data", ["simulated", "DeepLense folder"], key=f"{prefix}_data_kind", horizontal=True,
@@ -181,19 +198,20 @@ def _form_values(tab: str) -> dict:
 
 def continue_form(locked: bool) -> None:
     """A run to continue in its own folder from ``last/`` (:func:`continue_config`). Partial runs come first;
-    runs being trained now are not offered."""
+    a run being trained now is listed but cannot be continued meanwhile."""
     st.caption("Goes on from the run's last finished epoch in its own folder, with the settings its card records "
                "(`eqlens train --resume`). Possible while the folder holds `last/`; shipped checkpoints hold none: "
                "fine-tune them instead.")
-    offered = sorted((r for r in runs.list_runs() if r.resumable), key=lambda r: not r.partial)
+    # Runs being trained stay listed (not continuable meanwhile): the list, and the choice, hold still.
+    offered = sorted((r for r in runs.list_runs() if r.last is not None and r.config is not None),
+                     key=lambda r: not r.partial)
     if not offered:
         st.info("No run to continue yet: a run started here (or with `eqlens train`) can be continued once it has "
                 "finished an epoch.")
         return
     by_path = {str(r.path): r for r in offered}
-    choice = st.selectbox("Run", list(by_path), key="train_resume_pick", format_func=lambda p: by_path[p].label,
-                          persist_state=SESSION,
-                          help="partial runs (stopped, out of time budget, killed) first")
+    choice = sticky_selectbox(st, "Run", list(by_path), "train_resume_pick", format_func=lambda p: by_path[p].label,
+                              help="partial runs (stopped, out of time budget, killed) first")
     run = by_path.get(choice) or offered[0]
     config = run.config or {}
     st.caption(f"{config.get('model')} {config.get('group')} on {config.get('data')}, {run.epochs_done} of "
@@ -210,10 +228,13 @@ def continue_form(locked: bool) -> None:
     c3.number_input("CPU threads (0: torch's default)", 0, 1024, 0, key="train_resume_threads",
                     persist_state=SESSION)
     nothing_left = not run.partial and not (run.can_grow and more)
-    if nothing_left:
+    if run.training_now:
+        st.caption("This run is being trained now.")
+    elif nothing_left:
         st.caption("This run finished: add epochs to continue it." if run.can_grow else
                    "This run finished its cosine schedule: fine-tune it to train further.")
-    st.button("Continue training", type="primary", key="train_resume", disabled=locked or nothing_left,
+    st.button("Continue training", type="primary", key="train_resume",
+              disabled=locked or nothing_left or run.training_now,
               on_click=_start, args=("continue",))
 
 
@@ -232,15 +253,15 @@ def finetune_form(locked: bool) -> None:
     st.caption("A new run in its own folder whose model starts from the checkpoint's weights "
                "(`eqlens train --init-from`): same architecture, input size and crop; other data or other classes "
                "are fine (the classifier then starts fresh).")
-    sources = [r for r in runs.list_runs() if r.best and not r.training_now]
+    sources = [r for r in runs.list_runs() if r.best]  # one being trained stays listed: the choice holds still
     if not sources:
         st.info(f"No checkpoint in {settings.CHECKPOINT_DIR} to start from.")
         return
     preference = {name: rank for rank, name in enumerate(settings.DEFAULT_CHECKPOINTS)}
     sources.sort(key=lambda r: preference.get(r.name, len(preference)))  # stable: newest first after those
     by_path = {str(r.path): r for r in sources}
-    choice = st.selectbox("Checkpoint", list(by_path), key="train_ft_source", format_func=lambda p: by_path[p].label,
-                          persist_state=SESSION)
+    choice = sticky_selectbox(st, "Checkpoint", list(by_path), "train_ft_source",
+                              format_func=lambda p: by_path[p].label)
     source = by_path.get(choice) or sources[0]
     facts = card_panel.card_facts(source.best)
     st.caption(f"**{facts.model} {facts.group or ''}**, input: {card_panel.input_line(facts)}. Trained on "
@@ -259,8 +280,10 @@ def finetune_form(locked: bool) -> None:
     st.toggle("turn the sky, not the picture", value=False, key="train_ft_turn_scenes",
               disabled=not simulated, persist_state=SESSION)
     campaign_fields("train_ft", simulated, crop=False)
-    st.button("Start fine-tuning", type="primary", key="train_ft_start", disabled=locked or not data,
-              on_click=_start, args=("finetune",))
+    if source.training_now:
+        st.caption("This checkpoint is being trained now: fine-tune it once its run has ended.")
+    st.button("Start fine-tuning", type="primary", key="train_ft_start",
+              disabled=locked or not data or source.training_now, on_click=_start, args=("finetune",))
 
 
 def finetune_config():

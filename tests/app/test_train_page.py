@@ -173,3 +173,19 @@ def test_a_run_finished_in_this_session_joins_the_runs_overlaid_once(app_test, c
     assert at.multiselect(key="train_history_runs").value == ["cnn_a"]
     no_exception(at)
     assert not at.warning
+
+
+def test_the_picked_run_stays_picked_when_runs_change_and_its_results_stay_on_screen(app_test, checkpoint_dir):
+    a = _run(checkpoint_dir, "cnn_a", epochs=2, stop_after=1)
+    _run(checkpoint_dir, "cnn_b", epochs=2, stop_after=1)
+    at = app_test("views/train.py")
+    at.selectbox(key="train_ft_source").set_value(str(a))
+    at.selectbox(key="train_resume_pick").set_value(str(a)).run()
+    at.button(key="train_resume").click().run()
+    assert _finish(at).state == "done"  # cnn_a is complete now: its label and place in the list change
+    _run(checkpoint_dir, "cnn_c", epochs=2, stop_after=1)  # and another session's run lands in the folder
+    at.run()
+    no_exception(at)
+    assert at.selectbox(key="train_resume_pick").value == str(a)
+    assert at.selectbox(key="train_ft_source").value == str(a)
+    assert any("Checkpoint saved" in m.value for m in at.markdown)
