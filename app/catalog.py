@@ -172,6 +172,22 @@ def untrained_key(name: str, group: str) -> str:
     return f"untrained:{name}:{group}"
 
 
+def shipped_key(name: str) -> str | None:
+    """The entry key of the checkpoint folder ``name`` in the checkpoints folder, None when it is not there."""
+    path = Path(settings.CHECKPOINT_DIR) / name
+    return f"ckpt:{path}" if (path / "model_card.json").is_file() else None
+
+
+def flagship_key() -> str | None:
+    """The shipped invariant flagship (settings.COMPARE_DEFAULT), None when it is not there."""
+    return shipped_key(settings.COMPARE_DEFAULT)
+
+
+def plain_twin_key() -> str | None:
+    """The flagship's plain twin: the first of settings.COMPARE_PARTNERS that is there, else None."""
+    return next((key for key in map(shipped_key, settings.COMPARE_PARTNERS) if key is not None), None)
+
+
 def entries(uploaded: dict | None = None) -> list[ModelEntry]:
     """Checkpoints first (on disk, then uploaded this session), then every untrained registry model."""
     from eqlens.models import names, spec

@@ -88,21 +88,32 @@ def oriented_kernel(size: int = 7, sigma: float = 1.2) -> torch.Tensor:
     return kernel / kernel.abs().sum()
 
 
-def rotated_kernels(kernel: torch.Tensor, group: Group | str) -> torch.Tensor:
-    """``[k, k]`` -> ``[|G|, k, k]``: the kernel moved by every group element (group-axis order).
-    Exact for 90-deg multiples and flips, resampled (supersampled bilinear) otherwise."""
-    from ..groups import act_on_image
+def lifting_layer(kernel: torch.Tensor, group: Group | str):
+    """The models' own lifting layer (:class:`~eqlens.models.group_conv.LiftingConv`, one input and
+    one output channel, no bias) holding ``kernel [k, k]`` (odd ``k``) as its free kernel, in eval
+    mode: ``layer(x)`` maps ``[B, 1, H, W] -> [B, 1, |G|, H, W]`` by the very rule the networks use
+    (channel ``g`` correlates the image with the kernel moved by ``g``), and
+    ``layer.transformed_kernels()[:, 0, 0]`` is the ``[|G|, k, k]`` bank of moved kernels. Turning
+    the image by an exact element ``g`` moves every map and permutes the channels by ``rho(g)``."""
+    from ..models.group_conv import LiftingConv
 
     group = get_group(group)
-    return torch.stack([act_on_image(kernel, g, supersample=4) for g in group.elements])
+    if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 != 1:
+        raise ValueError(f"a lifting kernel is [k, k] with odd k, got {tuple(kernel.shape)}")
+    layer = LiftingConv(group, 1, 1, kernel_size=int(kernel.shape[0]), bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(kernel.to(layer.weight)[None, None])
+    return layer.eval()
 
 
-def lift(images: torch.Tensor, kernel: torch.Tensor, group: Group | str) -> torch.Tensor:
-    """Lifting correlation ``[B, 1, H, W] -> [B, 1, |G|, H, W]``: channel ``g`` is the image
-    correlated with ``g . kernel``. Rotating the image by an exact element ``g`` moves every map
-    and permutes the channels by ``rho(g)`` (odd ``k``, zero padding, same size out)."""
-    import torch.nn.functional as F
+def first_lifting_kernel(model: torch.nn.Module) -> tuple[torch.Tensor, int] | None:
+    """``(kernel [k, k], output channel)`` of a trained model's first lifting layer (its strongest
+    output channel, by the kernel's norm), or None for a model without one."""
+    from ..models.group_conv import LiftingConv
 
-    bank = rotated_kernels(kernel, group)[:, None]  # [|G|, 1, k, k]
-    out = F.conv2d(images, bank.to(images), padding=kernel.shape[-1] // 2)
-    return out[:, None]
+    for module in model.modules():
+        if isinstance(module, LiftingConv) and module.in_channels == 1:
+            weight = module.weight.detach()[:, 0]  # [C', k, k]
+            channel = int(weight.flatten(1).norm(dim=1).argmax())
+            return weight[channel].clone(), channel
+    return None

@@ -81,18 +81,36 @@ def test_a_fractional_group_roll_lies_between_its_neighbouring_rolls():
 def test_lifting_commutes_with_every_exact_group_element(group_name):
     group = get_group(group_name)
     x = torch.rand(1, 1, 17, 17, generator=torch.Generator().manual_seed(1))
-    kernel = activations.oriented_kernel()
-    lifted = activations.lift(x, kernel, group)
-    assert lifted.shape == (1, 1, group.order, 17, 17)
-    for g in group.exact_elements:
-        err = activations.equivariance_error(activations.lift(act_on_image(x, g), kernel, group), lifted, group,
-                                             g.rot, g.flip)
-        assert err < 1e-5, (str(g), err)
+    layer = activations.lifting_layer(activations.oriented_kernel(), group)
+    with torch.no_grad():
+        lifted = layer(x)
+        assert lifted.shape == (1, 1, group.order, 17, 17)
+        for g in group.exact_elements:
+            err = activations.equivariance_error(layer(act_on_image(x, g)), lifted, group, g.rot, g.flip)
+            assert err < 1e-5, (str(g), err)
 
 
 def test_the_teaching_kernel_changes_under_a_quarter_turn():
-    bank = activations.rotated_kernels(activations.oriented_kernel(), "C4")
+    bank = activations.lifting_layer(activations.oriented_kernel(), "C4").transformed_kernels()[:, 0, 0]
     assert (bank[1] - bank[0]).abs().max() > 0.1 * bank[0].abs().max()
+
+
+def test_the_teaching_layer_is_the_models_layer_with_the_models_kernel():
+    """Learn shows a trained gcnn's own first kernel, moved and applied by the network's own rule: the
+    teaching layer's maps are exactly that channel of the model's first layer (bias aside)."""
+    from eqlens import models
+
+    model = models.create("gcnn", num_classes=3, group="C4", image_size=33).eval()
+    kernel, channel = activations.first_lifting_kernel(model)
+    first = next(m for m in model.modules() if type(m).__name__ == "LiftingConv")
+    x = torch.rand(1, 1, 33, 33, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        taught = activations.lifting_layer(kernel, "C4")(x)[:, 0]
+        own = first(x)[:, channel]
+        if first.bias is not None:
+            own = own - first.bias[channel]
+    torch.testing.assert_close(taught, own, rtol=1e-5, atol=1e-6)
+    assert activations.first_lifting_kernel(models.create("cnn", num_classes=3, group="C4", image_size=33)) is None
 
 
 def test_field_channels_rejects_a_field_the_layer_does_not_have():
