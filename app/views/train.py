@@ -243,9 +243,12 @@ def continue_config():
     if run is None:
         raise EqlensError("the run is gone from the checkpoints folder")
     more = int(_value("train_resume_more") or 0) if run.can_grow else 0
-    return runs.continue_config(run, epochs=(run.epochs or 0) + more if more else None,
-                                time_budget_min=_optional(_value("train_resume_budget"), 0.0),
-                                threads=_optional(_value("train_resume_threads")))
+    config = runs.continue_config(run, epochs=(run.epochs or 0) + more if more else None,
+                                  time_budget_min=_optional(_value("train_resume_budget"), 0.0),
+                                  threads=_optional(_value("train_resume_threads")))
+    if config.data not in SIM_DATA:
+        lenses.training_folder(config.data)  # a recorded folder too: only inside the data roots, scanned with bounds
+    return config
 
 
 def finetune_form(locked: bool) -> None:

@@ -189,3 +189,24 @@ def test_the_picked_run_stays_picked_when_runs_change_and_its_results_stay_on_sc
     assert at.selectbox(key="train_resume_pick").value == str(a)
     assert at.selectbox(key="train_ft_source").value == str(a)
     assert any("Checkpoint saved" in m.value for m in at.markdown)
+
+
+def test_a_run_on_a_folder_outside_the_data_folders_is_not_continued_from_the_page(app_test, checkpoint_dir, tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "outside"
+    rng = np.random.default_rng(0)
+    for name in ("no_sub", "sub"):
+        (folder / name).mkdir(parents=True)
+        for i in range(6):
+            np.save(folder / name / f"{name}_sim_{i}.npy", rng.random((24, 24)).astype(np.float32))
+    out = checkpoint_dir / "cnn_outside"
+    config = TrainConfig(model="cnn", data=str(folder), out=str(out), epochs=2, batch_size=4, image_size=23,
+                         robustness_size=0, device="cpu", eval_batch_size=4, model_kwargs=TINY, threads=1)
+    stop = threading.Event()
+    train(config, progress=lambda p: p.phase == "val" and stop.set(), stop_event=stop)
+    at = app_test("views/train.py")
+    at.button(key="train_resume").click().run()
+    no_exception(at)
+    assert state.TRAIN_JOB not in at.session_state
+    assert any(e.value.startswith("Cannot continue this run") and "data folders" in e.value for e in at.error)
