@@ -210,3 +210,15 @@ def test_a_run_on_a_folder_outside_the_data_folders_is_not_continued_from_the_pa
     no_exception(at)
     assert state.TRAIN_JOB not in at.session_state
     assert any(e.value.startswith("Cannot continue this run") and "data folders" in e.value for e in at.error)
+
+
+def test_a_partial_snapshot_without_resume_state_is_offered_to_fine_tune_not_to_continue(app_test, checkpoint_dir):
+    import shutil
+
+    out = _run(checkpoint_dir, "cnn_snapshot", epochs=2, stop_after=1)
+    shutil.rmtree(out / ck.LAST_DIR)  # as a shipped mid-campaign checkpoint: its best epoch, no last/
+    run = runs.read_run(out)
+    assert run.partial and not run.resumable and run.status == "partial: epoch 1 of 2, no resume state"
+    at = app_test("views/train.py")
+    assert "train_resume_pick" not in [s.key for s in at.selectbox]
+    assert at.selectbox(key="train_ft_source").value == str(out)
