@@ -437,7 +437,8 @@ def lens_figure(image: np.ndarray, title: str, pixel_scale: float | None = None,
     unit = "arcsec" if pixel_scale else "px"
     axis = ((np.arange(n) - (n - 1) / 2) * scale).round(4).tolist()
     shown = stretch(img, how)
-    heat = dict(type="heatmap", x=axis, y=axis, z=shown.astype(np.float32).tolist(), colorscale="gray",
+    heat = dict(type="heatmap", x=axis, y=axis, z=shown.astype(np.float32).tolist(),
+                colorscale=[[0.0, "#000000"], [1.0, "#ffffff"]],
                 customdata=img.astype(np.float32).tolist(),
                 hovertemplate=f"x %{{x:.2f}} {unit}<br>y %{{y:.2f}} {unit}<br>value %{{customdata:.4g}}<extra></extra>",
                 colorbar=dict(title=dict(text=colorbar_label or f"{how} stretch", side="right"), thickness=10,
@@ -474,11 +475,13 @@ def lens_figure(image: np.ndarray, title: str, pixel_scale: float | None = None,
                              name="vortex" + (f", m_a {mass:.2e} eV" if mass else ""),
                              line=dict(color=PALETTE[2], width=3), hoverinfo="skip"))
     span = [axis[0] - scale / 2, axis[-1] + scale / 2]
-    return _figure(data, title, height=height, margin=dict(l=50, r=10, t=36, b=40),
+    fig = _figure(data, title, height=height, margin=dict(l=50, r=10, t=36, b=40),
                    legend=dict(orientation="h", y=-0.2, font=dict(size=11)),
                    xaxis=dict(title=dict(text=f"x ({unit})"), range=span, constrain="domain", zeroline=False),
                    yaxis=dict(title=dict(text=f"y ({unit}), row 0 on top"), range=span[::-1], scaleanchor="x",
                               zeroline=False))
+    fig.layout.title.font.size = 13
+    return fig
 
 
 def commutative_diagram(x: np.ndarray, gx: np.ndarray, lx: np.ndarray, rho_lx: np.ndarray, l_gx: np.ndarray,

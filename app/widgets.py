@@ -41,6 +41,8 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
     if base_key is None:
         st.session_state[select_key] = keys[min(default, len(keys) - 1)]
     chosen = st.selectbox(label, keys, format_func=labels.get, key=select_key)
+    if len(labels.get(chosen, "")) > 26:  # the sidebar's selector cuts longer names
+        st.caption(labels[chosen])
     if chosen.startswith("untrained:"):
         name, group = chosen.split(":")[1:3]
         if name in names() and spec(name).uses_group:

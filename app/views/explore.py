@@ -53,8 +53,8 @@ def angle_controls(loaded: LoadedModel) -> float:
     return float(angle)
 
 
+# Every plotly figure keeps its mode bar's camera button: "Download plot as a png" (twice the size).
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-"""Every plotly figure keeps its mode bar's camera button: "Download plot as a png" (twice the size)."""
 
 
 def _turned_picture(image: np.ndarray, angle: float, flip: bool) -> np.ndarray:
@@ -93,25 +93,24 @@ def lens_panel(loaded: LoadedModel, lens: lenses.LensImage, x_rot: torch.Tensor,
                     key="explore_lens_fig", width="stretch", theme=None, config=PLOT_CONFIG)
     st.caption(f"{shown.source}" + (f" (true: {lens.label})" if lens.label else ""))
     in_scale = input_pixel_scale(loaded, lens)
-    crop = f"central {loaded.crop} px" if loaded.crop else "whole frame"
+    crop = f"{loaded.crop}-px crop" if loaded.crop else "whole frame"
     title = f"model input: {crop} at {loaded.image_size} px" + (f", {in_scale:.3g}\"/px" if in_scale else "")
     st.plotly_chart(figures.lens_figure(x_rot[0, 0].numpy(), title, in_scale, how="linear",
                                         colorbar_label="normalised", height=300),
                     key="explore_input_fig", width="stretch", theme=None, config=PLOT_CONFIG)
-    if lens.truth:
-        scene_panel(lens)
 
 
 def scene_panel(lens: lenses.LensImage) -> None:
     """The simulated scene's parameters (the simulator's truth) and its subhalos, with a download."""
     params = scene.scene_parameters(lens.truth)
     subhalos = scene.subhalo_rows(lens.truth)
-    with st.expander("the scene (simulator truth)", expanded=True):
-        st.dataframe([{"parameter": r["parameter"], "value": r["value"] if isinstance(r["value"], str)
-                       else f"{r['value']:.4g}", "unit": r["unit"]} for r in params],
-                     hide_index=True, width="stretch")
+    with st.expander(f"the scene of {lens.source} (simulator truth)", expanded=True):
+        left, right = st.columns([1, 1.2])
+        left.dataframe([{"parameter": r["parameter"], "value": r["value"] if isinstance(r["value"], str)
+                         else f"{r['value']:.4g}", "unit": r["unit"]} for r in params],
+                       hide_index=True, width="stretch")
         if subhalos:
-            st.dataframe(subhalos, hide_index=True, width="stretch", height=180,
+            right.dataframe(subhalos, hide_index=True, width="stretch", height=320,
                          column_config={"x_arcsec": st.column_config.NumberColumn("x (arcsec)", format="%.3f"),
                                         "y_arcsec": st.column_config.NumberColumn("y (arcsec)", format="%.3f"),
                                         "r_arcsec": st.column_config.NumberColumn("r (arcsec)", format="%.3f"),
@@ -160,8 +159,10 @@ def regression_panel(loaded: LoadedModel, logits: torch.Tensor, truth: float | N
                    f"decoded as {task.scaler.mean:.4g} + {task.scaler.std:.4g} x output")
 
 
-RESAMPLING_NOTE = ("The picture is resampled (bilinear) between the exact angles, so the curves of an invariant model "
-                   "are flat at the 90-deg multiples (pixels permuted, no interpolation) and wiggle between them.")
+RESAMPLING_NOTE = ("Between the 90-deg multiples the picture is resampled (bilinear, which also smooths its pixel "
+                   "noise); at them its pixels are only permuted, with no interpolation. So an invariant model's "
+                   "curves can spike at the exact angles: that is the resampling, not the model (\"turn the sky\" "
+                   "renders each angle instead).")
 
 
 def orbit_csv(result, class_names) -> str:
@@ -416,7 +417,7 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
         panels=panels, metric_label=metric,
         note=(f"Frames every {360 / settings.ORBIT_STEPS:g} deg plus the {loaded.group.name} angles; "
               "between them the nearest frame is shown (its angle above). \"precise angle\" computes the "
-              "slider's angle on the server, below."),
+              "slider's angle on the server, below." + ("" if sky else " " + RESAMPLING_NOTE)),
     )
 
 
@@ -493,7 +494,7 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
                        attention=view == "Attention", upright=view == "Group channels", turned=turned,
                        scene_key=(lens.scene, loaded.image_size, loaded.crop))
     x_rot, insp = now.x_rot, now.inspection
-    left, middle, right = st.columns([1, 1.1, 1.6])
+    left, middle, right = st.columns([1.25, 1, 1.5])
     with left:
         lens_panel(loaded, lens, x_rot, angle, flip, show_truth, sky, how)
     if loaded.regression is None:
@@ -507,6 +508,8 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
             regression_panel(loaded, insp.logits, truth)
         with right:
             regression_orbit_panel(loaded, now.orbit, angle, truth, sky)
+    if lens.truth:
+        scene_panel(lens)
     if view == "Attention":
         attention_tab(insp, x_rot, spec)
     elif view == "Group channels":

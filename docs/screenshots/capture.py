@@ -49,7 +49,7 @@ def main() -> None:
         wait_idle(page)
         select(page, "explore_model", "eqcvt (untrained)")
         page.locator(".st-key-explore_angle_btn_1 button").click()
-        page.get_by_text("90.00").first.wait_for()
+        page.get_by_text("90°").first.wait_for()
         shoot(page, "explore_attention", ready="logits:")
         page.locator(".st-key-explore_view").get_by_text("Group channels").click()
         shoot(page, "explore_group_channels", ready="logits:")

@@ -17,7 +17,8 @@ TITLES = ["Explore", "Compare", "Train", "Misclassified", "Learn: equivariance w
 
 
 def image_captions(at) -> list[str]:
-    return [caption for img in at.image for caption in img.captions]
+    """The captions of the images and the page's captions (Explore names its lens in one, under its figure)."""
+    return [caption for img in at.image for caption in img.captions] + [c.value for c in at.caption]
 
 
 def logits_caption(at) -> str:
@@ -255,7 +256,8 @@ def test_a_clicked_confusion_cell_filters_the_gallery(app_test):
 
 
 def diagram_error(at) -> float:
-    return float(at.latex[0].value.rsplit("=", 1)[1].strip().strip("$"))
+    """The error Learn prints under its commutative diagram, as plain text (not maths)."""
+    return float(next(m.value for m in at.metric if m.label == "|L(g x) - ρ(g) L(x)| / |L(x)|"))
 
 
 def test_the_learn_page_checks_the_commutative_diagram_live(app_test):
