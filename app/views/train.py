@@ -377,7 +377,8 @@ def job_panel() -> None:
     epoch_text = f"epoch {latest.get('epoch', 0)}" + (f" / {latest['epochs']}" if latest.get("epochs") else "")
     st.progress(snap.fraction, text=f"{snap.state}: {epoch_text}, {step_text}, {snap.elapsed_s:.0f} s")
     cols = st.columns(4)
-    for col, key in zip(cols, ("loss", "accuracy", "val_loss", "val_accuracy"), strict=True):
+    score = "mae" if "mae" in latest and "accuracy" not in latest else "accuracy"  # a regression: MAE
+    for col, key in zip(cols, ("loss", score, "val_loss", f"val_{score}"), strict=True):
         col.metric(key.replace("_", " "), f"{latest[key]:.4f}" if key in latest else "-")
     if snap.history:
         st.plotly_chart(figures.training_curves(snap.history), key="train_curves", width="stretch", theme=None)
