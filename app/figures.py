@@ -514,21 +514,24 @@ def commutative_diagram(x: np.ndarray, gx: np.ndarray, lx: np.ndarray, rho_lx: n
             a = ang + math.pi - side * 0.45
             draw.line([p1, (p1[0] + 10 * math.cos(a), p1[1] + 10 * math.sin(a))], fill=colour, width=2)
         mx, my = (p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2
-        draw.text((mx + 6, my - 16), label, fill=colour, font=small)
+        if abs(p1[1] - p0[1]) < 1:  # horizontal: the label centred above the arrow
+            draw.text((mx - small.getlength(label) / 2, my - 20), label, fill=colour, font=small)
+        else:
+            draw.text((mx + 8, my - 7), label, fill=colour, font=small)
 
     gx_lo, gx_hi = _range([x], False)
     put(x, 0, 0, "x (input)", "gray", gx_lo, gx_hi)
     put(gx, 1, 0, f"g x   (g = {g_label})", "gray", gx_lo, gx_hi)
     put(lx, 0, 1, "L(x)", "magma", lo, hi)
-    put(rho_lx, 1, 1, "ρ(g) L(x)", "magma", lo, hi)
+    put(rho_lx, 1, 1, "rho(g) L(x)", "magma", lo, hi)
     put(l_gx, 2, 1, "L(g x)", "magma", lo, hi)
     mid = title_h + cell // 2
     arrow_((col_x[0] + cell + 6, row_y[0] + mid), (col_x[1] - 6, row_y[0] + mid), "move by g")
-    arrow_((col_x[0] + cell + 6, row_y[1] + mid), (col_x[1] - 6, row_y[1] + mid), "move by ρ(g)")
+    arrow_((col_x[0] + cell + 6, row_y[1] + mid), (col_x[1] - 6, row_y[1] + mid), "move by rho(g)")
     arrow_((col_x[0] + cell // 2, row_y[0] + title_h + cell + 4), (col_x[0] + cell // 2, row_y[1] - 4), "lift L")
     arrow_((col_x[1] + cell + 6, row_y[0] + title_h + cell // 2), (col_x[2] + cell // 2, row_y[1] - 4), "lift L")
     draw.text((col_x[1] + cell + 8, row_y[1] + mid - 8), "vs", fill=TEXT, font=font)
-    draw.text((gap, height - 22), f"|L(g x) - ρ(g) L(x)| / |L(x)| = {error:.2e}", fill=TEXT, font=font)
+    draw.text((gap, height - 22), f"|L(g x) - rho(g) L(x)| / |L(x)| = {error:.2e}", fill=TEXT, font=font)
     return canvas
 
 
