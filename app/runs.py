@@ -10,27 +10,22 @@ last finished epoch); the best card is read for the held-out test metrics.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from app import jobs, settings
-from eqlens.errors import CheckpointError, EqlensError
-
-CARD_BYTES_MAX = 5_000_000  # a card is a few kB (a long history: tens of kB); larger files are not ours
+from eqlens.errors import EqlensError
 
 
 def read_card(folder: Path) -> dict | None:
-    """The validated model card of a checkpoint folder, or None (missing, unreadable, not ours)."""
-    from eqlens.checkpoint import CARD_FILE, validate_card
+    """The model card of a checkpoint folder as JSON (read by :func:`eqlens.checkpoint.read_card`, checked and
+    completed), or None: missing, unreadable, not ours."""
+    from eqlens.checkpoint import read_card as read
 
-    path = Path(folder) / CARD_FILE
     try:
-        if path.stat().st_size > CARD_BYTES_MAX:
-            return None
-        return validate_card(json.loads(path.read_text()), str(folder))
-    except (OSError, ValueError, CheckpointError):
+        return read(folder).to_json()
+    except EqlensError:  # CheckpointError, or a DataError from the card's input record
         return None
 
 
