@@ -222,3 +222,13 @@ def test_a_partial_snapshot_without_resume_state_is_offered_to_fine_tune_not_to_
     at = app_test("views/train.py")
     assert "train_resume_pick" not in [s.key for s in at.selectbox]
     assert at.selectbox(key="train_ft_source").value == str(out)
+
+
+def test_a_folder_with_a_corrupt_card_is_left_out_and_the_page_still_renders(app_test, checkpoint_dir):
+    broken = checkpoint_dir / "broken"
+    broken.mkdir()
+    (broken / ck.CARD_FILE).write_text("{ not json")
+    assert runs.list_runs(checkpoint_dir) == [] and runs.read_run(broken) is None
+    at = app_test("views/train.py")
+    no_exception(at)
+    assert any("No runs in" in i.value for i in at.info)
