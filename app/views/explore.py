@@ -108,7 +108,10 @@ def scene_panel(lens: lenses.LensImage) -> None:
         left, right = st.columns([1, 1.2])
         left.dataframe([{"parameter": r["parameter"], "value": r["value"] if isinstance(r["value"], str)
                          else f"{r['value']:.4g}", "unit": r["unit"]} for r in params],
-                       hide_index=True, width="stretch")
+                       hide_index=True, width="stretch",
+                       column_config={"parameter": st.column_config.TextColumn(width="large"),
+                                      "value": st.column_config.TextColumn(width="small"),
+                                      "unit": st.column_config.TextColumn(width="medium")})
         if subhalos:
             right.dataframe(subhalos, hide_index=True, width="stretch", height=320,
                          column_config={"x_arcsec": st.column_config.NumberColumn("x (arcsec)", format="%.3f"),
