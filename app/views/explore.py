@@ -168,6 +168,10 @@ RESAMPLING_NOTE = ("Between the 90-deg multiples the picture is resampled (bilin
                    "renders each angle instead).")
 
 
+TRUTH_LEGEND = ("The truth on the lens: orange circle, the Einstein ring; cyan circles, subhalos (larger for a "
+                "larger log mass); pink line, the axion vortex.")
+
+
 def orbit_csv(result, class_names) -> str:
     """The orbit's numbers: one row per angle, each class's probability and logit."""
     head = ["angle_deg"] + [f"p_{n}" for n in class_names] + [f"logit_{n}" for n in class_names]
@@ -420,7 +424,8 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
         panels=panels, metric_label=metric,
         note=(f"Frames every {360 / settings.ORBIT_STEPS:g} deg plus the {loaded.group.name} angles; "
               "between them the nearest frame is shown (its angle above). \"precise angle\" computes the "
-              "slider's angle on the server, below." + ("" if sky else " " + RESAMPLING_NOTE)),
+              "slider's angle on the server, below." + ("" if sky else " " + RESAMPLING_NOTE)
+              + (" " + TRUTH_LEGEND if show_truth and lens.truth else "")),
     )
 
 
