@@ -343,13 +343,12 @@ def image_grid(panels: Sequence[tuple[str, np.ndarray]], cmap: str = "magma", sy
 
 
 def lens_with_truth(image: np.ndarray, truth: dict | None, size: int = 360,
-                    marker: tuple = (76, 201, 240)) -> Image.Image:
-    """The lens (grey, log-stretched counts) with the simulator's truth drawn on: subhalos as
+                    marker: tuple = (76, 201, 240), how: str = "log") -> Image.Image:
+    """The lens (grey, ``how``-stretched counts) with the simulator's truth drawn on: subhalos as
     circles growing with log mass, the vortex line, the Einstein ring. Positions come from the
     truth's pixel coordinates (``subhalo_pixels``, ``vortex_pixels``: (col, row), pixel centres
     at integers), so the overlay follows the image's own array layout."""
-    img = np.asarray(image, dtype=np.float64)
-    img = np.log1p(np.clip(img - img.min(), 0, None))
+    img = stretch(np.asarray(image, dtype=np.float64), how)
     grey = colorize(img, "gray", float(img.min()), float(img.max()))
     canvas = Image.fromarray(grey).resize((size, size), Image.BILINEAR)
     if not truth:

@@ -30,6 +30,7 @@ ANGLE = "explore_angle"
 VIEWS = compute.SCRUB_VIEWS
 SCRUB_NONCE = "explore_scrub_nonce"
 PIN = "explore_pinned_lens"
+STRETCH = "explore_stretch"
 
 
 def _set_angle(value: float) -> None:
@@ -368,9 +369,9 @@ def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: 
 # ---- the scrubber ------------------------------------------------------------------------------
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _lens_png(_lens: lenses.LensImage, digest: str, show_truth: bool, flip: bool) -> str:
+def _lens_png(_lens: lenses.LensImage, digest: str, show_truth: bool, flip: bool, how: str = "log") -> str:
     """The upright lens picture the scrubber turns itself (with the truth overlay), as a PNG (once per lens)."""
-    picture = figures.lens_with_truth(_lens.image, _lens.truth if show_truth else None, size=240)
+    picture = figures.lens_with_truth(_lens.image, _lens.truth if show_truth else None, size=240, how=how)
     if flip:
         picture = picture.transpose(Image.FLIP_LEFT_RIGHT)
     return figures.encode_rgb(np.asarray(picture))
@@ -412,7 +413,8 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
                        stops=figures.css_stops("RdBu_r"), vmin=lo, vmax=hi, label="attribution", base=False,
                        alpha=1.0, smooth=False, mark=None)]
         metric = "attribution invariance error |A(x) - R⁻¹A(Rx)| / |A(x)|"
-    lens_image = None if sky else _lens_png(lens, lens.digest, show_truth, flip)
+    how = st.session_state.get(STRETCH, "log")
+    lens_image = None if sky else _lens_png(lens, lens.digest, show_truth, flip, how)
     task = loaded.regression
     return dict(
         view=spec.kind, size=size, lens_px=220, input_px=150, plot_w=320, plot_h=190, group=loaded.group.name,
@@ -562,7 +564,7 @@ with st.sidebar:
     lens = chosen_lens(loaded)
     show_truth = st.toggle("show the truth (simulated lenses)", value=True, key="explore_truth")
     mask = st.toggle("circular mask (same pixels at every angle)", value=True, key="explore_mask")
-    how = st.radio("stretch (lens picture)", figures.STRETCHES, horizontal=True, key="explore_stretch",
+    how = st.radio("stretch (lens picture)", figures.STRETCHES, horizontal=True, key=STRETCH,
                    help="log: log(1 + x); asinh: linear for faint arcs, logarithmic for the bright ones")
     sky = st.toggle("turn the sky, not the picture", value=False, key="explore_sky",
                     disabled=lens is None or not lens.can_turn_scene,
