@@ -110,8 +110,8 @@ def scene_panel(lens: lenses.LensImage) -> None:
         left.dataframe([{"parameter": r["parameter"], "value": r["value"] if isinstance(r["value"], str)
                          else f"{r['value']:.4g}", "unit": r["unit"]} for r in params],
                        hide_index=True, width="stretch",
-                       column_config={"parameter": st.column_config.TextColumn(width="large"),
-                                      "value": st.column_config.TextColumn(width="small"),
+                       column_config={"parameter": st.column_config.TextColumn(width="medium"),
+                                      "value": st.column_config.TextColumn(width="medium"),
                                       "unit": st.column_config.TextColumn(width="medium")})
         if subhalos:
             right.dataframe(subhalos, hide_index=True, width="stretch", height=320,
