@@ -278,9 +278,12 @@ def attention_tab(insp, x_rot: torch.Tensor, spec: compute.ScrubView) -> None:
     panels.append(("rollout (all blocks)", attention_lib.rollout_map(list(insp.attention.values()), (row, col),
                                                                      (size, size))[0]))
     rgb = [(t, figures.mark_point(figures.overlay(base, m.numpy(), cmap="viridis"), row, col)) for t, m in panels]
-    st.image(figures.image_grid(rgb, cmap="viridis", cell=150, columns=min(len(rgb), 5),
-                                colorbar_label="weight/max", overlay_range=(0.0, 1.0)),
-             caption=f"{block}: query grid {att.query_grid}, key grid {att.key_grid}; the cross marks the query")
+    picture = figures.image_grid(rgb, cmap="viridis", cell=150, columns=min(len(rgb), 5),
+                                 colorbar_label="weight/max", overlay_range=(0.0, 1.0))
+    st.image(picture, caption=f"{block}: query grid {att.query_grid}, key grid {att.key_grid}; the cross marks the "
+                              "query")
+    widgets.export_buttons("explore_att", picture, {"block": block, "query_row_col": [row, col],
+                                                    **{t: m.numpy() for t, m in panels}})
 
 
 def on_group_angle(group, angle: float) -> bool:
