@@ -18,7 +18,7 @@ import torch
 from app import settings
 from eqlens.errors import DataError
 
-SIM_CONFIGS = ("model_i", "binary", "model_ii")
+SIM_CONFIGS = ("model_i", "model_i_line", "binary", "model_ii")
 
 
 @dataclass(frozen=True, eq=False)

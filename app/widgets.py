@@ -140,7 +140,9 @@ def lens_selector(prefix: str, follow: catalog.LoadedModel | None = None) -> len
 def _follow_model_data(prefix: str, loaded: catalog.LoadedModel) -> None:
     """Set the Simulation choice to the model's training data once per model change (before the
     widget exists, as Streamlit requires)."""
-    data = loaded.card.data.get("spec") if loaded.card is not None else None
+    from eqlens.data.splits import data_spec_now  # the config rendering its data today (model_i_line for old cards)
+
+    data = data_spec_now(loaded.card.data) if loaded.card is not None else None
     followed = f"{prefix}_sim_followed"
     if st.session_state.get(followed) == loaded.key:
         return
