@@ -64,6 +64,13 @@ def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def learnt_from_renderings(loaded) -> bool:
+    """Whether a loaded model's card says it saw its rotations as turned renderings (scene augmentation),
+    never as resampled pictures: the pages show such a model the turned sky first, the view it was trained for."""
+    facts = card_facts(loaded.card) if loaded is not None and loaded.trained else None
+    return facts is not None and facts.augment_mode == "scene"
+
+
 def card_facts(card) -> CardFacts | None:
     """The facts of a checkpoint's card (a typed ``eqlens.checkpoint.ModelCard``, or its JSON, validated
     here); None without a card or for one that is not valid."""

@@ -51,13 +51,6 @@ def partner_index(first: LoadedModel | None, uploaded: dict) -> int:
     return catalog.partner_index(first, uploaded)
 
 
-def learnt_from_renderings(loaded: LoadedModel | None) -> bool:
-    """Whether the card says the model saw its rotations as turned renderings (scene augmentation), never as
-    resampled pictures: such a model is shown the turned sky first, the view it was trained for."""
-    facts = card_panel.card_facts(loaded.card) if loaded is not None and loaded.trained else None
-    return facts is not None and facts.augment_mode == "scene"
-
-
 def follow_first(first: LoadedModel | None, uploaded: dict) -> int:
     """Whenever model A changes, model B moves to its partner and the sky toggle to A's training view (turned
     renderings or resampled pictures), before their widgets exist; both stay the user's choice until A
@@ -67,7 +60,7 @@ def follow_first(first: LoadedModel | None, uploaded: dict) -> int:
     if st.session_state.get(B_FOLLOWED) != key:
         st.session_state[B_FOLLOWED] = key
         st.session_state[B_MODEL] = catalog.entries(uploaded)[index].key
-        st.session_state[SKY] = learnt_from_renderings(first)
+        st.session_state[SKY] = card_panel.learnt_from_renderings(first)
     return index
 
 

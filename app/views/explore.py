@@ -16,7 +16,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from app import compute, figures, lenses, regression, settings, state, widgets
+from app import card_panel, compute, figures, lenses, regression, settings, state, widgets
 from app.catalog import LoadedModel
 from app.components.scrub import scrub
 from eqlens.analysis import activations
@@ -30,6 +30,7 @@ ANGLE = "explore_angle"
 VIEWS = compute.SCRUB_VIEWS
 SCRUB_NONCE = "explore_scrub_nonce"
 PIN = "explore_pinned_lens"
+SKY_KEY, SKY_FOLLOWED = "explore_sky", "explore_sky_followed"
 STRETCH = "explore_stretch"
 
 
@@ -551,6 +552,15 @@ def chosen_lens(loaded) -> lenses.LensImage | None:
     return widgets.lens_selector("explore", follow=loaded)
 
 
+def follow_model(loaded) -> None:
+    """Whenever the model changes, the sky toggle moves to the view it was trained for (a model that learnt
+    rotations from turned renderings sees the turned sky first); it stays the user's choice until then."""
+    key = loaded.key if loaded is not None else None
+    if st.session_state.get(SKY_FOLLOWED) != key:
+        st.session_state[SKY_FOLLOWED] = key
+        st.session_state[SKY_KEY] = card_panel.learnt_from_renderings(loaded)
+
+
 def arrive() -> None:
     """Apply a request from another page (e.g. a misclassified lens) before any widget exists."""
     request = state.take_explore_request()
@@ -569,7 +579,8 @@ with st.sidebar:
     mask = st.toggle("circular mask (same pixels at every angle)", value=True, key="explore_mask")
     how = st.radio("stretch (lens picture)", figures.STRETCHES, horizontal=True, key=STRETCH,
                    help="log: log(1 + x); asinh: linear for faint arcs, logarithmic for the bright ones")
-    sky = st.toggle("turn the sky, not the picture", value=False, key="explore_sky",
+    follow_model(loaded)
+    sky = st.toggle("turn the sky, not the picture", key=SKY_KEY,
                     disabled=lens is None or not lens.can_turn_scene,
                     help="simulated lenses: re-render the scene at each angle (the instrument's own pixels and "
                          "noise) instead of resampling the picture, which also smooths its noise")
