@@ -31,7 +31,7 @@ class CardFacts:
     crop: int | None
     circular_mask: bool
     data_kind: str | None
-    data_spec: str | None
+    data_spec: str | None  # the spec that renders its data today (model_i_line for a model_i card before 12-02)
     data_seed: int | None
     split_sizes: dict = field(default_factory=dict)
     fresh_data: bool = False
@@ -75,6 +75,7 @@ def card_facts(card) -> CardFacts | None:
     """The facts of a checkpoint's card (a typed ``eqlens.checkpoint.ModelCard``, or its JSON, validated
     here); None without a card or for one that is not valid."""
     from eqlens.checkpoint import ModelCard
+    from eqlens.data.splits import data_spec_now
     from eqlens.errors import EqlensError
 
     if card is None:
@@ -102,7 +103,7 @@ def card_facts(card) -> CardFacts | None:
         crop=card.input.crop,
         circular_mask=bool(card.input.circular_mask),
         data_kind=data.get("kind"),
-        data_spec=data.get("spec"),
+        data_spec=data_spec_now(data),
         data_seed=_int(data.get("data_seed")),
         split_sizes=_dict(data.get("sizes")),
         fresh_data=bool(data.get("fresh_data", False)),

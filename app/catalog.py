@@ -216,14 +216,16 @@ def partner_index(first: LoadedModel | None, uploaded: dict | None = None) -> in
     """Where :func:`entries` lists a good second model to compare ``first`` with: the first other
     checkpoint trained on the same data with the same classes (e.g. the plain twin of an equivariant
     model), else the first other entry."""
+    from eqlens.data.splits import data_spec_now
+
     options = entries(uploaded)
     if first is not None:
-        data = first.card.data.get("spec") if first.card is not None else None
+        data = data_spec_now(first.card.data) if first.card is not None else None
         for i, entry in enumerate(options):
             if entry.key == first.key or not entry.key.startswith("ckpt:"):
                 continue
             card = _card_on_disk(Path(entry.key.partition(":")[2]))
-            if card is not None and card.data.get("spec") == data and card.class_names == first.class_names:
+            if card is not None and data_spec_now(card.data) == data and card.class_names == first.class_names:
                 return i
     others = [i for i, entry in enumerate(options) if first is None or entry.key != first.key]
     return others[0] if others else 0

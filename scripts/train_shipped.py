@@ -44,7 +44,9 @@ def cached_splits(data: str, preset: dict, data_seed: int, device: str) -> DataS
         made[split] = SimulatedLensDataset(data, split=split, size=n, seed=data_seed, image_size=preset["image_size"],
                                            device=device, cache=True)
         print(f"simulated {data}/{split}: {n} images in {time.perf_counter() - t0:.1f} s", flush=True)
-    description = {"kind": "simulated", "spec": data, "data_seed": data_seed, "sizes": sizes, "cached": True}
+    config = made["train"].config
+    description = {"kind": "simulated", "spec": config.name, "simulation_config": config.to_dict(),
+                   "data_seed": data_seed, "sizes": sizes, "cached": True}
     return DataSplits(made["train"], made["val"], made["test"], list(made["train"].class_names),
                       preset["image_size"], description)
 

@@ -197,6 +197,13 @@ def _validate(card, source: str) -> None:
     parameters = card["model"].get("parameters")
     if parameters is not None and not (_is_int(parameters) and parameters >= 0):
         raise CheckpointError(f"{source}: model.parameters must be a count, got {_short(parameters)}")
+    if card.get("data") and card["data"].get("simulation_config") is not None:
+        from ..data.splits import data_simulation_config
+
+        try:
+            data_simulation_config(card["data"])
+        except DataError as err:
+            raise CheckpointError(f"{source}: the card's data: {err}") from None
 
 
 def _plain(value):
@@ -304,6 +311,16 @@ class ModelCard:
     def unit(self) -> str | None:
         """The regression target's unit (e.g. ``"log10 eV"``), None for a classifier."""
         return self.task_record.get("unit") if self.is_regression else None
+
+    @property
+    def simulation_config(self):
+        """The :class:`eqlens.simulation.SimulationConfig` the model's data was rendered with, None for data
+        that is not simulated: ``data.simulation_config`` when the card records it, else (cards written
+        before 2026-12-02) the named config with the vortex form of that day, the closed-form line
+        (:func:`eqlens.data.splits.data_simulation_config`, the one owner of that rule)."""
+        from ..data.splits import data_simulation_config
+
+        return data_simulation_config(self.data)
 
     @property
     def complete(self) -> bool:

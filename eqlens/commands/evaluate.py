@@ -27,7 +27,7 @@ def run(args) -> int:
     report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, size=args.size, device=args.device,
                                  batch_size=args.batch_size, robustness_size=args.robustness_size,
                                  workers=args.workers)
-    print(f"{report['checkpoint']['model']} on {report['data']['spec']} [{args.split}], n = {report['n']}")
+    print(f"{report['checkpoint']['model']} on {_data_line(report['data'])} [{args.split}], n = {report['n']}")
     if "mse" in report:
         _print_regression(report)
     else:
@@ -36,6 +36,16 @@ def run(args) -> int:
         write_json(args.json, report)
         print(f"report written to {args.json}")
     return 0
+
+
+def _data_line(data: dict) -> str:
+    """The data evaluated on, with the vortex form for simulated data that has one."""
+    from ..simulation import SimulationConfig
+
+    if not data.get("simulation_config"):
+        return str(data["spec"])
+    form = SimulationConfig.from_dict(data["simulation_config"]).vortex_form
+    return f"{data['spec']} ({form})" if form else str(data["spec"])
 
 
 def _print_regression(report: dict) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 def register(subparsers) -> None:
     from . import argtypes as arg
     p = subparsers.add_parser("signal", help="ideal-observer S/N of an axion-mass change (what regression can reach)")
-    p.add_argument("--config", default="model_i", help="simulation config with an axion class")
+    p.add_argument("--config", default="model_i", help="simulation config with an axion class (model_i: the vortex "
+                   "as the recipe's 100 point masses; model_i_line: the closed-form line)")
     p.add_argument("--masses", default=None, help="log10 masses [eV], comma-separated (default: 9 over the range)")
     p.add_argument("--reference", type=float, default=None, help="log10 mass compared against (default: the heaviest)")
     p.add_argument("--n", type=arg.POSITIVE, default=64, help="axion scenes")

@@ -10,6 +10,11 @@ DeepLense folder (read by :class:`eqlens.data.deeplense.DeepLenseFolderDataset`)
   ``ROOT_test``, validation is carved out of ``ROOT``;
 - a data root alone: validation and test are both carved out of it.
 
+A simulated spec may also be a :class:`eqlens.simulation.SimulationConfig` itself. A simulated run's
+description records the config it rendered with, every setting (``simulation_config``), beside its
+name (``spec``); :func:`recorded_simulation_config` is the one reader of that record, and resolves a
+record without it (written before 2026-12-02) to the vortex form of its day, the closed-form line.
+
 Carving is stratified by class and fixed by ``data_seed``. The test split never takes part in
 model selection. Every dataset yields ``(image [1, S, S] normalised, label)``; a dataset with a
 ``batch(indices)`` method (the simulator) renders whole batches on the training device instead of
@@ -23,8 +28,9 @@ class folder with the masses its files store.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +39,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import DataError
+from ..simulation import SimulationConfig
 from .regression import CLASSIFICATION, is_regression
 
 SPLITS = ("train", "val", "test")
+# Until 2026-12-02 every simulated run drew the axion vortex as the closed-form uniform line (the simulator's
+# default then) and recorded only its config's name: a record without ``simulation_config`` was made with it.
+LEGACY_VORTEX_MODEL = "line"
 
 
 @dataclass
@@ -62,22 +72,80 @@ class DataSplits:
         return cls(train, val, test, names, size, {**desc, **(description or {})})
 
 
-def is_folder_spec(spec: str) -> bool:
-    return os.path.sep in str(spec) or Path(spec).exists()
+def is_folder_spec(spec: str | SimulationConfig) -> bool:
+    return isinstance(spec, str) and (os.path.sep in spec or Path(spec).exists())
 
 
-def _simulated_dataset(spec: str, split: str, size: int, seed: int, image_size: int | None, device,
-                       task: str = CLASSIFICATION, crop: int | None = None):
+def simulation_config(spec: str | SimulationConfig) -> SimulationConfig:
+    """The simulation config ``spec`` names (today's config of that name; a config passes through)."""
     from ..simulation import get_config
-    from .regression import SimulatedRegressionDataset
-    from .simulated import SimulatedLensDataset
 
     try:
-        config = get_config(spec)
+        return get_config(spec)
     except (KeyError, ValueError) as err:
         raise DataError(
             f"unknown data {spec!r}: neither an existing folder nor a simulation config ({err})"
         ) from None
+
+
+def recorded_simulation_config(spec: str, record: Mapping | None = None) -> SimulationConfig:
+    """The simulation config a run's data was rendered with, from what the run recorded: ``record`` (the
+    config's every setting, :meth:`SimulationConfig.to_dict`) when it has one; else, for a record written
+    before configs were recorded, the config named ``spec`` as the simulator drew it then, the vortex as the
+    closed-form line (:data:`LEGACY_VORTEX_MODEL`). The one owner of that rule: cards, resume states,
+    evaluation and the app all resolve a run's data here. Raises :class:`DataError` for an unusable record."""
+    from ..simulation import SUBSTRUCTURE, SimulationConfigError
+
+    if record is not None:
+        if not isinstance(record, Mapping):
+            raise DataError(f"the data's simulation_config must be a mapping, got {type(record).__name__}")
+        try:
+            return SimulationConfig.from_dict(dict(record))
+        except (SimulationConfigError, TypeError, ValueError) as err:
+            raise DataError(f"the data's simulation_config is not one this eqlens reads: {err}") from None
+    config = simulation_config(spec)
+    if not any(SUBSTRUCTURE[name] == "vortex" for name in config.class_names):
+        return config  # no vortex drawn: the form never mattered
+    return dataclasses.replace(config, vortex_model=LEGACY_VORTEX_MODEL)
+
+
+def data_simulation_config(data: Mapping) -> SimulationConfig | None:
+    """The simulation config a card's ``data`` record was rendered with (:func:`recorded_simulation_config`),
+    None for data that is not simulated (a folder, in-memory datasets without a recorded config)."""
+    if data.get("simulation_config") is not None:
+        return recorded_simulation_config(data.get("spec"), data["simulation_config"])
+    kind, spec = data.get("kind"), data.get("spec")
+    if kind == "simulated":
+        return recorded_simulation_config(spec)
+    if kind is not None or not isinstance(spec, str) or is_folder_spec(spec):
+        return None
+    try:  # a record without its kind: simulated when it names a simulation config
+        return recorded_simulation_config(spec)
+    except DataError:
+        return None
+
+
+def data_spec_now(data: Mapping) -> str | None:
+    """The spec that gives a card's ``data`` record's images today: for simulated data the registered config
+    that renders them (``model_i_line`` for a ``model_i`` card written before 2026-12-02, whose vortex was the
+    line), else the recorded ``spec`` (a folder; a config no registered name renders)."""
+    from ..simulation import registered_name
+
+    spec = data.get("spec")
+    try:
+        config = data_simulation_config(data)
+    except DataError:
+        return spec
+    name = registered_name(config) if config is not None else None
+    return name or spec
+
+
+def _simulated_dataset(spec: str | SimulationConfig, split: str, size: int, seed: int, image_size: int | None,
+                       device, task: str = CLASSIFICATION, crop: int | None = None):
+    from .regression import SimulatedRegressionDataset
+    from .simulated import SimulatedLensDataset
+
+    config = simulation_config(spec)
     if is_regression(task):
         return SimulatedRegressionDataset(task, config, split=split, size=int(size), seed=int(seed),
                                           image_size=image_size, device=device, crop=crop)
@@ -115,7 +183,7 @@ def _optional_split(root: Path, split: str, image_size: int, classes, task: str,
         raise
 
 
-def native_image_size(spec: str) -> int:
+def native_image_size(spec: str | SimulationConfig) -> int:
     """Side length of the images a spec holds before any resizing."""
     if is_folder_spec(spec):
         root = Path(spec)
@@ -186,7 +254,7 @@ def _with_task(description: dict, task: str) -> dict:
     return {**description, "task": task} if is_regression(task) else description
 
 
-def resolve_data(spec: str, image_size: int, *, train_size: int, val_size: int, test_size: int,
+def resolve_data(spec: str | SimulationConfig, image_size: int, *, train_size: int, val_size: int, test_size: int,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, data_seed: int = 0,
                  device="cpu", task: str = CLASSIFICATION, crop: int | None = None,
                  fresh_data: bool = False) -> DataSplits:
@@ -196,7 +264,9 @@ def resolve_data(spec: str, image_size: int, *, train_size: int, val_size: int, 
     Simulated splits render on ``device``; a folder is read on the CPU. For a regression task the
     simulated sizes count lenses of the target's class. ``fresh_data`` (simulated only): the training
     split is the whole training stream of ``data_seed`` (:data:`STREAM_SIZE` images, never stored),
-    which the trainer walks in order so that no image is seen twice; ``train_size`` is then unused."""
+    which the trainer walks in order so that no image is seen twice; ``train_size`` is then unused.
+    A simulated description records the config rendered (``spec``: its name, ``simulation_config``: every
+    setting)."""
     from .simulated import STREAM_SIZE
 
     if is_folder_spec(spec):
@@ -209,14 +279,16 @@ def resolve_data(spec: str, image_size: int, *, train_size: int, val_size: int, 
     made = {s: _simulated_dataset(spec, s, n, data_seed, image_size, device, task, crop) if n > 0 else None
             for s, n in sizes.items()}
     names = list(made["train"].class_names)
-    description = {"kind": "simulated", "spec": spec, "data_seed": int(data_seed),
+    config = made["train"].config
+    description = {"kind": "simulated", "spec": config.name, "simulation_config": config.to_dict(),
+                   "data_seed": int(data_seed),
                    "sizes": {**sizes, "train": "stream" if fresh_data else train_size}}
     if fresh_data:
         description["fresh_data"] = True
     return DataSplits(made["train"], made["val"], made["test"], names, image_size, _with_task(description, task))
 
 
-def resolve_eval_dataset(spec: str, split: str, image_size: int, class_names: list[str], *,
+def resolve_eval_dataset(spec: str | SimulationConfig, split: str, image_size: int, class_names: list[str], *,
                          size: int | None = None, data_seed: int = 0, device="cpu",
                          task: str = CLASSIFICATION, crop: int | None = None) -> Dataset:
     """One split of ``spec`` for evaluation, with classes in ``class_names`` order (for a regression

@@ -58,17 +58,21 @@ class LoadedCheckpoint:
 
 def training_config(data: Mapping, base: str | SimulationConfig | None = None) -> SimulationConfig:
     """The simulation config a checkpoint was trained on, from its card's ``data`` record: ``base`` if
-    given, else the full ``simulation_config``, else the ``spec`` name. Raises :class:`DataError` for folder data."""
+    given, else the recorded ``simulation_config`` (a card without one: the named config with the line vortex
+    of its day, :func:`eqlens.data.splits.data_simulation_config`). Raises :class:`DataError` for folder data."""
+    from ..data.splits import data_simulation_config
+
     if base is not None:
         return get_config(base)
-    if isinstance(data.get("simulation_config"), dict):
-        return SimulationConfig.from_dict(data["simulation_config"])
     spec = data.get("spec")
     try:
-        return get_config(spec)
-    except ValueError:
+        config = data_simulation_config({"kind": "simulated", **data})
+    except DataError:
+        config = None
+    if config is None:
         raise DataError(f"checkpoint was trained on {spec!r}, not a simulation config: shifts are built from "
-                        f"the simulator; pass the closest config as base (e.g. model_i)") from None
+                        f"the simulator; pass the closest config as base (e.g. model_i)")
+    return config
 
 
 def load_for_shifts(sources: Sequence, device, base: str | SimulationConfig | None = None) -> list[LoadedCheckpoint]:

@@ -58,8 +58,8 @@ def axion_mass_signal(config: str | SimulationConfig = "model_i", log10_masses: 
                       device: str | torch.device = "cpu") -> dict:
     """S/N of changing the axion mass from ``reference`` (default: the heaviest of the config's range)
     to each of ``log10_masses`` (default: 9 steps over the range), for ``n`` axion scenes of data set
-    ``seed``. Returns ``{"config", "reference", "n", "rows": [{"log10_mass", "half_length_arcsec",
-    "snr_median", "snr_q16", "snr_q84", "fraction_above_3"}]}``."""
+    ``seed``. Returns ``{"config", "vortex_model", "reference", "n", "rows": [{"log10_mass",
+    "half_length_arcsec", "snr_median", "snr_q16", "snr_q84", "fraction_above_3"}]}``."""
     cfg = get_config(config) if isinstance(config, str) else config
     kinds = cfg.class_names
     if "axion" not in kinds:
@@ -81,12 +81,14 @@ def axion_mass_signal(config: str | SimulationConfig = "model_i", log10_masses: 
                      "half_length_arcsec": float(vortex_half_length(cfg, torch.tensor(float(log10_mass)))),
                      "snr_median": q50, "snr_q16": q16, "snr_q84": q84,
                      "fraction_above_3": float((snr > 3).double().mean())})
-    return {"config": cfg.name, "reference": reference, "n": n, "rows": rows}
+    return {"config": cfg.name, "vortex_model": cfg.vortex_model, "vortex_form": cfg.vortex_form,
+            "reference": reference, "n": n, "rows": rows}
 
 
 def markdown_table(result: dict) -> str:
     """The rows of :func:`axion_mass_signal` as one markdown table."""
-    lines = [f"S/N of changing the axion mass from 10^{result['reference']:g} eV ({result['config']}, "
+    form = f"{result['vortex_form']}, " if result.get("vortex_form") else ""
+    lines = [f"S/N of changing the axion mass from 10^{result['reference']:g} eV ({result['config']}, {form}"
              f"{result['n']} axion scenes; median and 16-84 % range over scenes)", "",
              "| log10 m_a [eV] | vortex half-length | S/N median | S/N 16-84 % | scenes with S/N > 3 |",
              "|---:|---:|---:|---:|---:|"]

@@ -6,7 +6,7 @@ radii), :mod:`.profiles` (lens deflections), :mod:`.light` (Sersic source), :mod
 (the pipeline), :mod:`.deeplense_writer` (the DeepLense folder layout).
 """
 
-from .configs import SUBSTRUCTURE, SimulationConfig, SimulationConfigError, config_names, get_config
+from .configs import SUBSTRUCTURE, SimulationConfig, SimulationConfigError, config_names, get_config, registered_name
 from .deeplense_writer import write_deeplense_folder
 from .sampling import LensParameters, sample_parameters
 from .simulator import LensBatch, LensSimulator, LensTruth
@@ -21,6 +21,7 @@ __all__ = [
     "SimulationConfigError",
     "config_names",
     "get_config",
+    "registered_name",
     "sample_parameters",
     "write_deeplense_folder",
 ]

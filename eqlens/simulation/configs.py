@@ -70,7 +70,9 @@ class SimulationConfig:
     vortex_mass: float = 3e10
     log10_axion_mass_range: tuple[float, float] = (-24.0, -22.0)  # eV
     vortex_half_length_at_1e22: float = 0.03  # half-length = this * 1e-22 eV / m
-    vortex_model: str = "line"  # "line": closed-form uniform segment; "points": sum of point masses
+    # "points": the recipe's vortex_points equal point masses; "line": the closed-form uniform segment of the same
+    # mass (the default before 2026-12-02; data records without a simulation_config were rendered with it)
+    vortex_model: str = "points"
     vortex_points: int = 100
     # randomisation options (None = fixed recipe value)
     theta_E_range: Range = None
@@ -100,6 +102,22 @@ class SimulationConfig:
             if f.name.endswith("_range") and value is not None and (len(value) != 2 or value[0] > value[1]):
                 raise SimulationConfigError(f"{f.name} = {value!r}: expected (lo, hi) with lo <= hi")
 
+    def same_scenes(self, other: SimulationConfig) -> bool:
+        """Whether ``other`` draws the same scenes from the same seeds: every setting equal but the name and
+        how a vortex is drawn (``vortex_model``, ``vortex_points``), so image i shows the same lens."""
+        drawing = {"name", "vortex_model", "vortex_points"}
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self)
+                   if f.name not in drawing)
+
+    @property
+    def vortex_form(self) -> str | None:
+        """How this config draws the axion vortex, in words for printing; None when no class has one."""
+        if not any(SUBSTRUCTURE[c] == "vortex" for c in self.class_names):
+            return None
+        if self.vortex_model == "points":
+            return f"vortex: {self.vortex_points} point masses (the recipe's)"
+        return "vortex: closed-form uniform line"
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -122,9 +140,13 @@ class SimulationConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+_MODEL_I = SimulationConfig()
 _CONFIGS = {
-    # DeepLense Model I (DeepLenseSim, lenstronomy): 150 x 150 at 0.05".
-    "model_i": SimulationConfig(),
+    # DeepLense Model I (DeepLenseSim, lenstronomy): 150 x 150 at 0.05", the vortex as 100 point masses.
+    "model_i": _MODEL_I,
+    # Model I with the vortex as the closed-form uniform line of the same mass: model_i's form before
+    # 2026-12-02, the data every checkpoint trained before then saw (docs/simulator.md, "Vortex").
+    "model_i_line": dataclasses.replace(_MODEL_I, name="model_i_line", vortex_model="line"),
     # In the spirit of Models II/III: 64 x 64, Euclid-like 0.1" pixels (6.4" field, close to Model I's
     # 7.5"), a Euclid VIS-like PSF, and 2x supersampling since these pixels are coarse.
     "model_ii": SimulationConfig(name="model_ii", image_size=64, pixel_scale=0.1, psf_fwhm=0.16, supersampling=2),
@@ -136,6 +158,15 @@ _CONFIGS = {
 def config_names() -> tuple[str, ...]:
     """Names accepted by :func:`get_config`."""
     return tuple(_CONFIGS)
+
+
+def registered_name(config: SimulationConfig) -> str | None:
+    """The name :func:`get_config` knows ``config`` by: the registered config equal to it in every setting
+    but the ``name`` field (so a record's config finds its name again); None when no registered config is."""
+    for name, known in _CONFIGS.items():
+        if dataclasses.replace(known, name=config.name) == config:
+            return name
+    return None
 
 
 def get_config(name: str | SimulationConfig) -> SimulationConfig:

@@ -181,7 +181,7 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
     report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
     gets ``checkpoint`` (model name, group, task, the card's metrics) and ``data`` entries."""
     from ..checkpoint import load_checkpoint
-    from ..data.splits import resolve_data, resolve_eval_dataset
+    from ..data.splits import is_folder_spec, resolve_data, resolve_eval_dataset, simulation_config
     from .evaluate_regression import evaluate_regression
 
     device = distributed.resolve_device(device)
@@ -190,7 +190,12 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
     spec = data or described.get("spec")
     if not spec:
         raise DataError("the checkpoint does not name its data; pass --data")
-    same_data = spec == described.get("spec")
+    trained_on = card.simulation_config  # a card without its config: the line vortex of its day
+    if data is None and trained_on is not None:
+        spec = trained_on  # the data the model saw, not today's config of that name
+    # A simulation config drawing the card's scenes (e.g. model_i_line for model_i) keeps its split and seed.
+    same_data = data is None or spec == described.get("spec") or (
+        trained_on is not None and not is_folder_spec(spec) and simulation_config(spec).same_scenes(trained_on))
     data_seed = int(described.get("data_seed", 0)) if same_data else 0
     if size is None and same_data:
         size = described.get("sizes", {}).get(split) or None
@@ -216,5 +221,8 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
         report = evaluate_regression(model, dataset, card.task, card.scaler, **common)
     report["checkpoint"] = {"source": str(source), "model": card.name, "group": card.group,
                             "task": card.task, "card_metrics": card.metrics}
-    report["data"] = {"spec": spec, "split": split, "data_seed": data_seed, "image_size": image_size, "crop": crop}
+    rendered = None if is_folder_spec(spec) else simulation_config(spec)
+    report["data"] = {"spec": spec if rendered is None else rendered.name, "split": split, "data_seed": data_seed,
+                      "image_size": image_size, "crop": crop,
+                      "simulation_config": None if rendered is None else rendered.to_dict()}
     return report

@@ -110,8 +110,11 @@ class RunRecords:
         self.config, self.context, self.device, self.splits, self.objective = config, context, device, splits, objective
 
     def config_record(self) -> dict:
+        """The run's settings, the image size it chose, and the simulation config its data was rendered with
+        (every setting; None for data not simulated), which a resume must render again."""
         record = self.config.to_dict()
         record["image_size"] = self.splits.image_size
+        record["simulation_config"] = self.splits.description.get("simulation_config")
         return record
 
     def history_entry(self, epoch: int, epoch_train: dict, val: dict, lr: float) -> dict:

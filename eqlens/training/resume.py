@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..errors import TrainingError
+from ..data.splits import is_folder_spec, recorded_simulation_config, simulation_config
+from ..errors import DataError, TrainingError
+from ..simulation import SimulationConfig
 from . import reporting
 from .config import TrainConfig
 from .reporting import RunState
@@ -30,15 +32,62 @@ def will_resume(config: TrainConfig, out: Path | None) -> bool:
     return config.resume and out is not None and checkpoint.find_last(out) is not None
 
 
+def run_simulation_config(record: Mapping) -> SimulationConfig | None:
+    """The simulation config a run's config record (``RunRecords.config_record``, as saved in the resume
+    state) says its data was rendered with, None for data not simulated by the trainer. A record without
+    ``simulation_config`` (states written before 2026-12-02) resolves by the one rule of
+    :func:`eqlens.data.splits.recorded_simulation_config`: its named config as drawn then, the vortex a line."""
+    if "simulation_config" in record:
+        config = record["simulation_config"]
+        return None if config is None else recorded_simulation_config(record.get("data"), config)
+    spec = record.get("data")
+    if not isinstance(spec, str) or is_folder_spec(spec):
+        return None
+    try:
+        return recorded_simulation_config(spec)
+    except DataError:
+        return None  # a name of no simulation config: the run was given its data
+
+
+def saved_simulation_config(out: Path, config: TrainConfig) -> SimulationConfig | None:
+    """The simulation config the run being resumed from ``out/last`` rendered its data with
+    (:func:`run_simulation_config`), so the resumed run goes on with the same data even when the config of
+    that name has changed since; None when there is no state, or it names other data (then
+    :func:`check_settings` refuses the resume)."""
+    last = checkpoint.find_last(out)
+    if last is None:
+        return None
+    saved = checkpoint.load_state(last)["config"]
+    if saved.get("data") != config.data:
+        return None
+    recorded = run_simulation_config(saved)
+    if recorded is not None:
+        today = simulation_config(config.data)
+        if today != recorded:
+            warnings.warn(f"resuming {out}: its data is {config.data!r} as the run started on it "
+                          f"({recorded.vortex_form or 'as recorded'}), not today's {config.data!r} "
+                          f"({today.vortex_form or 'changed since'}); the run goes on with its own data",
+                          stacklevel=2)
+    return recorded
+
+
 def check_settings(last: Path, saved: dict, now: dict, schedule: str) -> None:
     """Raise :class:`TrainingError` naming the first run-defining setting that differs between the saved
     run's config record and this call's (``epochs`` too under a cosine schedule, whose length it sets).
-    A setting added after the state was written has its default there (e.g. task: classification)."""
+    A setting added after the state was written has its default there (e.g. task: classification); the
+    simulation config a state does not record is the one it was rendered with (:func:`run_simulation_config`).
+    Data handed to the trainer ready-made (no ``simulation_config`` now) is the caller's to match."""
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     saved = {**defaults, **saved}
     for key in RUN_DEFINING + (("epochs",) if schedule == "cosine" else ()):
         if saved.get(key) != now.get(key):
             raise TrainingError(f"cannot resume from {last}: {key} was {saved.get(key)!r}, now {now.get(key)!r}")
+    if now.get("simulation_config") is not None:
+        before, after = run_simulation_config(saved), run_simulation_config(now)
+        if before != after:
+            changed = [k for k, v in after.to_dict().items() if before is None or getattr(before, k) != v]
+            raise TrainingError(f"cannot resume from {last}: its data was rendered with another simulation config "
+                                f"({', '.join(changed)} differ)")
 
 
 def resume_run(out: Path, config: TrainConfig, config_record: dict, model: torch.nn.Module, optimizer, scheduler,

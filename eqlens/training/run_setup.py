@@ -18,6 +18,7 @@ import torch
 from ..checkpoint import transfer
 from ..data.splits import DataSplits, can_turn_scenes, dataset_targets, native_image_size, resolve_data
 from ..errors import DataError, TrainingError
+from ..simulation import SimulationConfig
 from .config import TrainConfig
 from .targets import TargetScaler, is_regression
 
@@ -43,9 +44,12 @@ def choose_image_size(requested: int | None, native: int, model_spec) -> int:
     return native
 
 
-def resolve_splits(config: TrainConfig, device: torch.device, data: DataSplits | None) -> DataSplits:
-    """The run's splits: ``data`` as given (checked against the config), else built from ``config.data``.
-    Raises :class:`DataError` for unusable data, :class:`TrainingError` for settings that do not fit it."""
+def resolve_splits(config: TrainConfig, device: torch.device, data: DataSplits | None,
+                   simulation: SimulationConfig | None = None) -> DataSplits:
+    """The run's splits: ``data`` as given (checked against the config), else built from ``config.data``,
+    rendered with ``simulation`` when given (a resumed run's recorded config, which the name ``config.data``
+    may no longer mean). Raises :class:`DataError` for unusable data, :class:`TrainingError` for settings
+    that do not fit it."""
     from .. import models
 
     try:
@@ -54,11 +58,12 @@ def resolve_splits(config: TrainConfig, device: torch.device, data: DataSplits |
         raise TrainingError(str(err)) from None
     c = config
     if data is None:
-        native = native_image_size(c.data)
+        source = c.data if simulation is None else simulation
+        native = native_image_size(source)
         if c.crop is not None and c.crop > native:
             raise TrainingError(f"crop {c.crop} is larger than the {native} px images of {c.data!r}")
         size = choose_image_size(c.image_size, c.crop or native, model_spec)
-        data = resolve_data(c.data, size, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size,
+        data = resolve_data(source, size, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size,
                             val_fraction=c.val_fraction, test_fraction=c.test_fraction, data_seed=c.data_seed,
                             device=device, task=c.task, crop=c.crop, fresh_data=c.fresh_data)
     else:

@@ -101,9 +101,12 @@ class _Run:
         self.device = distributed.resolve_device(config.device, context)
         self.out = Path(config.out) if config.out else None
         self.writes = self.out is not None and context.is_main
-        self.splits = run_setup.resolve_splits(config, self.device, data)  # draws nothing from the global generators
-        self.objective = Objective(config.task, run_setup.fit_scaler(config.task, self.splits))
         resuming = resume.will_resume(config, self.out)
+        # A resumed run renders the data it started on, even where the config of that name changed since.
+        recorded = resume.saved_simulation_config(self.out, config) if resuming and data is None else None
+        # resolve_splits draws nothing from the global generators
+        self.splits = run_setup.resolve_splits(config, self.device, data, recorded)
+        self.objective = Objective(config.task, run_setup.fit_scaler(config.task, self.splits))
         initial = None if resuming else run_setup.initial_weights(config, init_state)  # read before the build
         with GLOBAL_RNG_LOCK:  # the seed alone decides the initial weights, whatever else the process runs
             run_setup.seed_everything(config.seed)

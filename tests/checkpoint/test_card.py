@@ -12,9 +12,11 @@ import torch
 
 from eqlens import checkpoint as ck
 from eqlens.checkpoint import ModelCard
+from eqlens.data.splits import data_spec_now
 from eqlens.data.transforms import InputSpec
 from eqlens.errors import CheckpointError
 from eqlens.models import create
+from eqlens.simulation import get_config
 from eqlens.training.targets import TargetScaler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,3 +159,39 @@ def test_read_card_reads_a_folders_card_without_its_weights_and_refuses_a_bad_on
     (tmp_path / "ckpt" / ck.CARD_FILE).write_text(json.dumps({"format": "other"}))
     with pytest.raises(CheckpointError, match="not an eqlens checkpoint"):
         ck.read_card(tmp_path / "ckpt")
+
+
+def _card_with_data(data: dict) -> ModelCard:
+    return ModelCard.from_json(ck.make_card(_model(), class_names=["axion", "cdm", "no_sub"], group="C4", data=data,
+                                            training={"complete": True}, input_spec={"image_size": 24}))
+
+
+def test_a_card_without_a_simulation_config_resolves_to_the_line_vortex_of_its_day():
+    # Every card written before 2026-12-02 names only its config; the simulator then drew the vortex as a line.
+    line = dataclasses.replace(get_config("model_i"), vortex_model="line")
+    for data in ({"kind": "simulated", "spec": "model_i", "data_seed": 0}, {"spec": "model_i"}):
+        card = _card_with_data(data)
+        assert card.simulation_config == line != get_config("model_i")
+        assert data_spec_now(card.data) == "model_i_line"
+    # a config without a vortex class never depended on the form
+    assert _card_with_data({"kind": "simulated", "spec": "binary"}).simulation_config == get_config("binary")
+    assert _card_with_data({"kind": "folder", "spec": "/data/Model_I"}).simulation_config is None
+
+
+def test_a_card_with_a_simulation_config_resolves_to_what_it_says():
+    for name in ("model_i", "model_i_line"):
+        config = get_config(name)
+        card = _card_with_data({"kind": "simulated", "spec": "model_i", "simulation_config": config.to_dict()})
+        assert card.simulation_config == config
+        assert data_spec_now(card.data) == name
+        assert ModelCard.from_json(json.loads(json.dumps(card.to_json()))).simulation_config == config
+    with pytest.raises(CheckpointError, match="simulation_config"):
+        _card_with_data({"kind": "simulated", "spec": "model_i", "simulation_config": {"vortex_model": "ring"}})
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.parts[-3] == "checkpoints"], ids=lambda p: p.parts[-2])
+def test_the_shipped_checkpoints_were_trained_on_the_line_vortex(path):
+    card = ck.read_card(path)
+    assert "simulation_config" not in card.data  # written before configs were recorded
+    if "axion" in card.class_names:
+        assert card.simulation_config.vortex_model == "line"

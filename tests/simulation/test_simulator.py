@@ -177,3 +177,43 @@ def test_an_axion_vortex_through_the_centre_pixel_of_an_odd_image_still_turns_ex
     for k in (1, 2, 3):
         turned = sim.render(p.rotated90(k))
         assert (turned - torch.rot90(image, k, dims=(-2, -1))).abs().max() < 1e-12 * image.abs().max()
+
+
+def _vortex_deflection(sim, params):
+    """The axion image's deflection minus that of the same scene without its vortex, ``[B, H, W]`` each."""
+    ax, ay = sim.deflection(params)
+    bx, by = sim.deflection(params.replace(vortex_theta_E=params.vortex_theta_E * 0))
+    return ax - bx, ay - by
+
+
+def test_model_i_draws_the_vortex_as_the_recipes_100_point_masses():
+    from eqlens.simulation.simulator import point_mass_sum, vortex_points
+
+    config = get_config("model_i")
+    assert (config.vortex_model, config.vortex_points) == ("points", 100)
+    sim = LensSimulator(config, dtype=torch.float64)
+    p = sim.sample(0, [0, 3], labels=[0, 0])  # two axion lenses
+    vx, vy = _vortex_deflection(sim, p)
+    px, py = point_mass_sum(*sim.grid, *vortex_points(p, 100))
+    assert torch.allclose(vx, px, rtol=0, atol=1e-12) and torch.allclose(vy, py, rtol=0, atol=1e-12)
+
+
+def test_model_i_line_draws_the_same_scenes_with_the_closed_form_line():
+    from eqlens.simulation import config_names, registered_name
+    from eqlens.simulation.profiles import UniformLine
+
+    line, points = get_config("model_i_line"), get_config("model_i")
+    assert "model_i_line" in config_names() and line.vortex_model == "line"
+    assert line.same_scenes(points)
+    assert registered_name(dataclasses.replace(points, vortex_model="line")) == "model_i_line"
+    sim = LensSimulator(line, dtype=torch.float64)
+    p = sim.sample(0, [0, 3], labels=[0, 0])
+    vx, vy = _vortex_deflection(sim, p)
+    cols = (t[:, None, None] for t in (p.vortex_theta_E, p.vortex_half_length, p.vortex_angle, p.vortex_center_x,
+                                      p.vortex_center_y))
+    lx, ly = UniformLine.deflection(*sim.grid, *cols)
+    assert torch.allclose(vx, lx, rtol=0, atol=1e-12) and torch.allclose(vy, ly, rtol=0, atol=1e-12)
+    # the two forms are different images of the same lenses
+    same_scenes = LensSimulator(points, dtype=torch.float64).sample(0, [0, 3], labels=[0, 0])
+    assert torch.equal(same_scenes.vortex_angle, p.vortex_angle)
+    assert not torch.allclose(sim.render(p), LensSimulator(points, dtype=torch.float64).render(p))

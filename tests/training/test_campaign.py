@@ -1,16 +1,20 @@
 """Promises of the long-campaign machinery: fresh data, native crops, time budgets and resuming
 (tiny simulated runs: a 4-8 channel CNN on 33 px crops of Model I, a few steps)."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from eqlens import checkpoint as ck
 from eqlens.data.transforms import InputSpec
 from eqlens.errors import DataError, TrainingError
+from eqlens.simulation import configs, get_config
 from eqlens.training import TrainConfig, train
 from eqlens.training import trainer as trainer_module
 from eqlens.training.distributed import DistributedContext
 from eqlens.training.epoch_loop import Budget, stream_index_batches
+from eqlens.training.evaluate import evaluate_checkpoint
 
 from .conftest import TINY_CNN, assert_same_checkpoints
 
@@ -142,3 +146,59 @@ def test_precise_bn_may_be_switched_on_when_a_campaign_resumes(tmp_path, monkeyp
     monkeypatch.setattr(trainer_module, "Budget", Budget)
     resumed = train(_fresh(tmp_path / "run", time_budget_min=60.0, resume=True, recalibrate_bn=2))
     assert [h["bn_recalibrated"] for h in resumed.history] == [0, 2]
+
+
+def _as_before_configs_were_recorded(run) -> None:
+    """Make ``run``'s resume state one written before 2026-12-02: its config names its data, nothing more."""
+    last = run / ck.LAST_DIR
+    state = ck.load_state(last)
+    del state["config"]["simulation_config"]
+    torch.save(state, last / ck.STATE_FILE)
+
+
+def test_a_resumed_run_whose_state_records_no_simulation_config_goes_on_with_the_line_vortex(tmp_path, monkeypatch):
+    # The first epoch as campaigns/flagship_gcnn ran it: model_i drew the vortex as the closed-form line then.
+    line = get_config("model_i_line")
+    monkeypatch.setitem(configs._CONFIGS, "model_i", dataclasses.replace(line, name="model_i"))
+    monkeypatch.setattr(trainer_module, "Budget", _OneEpochBudget)
+    train(_fresh(tmp_path / "cut", time_budget_min=60.0))
+    _as_before_configs_were_recorded(tmp_path / "cut")
+    monkeypatch.undo()  # today: model_i draws 100 point masses
+    with pytest.warns(UserWarning, match="line"):
+        train(_fresh(tmp_path / "cut", time_budget_min=60.0, resume=True))
+    card = ck.read_card(tmp_path / "cut")
+    assert card.simulation_config.vortex_model == "line" and card.complete
+    assert ck.load_state(tmp_path / "cut" / ck.LAST_DIR)["config"]["simulation_config"]["vortex_model"] == "line"
+    # the weights of an uninterrupted run on the line, not those of one on today's model_i
+    train(_fresh(tmp_path / "line", data="model_i_line"))
+    assert_same_checkpoints(tmp_path / "line", tmp_path / "cut")
+    train(_fresh(tmp_path / "points"))
+    with pytest.raises(AssertionError):
+        assert_same_checkpoints(tmp_path / "points", tmp_path / "cut")
+
+
+def test_a_resumed_run_renders_the_config_its_state_records_even_after_the_name_changed(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "Budget", _OneEpochBudget)
+    train(_fresh(tmp_path / "cut", time_budget_min=60.0))  # model_i: point masses, recorded
+    monkeypatch.setattr(trainer_module, "Budget", Budget)
+    monkeypatch.setitem(configs._CONFIGS, "model_i", dataclasses.replace(get_config("model_i_line"), name="model_i"))
+    with pytest.warns(UserWarning, match="point masses"):
+        train(_fresh(tmp_path / "cut", time_budget_min=60.0, resume=True))
+    assert ck.read_card(tmp_path / "cut").simulation_config.vortex_model == "points"
+
+
+def test_evaluate_defaults_to_the_data_the_card_records_and_reads_an_old_card_as_the_line(tmp_path):
+    train(_fresh(tmp_path / "run", epochs=1, steps_per_epoch=1))
+    model, card = ck.load_checkpoint(tmp_path / "run")
+    assert card.simulation_config == get_config("model_i")
+    old = {k: v for k, v in card.data.items() if k != "simulation_config"}
+    ck.write_checkpoint(tmp_path / "old", model, card.replace(data=old))
+    now = evaluate_checkpoint(tmp_path / "run", robustness_size=0, device="cpu")
+    before = evaluate_checkpoint(tmp_path / "old", robustness_size=0, device="cpu")
+    assert now["data"]["simulation_config"]["vortex_model"] == "points"
+    assert before["data"]["simulation_config"]["vortex_model"] == "line" and before["data"]["spec"] == "model_i"
+    # an explicit config drawing the same scenes keeps the card's split and seed: the old card's images again
+    chosen = evaluate_checkpoint(tmp_path / "run", "model_i_line", robustness_size=0, device="cpu")
+    assert chosen["data"]["spec"] == "model_i_line" and chosen["n"] == now["n"] == before["n"] == 6
+    assert [r["probabilities"] for r in chosen["predictions"]] == [r["probabilities"] for r in before["predictions"]]
+    assert [r["probabilities"] for r in now["predictions"]] != [r["probabilities"] for r in before["predictions"]]
