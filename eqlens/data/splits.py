@@ -92,9 +92,10 @@ def recorded_simulation_config(spec: str, record: Mapping | None = None) -> Simu
     """The simulation config a run's data was rendered with, from what the run recorded: ``record`` (the
     config's every setting, :meth:`SimulationConfig.to_dict`) when it has one; else, for a record written
     before configs were recorded, the config named ``spec`` as the simulator drew it then, the vortex as the
-    closed-form line (:data:`LEGACY_VORTEX_MODEL`). The one owner of that rule: cards, resume states,
+    closed-form line (:data:`LEGACY_VORTEX_MODEL`), under the name that renders it today when there is one
+    (``model_i`` -> ``model_i_line``). The one owner of that rule: cards, resume states,
     evaluation and the app all resolve a run's data here. Raises :class:`DataError` for an unusable record."""
-    from ..simulation import SUBSTRUCTURE, SimulationConfigError
+    from ..simulation import SUBSTRUCTURE, SimulationConfigError, get_config, registered_name
 
     if record is not None:
         if not isinstance(record, Mapping):
@@ -106,7 +107,9 @@ def recorded_simulation_config(spec: str, record: Mapping | None = None) -> Simu
     config = simulation_config(spec)
     if not any(SUBSTRUCTURE[name] == "vortex" for name in config.class_names):
         return config  # no vortex drawn: the form never mattered
-    return dataclasses.replace(config, vortex_model=LEGACY_VORTEX_MODEL)
+    drawn = dataclasses.replace(config, vortex_model=LEGACY_VORTEX_MODEL)
+    name = registered_name(drawn)  # by the name that renders it today (model_i -> model_i_line), if any
+    return get_config(name) if name is not None else drawn
 
 
 def data_simulation_config(data: Mapping) -> SimulationConfig | None:

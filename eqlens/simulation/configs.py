@@ -115,8 +115,8 @@ class SimulationConfig:
         if not any(SUBSTRUCTURE[c] == "vortex" for c in self.class_names):
             return None
         if self.vortex_model == "points":
-            return f"vortex: {self.vortex_points} point masses (the recipe's)"
-        return "vortex: closed-form uniform line"
+            return f"vortex: the recipe's {self.vortex_points} point masses"
+        return "vortex: the closed-form uniform line"
 
     @property
     def num_classes(self) -> int:

@@ -168,10 +168,11 @@ def _card_with_data(data: dict) -> ModelCard:
 
 def test_a_card_without_a_simulation_config_resolves_to_the_line_vortex_of_its_day():
     # Every card written before 2026-12-02 names only its config; the simulator then drew the vortex as a line.
-    line = dataclasses.replace(get_config("model_i"), vortex_model="line")
+    line = get_config("model_i_line")
+    assert line == dataclasses.replace(get_config("model_i"), name="model_i_line", vortex_model="line")
     for data in ({"kind": "simulated", "spec": "model_i", "data_seed": 0}, {"spec": "model_i"}):
         card = _card_with_data(data)
-        assert card.simulation_config == line != get_config("model_i")
+        assert card.simulation_config == line
         assert data_spec_now(card.data) == "model_i_line"
     # a config without a vortex class never depended on the form
     assert _card_with_data({"kind": "simulated", "spec": "binary"}).simulation_config == get_config("binary")

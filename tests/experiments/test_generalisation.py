@@ -4,7 +4,6 @@ as equal accuracy at every quarter turn."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -99,7 +98,7 @@ def test_orientation_keeps_an_invariant_model_right_at_every_quarter_turn_and_ca
 
 def test_the_training_config_comes_from_the_card_and_a_folder_needs_a_base():
     # a card that records no config was rendered with the line vortex of its day
-    assert training_config({"spec": "model_i"}) == dataclasses.replace(get_config("model_i"), vortex_model="line")
+    assert training_config({"spec": "model_i"}) == get_config("model_i_line")
     assert training_config({"spec": "x", "simulation_config": TINY.to_dict()}) == TINY
     with pytest.raises(DataError, match="base"):
         training_config({"spec": "/data/Model_I", "kind": "folder"})

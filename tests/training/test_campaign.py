@@ -196,7 +196,7 @@ def test_evaluate_defaults_to_the_data_the_card_records_and_reads_an_old_card_as
     now = evaluate_checkpoint(tmp_path / "run", robustness_size=0, device="cpu")
     before = evaluate_checkpoint(tmp_path / "old", robustness_size=0, device="cpu")
     assert now["data"]["simulation_config"]["vortex_model"] == "points"
-    assert before["data"]["simulation_config"]["vortex_model"] == "line" and before["data"]["spec"] == "model_i"
+    assert before["data"]["simulation_config"]["vortex_model"] == "line" and before["data"]["spec"] == "model_i_line"
     # an explicit config drawing the same scenes keeps the card's split and seed: the old card's images again
     chosen = evaluate_checkpoint(tmp_path / "run", "model_i_line", robustness_size=0, device="cpu")
     assert chosen["data"]["spec"] == "model_i_line" and chosen["n"] == now["n"] == before["n"] == 6
