@@ -16,7 +16,7 @@ from app import card_panel, catalog, figures, lenses, runs, settings, state
 from app.jobs import JobConflict, TrainingJob, claim_output_folder
 from eqlens.errors import EqlensError
 
-SIM_DATA = ("model_i", "binary", "model_ii")
+SIM_DATA = ("model_i", "model_i_line", "binary", "model_ii")  # model_i_line: the line vortex of old cards
 TABS = ("New run", "Continue a run", "Fine-tune a checkpoint", "Run history")
 START_ERROR = "train_start_error"  # (tab, message): a Start refused before any job ran
 JOB_ORIGIN = "train_job_origin"  # {"tab": ..., "form": {key: value}}: where the session's job was started from
