@@ -119,10 +119,12 @@ class Run:
     def summary(self) -> dict:
         """One row of the run table."""
         model = (self.card.get("model") or {}).get("build_config") or {}
+        from eqlens.data.splits import data_spec_now  # model_i_line for a model_i card before 2026-12-02
+
         data = self.card.get("data") or {}
         crop = (self.card.get("input") or {}).get("crop")
         return {"run": self.name, "status": self.status, "model": model.get("name"),
-                "group": model.get("group"), "data": data.get("spec"),
+                "group": model.get("group"), "data": data_spec_now(data),
                 "input": f"{model.get('image_size')} px" + (f" (crop {crop})" if crop else ""),
                 "best epoch": _count(self.training.get("best_epoch")),
                 "val accuracy": self.metric("val", "accuracy"), "test accuracy": self.metric("test", "accuracy"),

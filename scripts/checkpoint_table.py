@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eqlens.analysis.equivariance import report_value
 from eqlens.checkpoint import read_card
+from eqlens.data.splits import data_spec_now
 from eqlens.data.transforms import InputSpec
 
 
@@ -30,7 +31,7 @@ def rows(folder: Path):
         training = card.training
         yield (
             card_path.parent.name, card.name, card.group, f"{card.parameters:,}",
-            card.data.get("spec", "-"), _input(card.input),
+            data_spec_now(card.data) or "-", _input(card.input),
             str(test.get("n", "-")), fmt(test.get("accuracy"), ".3f"), fmt(test.get("auc_macro"), ".4f"),
             fmt((robust.get("invariance_error") or {}).get("max"), ".1e"),
             fmt(robust.get("worst_angle_accuracy"), ".3f"), fmt(report_value(robust, "logit_std_8x45"), ".3f"),

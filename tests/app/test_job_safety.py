@@ -57,8 +57,8 @@ def test_two_jobs_started_together_each_reproduce_their_seed(tmp_path, monkeypat
     # Preparing data takes a while (simulation, folder scans): make it slow enough that the two jobs overlap.
     resolve = run_setup.resolve_splits
 
-    def slow_resolve(config, device, data):
-        splits = resolve(config, device, data)
+    def slow_resolve(*args, **kwargs):
+        splits = resolve(*args, **kwargs)
         time.sleep(0.3)
         return splits
 
