@@ -190,7 +190,12 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
     spec = data or described.get("spec")
     if not spec:
         raise DataError("the checkpoint does not name its data; pass --data")
-    trained_on = card.simulation_config  # a card without its config: the line vortex of its day
+    try:
+        trained_on = card.simulation_config  # a card without its config: the line vortex of its day
+    except DataError:
+        if data is None:
+            raise
+        trained_on = None  # a config this eqlens no longer knows: the data chosen does not depend on it
     if data is None and trained_on is not None:
         spec = trained_on  # the data the model saw, not today's config of that name
     # A simulation config drawing the card's scenes (e.g. model_i_line for model_i) keeps its split and seed.
