@@ -61,8 +61,11 @@ def saved_simulation_config(out: Path, config: TrainConfig) -> SimulationConfig 
     if saved.get("data") != config.data:
         return None
     recorded = run_simulation_config(saved)
-    if recorded is not None:
-        today = simulation_config(config.data)
+    if recorded is not None and not is_folder_spec(config.data):
+        try:
+            today = simulation_config(config.data)
+        except DataError:  # a name no config has any more: nothing to compare with
+            return recorded
         if today != recorded:
             warnings.warn(f"resuming {out}: its data is {config.data!r} as the run started on it "
                           f"({recorded.vortex_form or 'as recorded'}), not today's {config.data!r} "
