@@ -19,8 +19,10 @@ def test_cli_trains_on_simulated_data_and_evaluate_recreates_its_test_split(tmp_
     assert main(["evaluate", str(ckpt), "--json", str(report_path), "--robustness-size", "4"]) == 0
     report = json.loads(report_path.read_text())
     card = json.loads((ckpt / "model_card.json").read_text())
+    recorded = card["data"].pop("simulation_config")  # the whole config it rendered, so the data stays known
     assert card["data"] == {"kind": "simulated", "spec": "binary", "data_seed": 0,
                             "sizes": {"train": 16, "val": 8, "test": 8}}
+    assert recorded["name"] == "binary" and recorded["vortex_model"] in ("points", "line")
     assert report["n"] == 8 and report["class_names"] == ["no_sub", "sub"]
     assert report["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"])
     assert report["auc_macro"] == pytest.approx(card["metrics"]["test"]["auc_macro"], nan_ok=True)
