@@ -43,7 +43,7 @@ def rows(folder: Path):
 def main() -> None:
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "checkpoints")
     head = ("checkpoint", "model", "group", "params", "data", "px", "test n", "test acc", "macro AUC",
-            "exact inv. err", "worst-angle acc", "seed 8x45 logit std", "epochs", "train s", "device")
+            "exact inv. err", "worst-angle acc", "8x45 logit std", "epochs", "train s", "device")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows(folder):
