@@ -109,10 +109,14 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
                 "its output wanders over the orbit; a group model pools over every orientation.")
     keys, trained = twin_pair()
     sky = x_lens.scene is not None
-    curves = {}
+    curves, seen_parts = {}, []
     columns = st.columns(len(keys))
     for key, column in zip(keys, columns, strict=True):
         loaded = catalog.load(key)
+        if loaded.trained and loaded.card is not None and loaded.card.training.get("images_seen"):
+            training = loaded.card.training
+            seen_parts.append(f"{loaded.label}: {int(training.get('images_seen') or 0):,} lenses seen, "
+                              f"epoch {training.get('epochs_done')} of {(training.get('config') or {}).get('epochs')}")
         x = lenses.prepared(x_lens, loaded.image_size, loaded.crop)
         exact = compute.orbit_of(loaded, x, steps=4).exact_spread("C4")
         if sky:
@@ -123,11 +127,13 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
         else:
             curves[loaded.label] = compute.orbit_of(loaded, x)
         column.metric(f"{loaded.label}: logit change under the picture's exact 90-deg turns", f"{exact:.1e}")
-    st.plotly_chart(figures.orbit_figure(curves, catalog.DEFAULT_CLASS_NAMES, 0.0, [0, 90, 180, 270]),
-                    key="learn_orbit", width="stretch", theme=None)
-    st.caption(("Both trained on the same fresh Model I lenses, with the same crop, schedule and number of "
-                "images; " if trained else "Untrained models (the trained twins are not in the checkpoints "
-                "folder); ")
+    quantity = st.radio("orbit of", ["logits", "probabilities"], horizontal=True, key="learn_quantity",
+                        help="a confident model's probabilities saturate near 1 and hide the wander its logits show")
+    seen = "; ".join(seen_parts)
+    st.plotly_chart(figures.orbit_figure(curves, catalog.DEFAULT_CLASS_NAMES, 0.0, [0, 90, 180, 270],
+                                         quantity=quantity), key="learn_orbit", width="stretch", theme=None)
+    st.caption((f"Trained on the same fresh Model I lenses with the same crop and schedule ({seen}); "
+                if trained else "Untrained models (the trained twins are not in the checkpoints folder); ")
                + ("the orbit turns the sky: each angle is the scene rendered again, so nothing is "
                   "interpolated and any wander is the model's own." if sky else
                   "the orbit turns the picture (resampled between the exact angles)."))

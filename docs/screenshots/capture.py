@@ -1,15 +1,17 @@
 """Screenshot every page of the app into docs/screenshots/ (Debian's Chromium + Playwright).
 
-    python docs/screenshots/capture.py            # untrained 65-px models, as a fresh checkout shows them
+    python docs/screenshots/capture.py            # the shipped checkpoints, as a fresh checkout shows them
     EQLENS_APP_TINY=1 python docs/screenshots/capture.py   # quick, 33-px models
 
-Training for the Train page's picture writes a small checkpoint into a temporary folder.
+The app runs on a copy of checkpoints/ in a temporary folder, so the Train page's small run (for its
+picture) never lands among the shipped checkpoints.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,29 +38,38 @@ def shoot(page, name: str, ready: str | None = None) -> None:
     print("wrote", HERE / f"{name}.png")
 
 
+def select_model(page, key: str, checkpoint: str) -> None:
+    """Pick the checkpoint ``checkpoint`` (its label carries its run status after the name)."""
+    page.locator(f".st-key-{key}").click()
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(checkpoint)} \(")).first.click()
+    wait_idle(page)
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    env = {"EQLENS_CHECKPOINT_DIR": tempfile.mkdtemp(prefix="eqlens-shots-"),
-           "EQLENS_APP_TINY": os.environ.get("EQLENS_APP_TINY", "0")}
+    shipped = Path(tempfile.mkdtemp(prefix="eqlens-shots-")) / "checkpoints"
+    shutil.copytree(HERE.parents[1] / "checkpoints", shipped)
+    env = {"EQLENS_CHECKPOINT_DIR": str(shipped), "EQLENS_APP_TINY": os.environ.get("EQLENS_APP_TINY", "0")}
     with running_app(env) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1900})
         page.set_default_timeout(300_000)
         page.goto(url)
         wait_idle(page)
-        select(page, "explore_model", "eqcvt (untrained)")
+        # The default: the flagship on the turned sky (the view it was trained for), its group channels.
+        shoot(page, "explore_sky", ready="logits:")
         page.locator(".st-key-explore_angle_btn_1 button").click()
         page.get_by_text("90°").first.wait_for()
-        shoot(page, "explore_attention", ready="logits:")
-        page.locator(".st-key-explore_view").get_by_text("Group channels").click()
         shoot(page, "explore_group_channels", ready="logits:")
         page.locator(".st-key-explore_view").get_by_text("Attributions").click()
         shoot(page, "explore_attributions", ready="attribution invariance error")
+        select_model(page, "explore_model", "model_i_eqcvt")
+        page.locator(".st-key-explore_view").get_by_text("Attention").click()
+        shoot(page, "explore_attention", ready="logits:")
 
         page.get_by_role("link", name="Compare").click()
         wait_idle(page)
-        select(page, "compare_b_model", "gcnn (untrained)")
         shoot(page, "compare", ready="Both models over the orbit")
 
         page.get_by_role("link", name="Train").click()
@@ -78,9 +89,9 @@ def main() -> None:
         page.locator("[class*='st-key-mis_open_'] button").first.wait_for()
         shoot(page, "misclassified")
 
-        page.set_viewport_size({"width": 1500, "height": 2900})  # the guide is long
+        page.set_viewport_size({"width": 1500, "height": 3200})  # the guide is long
         page.get_by_role("link", name="Learn").click()
-        shoot(page, "learn", ready="1. The group acting on a lens")
+        shoot(page, "learn", ready="6. Why a plain CNN is not invariant")
         browser.close()
 
 

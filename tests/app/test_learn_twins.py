@@ -19,7 +19,7 @@ def test_learn_compares_the_trained_twins_when_they_are_shipped(app_test, checkp
     assert any(label.startswith("model_i_flagship_twin") for label in labels), labels
     assert any(label.startswith("model_i_flagship:") for label in labels), labels
     captions = " ".join(c.value for c in at.caption)
-    assert "Both trained on the same" in captions
+    assert "Trained on the same fresh Model I lenses" in captions
     assert "of the first layer of model_i_flagship (trained)" in captions  # the flagship's own kernel
 
 
