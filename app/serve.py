@@ -69,3 +69,23 @@ def wait_idle(page, timeout_ms: float = 120_000) -> None:
         " && !document.querySelector('[data-stale=\"true\"]'); }",
         timeout=timeout_ms)
     page.wait_for_timeout(200)
+
+
+SET_SCRUB_ANGLE = ("(a) => { const s = document.getElementById('slider'); s.value = String(a);"
+                   " s.dispatchEvent(new Event('input', {bubbles: true})); return document.body.dataset.angle; }")
+
+
+def complete_scrubber(page, timeout_s: float = 180.0):
+    """Explore's orbit scrubber: its component frame, once every frame of the orbit is there (polled: the
+    iframe may still be navigating, or be replaced by a rerun, between two looks). Raises AssertionError
+    when the orbit does not complete within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for frame in [f for f in page.frames if "scrub" in f.url]:
+            try:
+                if frame.evaluate("() => !!document.body && document.body.dataset.complete === 'true'"):
+                    return frame
+            except Exception:  # detached by a rerun: look again
+                pass
+        page.wait_for_timeout(250)
+    raise AssertionError("the scrubber's orbit never completed")

@@ -14,30 +14,12 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from app.serve import CHROMIUM, CHROMIUM_ARGS, running_app, wait_idle  # noqa: E402
-
-SET_ANGLE = ("(a) => { const s = document.getElementById('slider'); s.value = String(a);"
-             " s.dispatchEvent(new Event('input', {bubbles: true})); return document.body.dataset.angle; }")
-
-
-def scrubber_frame(page, timeout_s: float = 300.0):
-    """The scrubber component's iframe once its whole orbit has arrived."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for frame in [f for f in page.frames if "scrub" in f.url]:
-            try:
-                if frame.evaluate("() => !!document.body && document.body.dataset.complete === 'true'"):
-                    return frame
-            except Exception:  # detached by a rerun: look again
-                pass
-        page.wait_for_timeout(250)
-    raise SystemExit("the scrubber's orbit never completed")
+from app.serve import CHROMIUM, CHROMIUM_ARGS, SET_SCRUB_ANGLE, complete_scrubber, running_app, wait_idle  # noqa: E402
 
 
 def record(frames: int, width: int, scale: float) -> list:
@@ -52,12 +34,12 @@ def record(frames: int, width: int, scale: float) -> list:
         page.set_default_timeout(300_000)
         page.goto(url)
         wait_idle(page)
-        frame = scrubber_frame(page)
+        frame = complete_scrubber(page, 300.0)
         element = page.locator("iframe[src*='scrub']").first
         element.scroll_into_view_if_needed()
         for k in range(frames):
             angle = 360.0 * k / frames
-            frame.evaluate(SET_ANGLE, angle)
+            frame.evaluate(SET_SCRUB_ANGLE, angle)
             page.wait_for_timeout(80)  # a painted frame, as a hand would see it
             shot = Image.open(io.BytesIO(element.screenshot())).convert("RGB")
             if scale != 1.0:

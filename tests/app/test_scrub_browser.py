@@ -13,13 +13,12 @@ import json
 import numpy as np
 import pytest
 
-from app.serve import CHROMIUM, CHROMIUM_ARGS, wait_idle
+from app.serve import CHROMIUM, CHROMIUM_ARGS, SET_SCRUB_ANGLE, complete_scrubber, wait_idle
 
 pytestmark = pytest.mark.browser
 
 SNAPSHOT = "() => [...document.querySelectorAll('canvas')].map(c => c.toDataURL())"
-SET_ANGLE = ("(a) => { const s = document.getElementById('slider'); s.value = String(a);"
-             " s.dispatchEvent(new Event('input', {bubbles: true})); return document.body.dataset.angle; }")
+SET_ANGLE = SET_SCRUB_ANGLE
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +56,7 @@ def choose_model(page, label: str) -> None:
 
 
 def scrubber(page, timeout_s: float = 180.0):
-    """The component's frame, once every frame of the orbit is there (polled: the iframe may still be
-    navigating, or be replaced by a rerun, between two looks)."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for frame in [f for f in page.frames if "scrub" in f.url]:
-            try:
-                if frame.evaluate("() => !!document.body && document.body.dataset.complete === 'true'"):
-                    return frame
-            except Exception:  # detached by a rerun: look again
-                pass
-        page.wait_for_timeout(250)
-    raise AssertionError("the scrubber's orbit never completed")
+    return complete_scrubber(page, timeout_s)
 
 
 def test_dragging_across_the_orbit_changes_every_panel(page):
