@@ -120,6 +120,14 @@ def turned_inputs(lens: LensImage, angles, image_size: int, crop: int | None = N
     return x
 
 
+def sky_turner(lens: LensImage, image_size: int, crop: int | None = None):
+    """``turned(angles) -> [A, 1, S, S]``: the model inputs of ``lens`` turned as a scene (see
+    :func:`turned_inputs`), for a model taking ``image_size`` px after the native ``crop``."""
+    def turned(angles) -> torch.Tensor:
+        return turned_inputs(lens, angles, image_size, crop)
+    return turned
+
+
 def allowed_folder(text: str) -> Path:
     """The folder a user typed, resolved (symlinks followed), if it lies inside one of the configured data
     roots (:data:`app.settings.DATA_ROOTS`); a relative path is taken relative to each root in turn.

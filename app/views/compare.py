@@ -125,16 +125,10 @@ def orbit_csv(results: dict, names: dict) -> str:
     return out.getvalue()
 
 
-def _turned(lens: lenses.LensImage, loaded: LoadedModel):
-    def turned(angles):
-        return lenses.turned_inputs(lens, angles, loaded.image_size, loaded.crop)
-    return turned
-
-
 def orbit_and_now(loaded: LoadedModel, lens: lenses.LensImage, angle: float, mask: bool, sky: bool):
     """The model's orbit (picture resampled, or the sky turned and rendered) and its input at ``angle``."""
     if sky:
-        turned = _turned(lens, loaded)
+        turned = lenses.sky_turner(lens, loaded.image_size, loaded.crop)
         result = compute.sky_orbit_of(loaded, turned, (lens.scene, loaded.image_size, loaded.crop), mask)
         x_now = turned([angle])
         return result, apply_circular_mask(x_now) if mask else x_now

@@ -459,10 +459,7 @@ def scrub_section(loaded: LoadedModel, lens: lenses.LensImage, spec: compute.Scr
     While frames are missing the section is a fragment that reruns itself (``run_every``), one
     slice of batches per run, and the scrubber (a stable key: the same iframe) gets the frames so
     far; the run that completes the orbit reruns the page once, which stops the polling."""
-    turned = None
-    if sky:
-        def turned(angles):
-            return lenses.turned_inputs(lens, angles, loaded.image_size, loaded.crop)
+    turned = lenses.sky_turner(lens, loaded.image_size, loaded.crop) if sky else None
     x = lenses.prepared(lens, loaded.image_size, loaded.crop)
     orbit = compute.scrub_orbit(loaded, x, spec, lens.digest, flip, mask, turned,
                                 scene_key=(lens.scene, loaded.image_size, loaded.crop))
@@ -500,10 +497,7 @@ def live(loaded: LoadedModel, lens: lenses.LensImage, show_truth: bool, mask: bo
     st.subheader("Precise angle")
     angle = angle_controls(loaded)
     view = spec.kind
-    turned = None
-    if sky:
-        def turned(angles):
-            return lenses.turned_inputs(lens, angles, loaded.image_size, loaded.crop)
+    turned = lenses.sky_turner(lens, loaded.image_size, loaded.crop) if sky else None
     now = compute.move(loaded, lenses.prepared(lens, loaded.image_size, loaded.crop), angle, flip, mask, lens.digest,
                        attention=view == "Attention", upright=view == "Group channels", turned=turned,
                        scene_key=(lens.scene, loaded.image_size, loaded.crop))

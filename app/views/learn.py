@@ -120,8 +120,7 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
         x = lenses.prepared(x_lens, loaded.image_size, loaded.crop)
         exact = compute.orbit_of(loaded, x, steps=4).exact_spread("C4")
         if sky:
-            def turned(angles, loaded=loaded):
-                return lenses.turned_inputs(x_lens, angles, loaded.image_size, loaded.crop)
+            turned = lenses.sky_turner(x_lens, loaded.image_size, loaded.crop)
             curves[loaded.label] = compute.sky_orbit_of(loaded, turned, (x_lens.scene, loaded.image_size,
                                                                          loaded.crop))
         else:
