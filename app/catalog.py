@@ -148,26 +148,6 @@ def partial_runs(folder: Path | None = None) -> list[Path]:
     return found
 
 
-def resume_config(path: Path):
-    """The :class:`TrainConfig` that continues the partial run in ``path`` (its card's settings, resumed
-    in place on this server's device). Raises :class:`EqlensError` when it cannot be resumed."""
-    from eqlens.checkpoint import find_last
-    from eqlens.errors import EqlensError
-    from eqlens.training import TrainConfig
-
-    last = find_last(path)
-    if last is None:
-        raise EqlensError(f"{path} holds no resume state (no finished epoch)")
-    card = _card_on_disk(last)
-    record = card.training.get("config") if card is not None else None
-    if not isinstance(record, dict):
-        raise EqlensError(f"{path}: the card does not record the run's settings")
-    try:
-        return TrainConfig.from_dict({**record, "out": str(path), "resume": True, "device": "auto"})
-    except (TypeError, ValueError) as err:
-        raise EqlensError(f"{path}: cannot resume with the card's settings ({err})") from None
-
-
 def untrained_key(name: str, group: str) -> str:
     return f"untrained:{name}:{group}"
 
