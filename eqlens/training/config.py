@@ -34,6 +34,7 @@ CLASSIFICATION_SELECTION = ("val_accuracy", "val_auc", "val_loss")
 REGRESSION_SELECTION = ("val_mse", "val_loss")  # the same ranking: val_loss is the standardised MSE
 SELECTION_METRICS = CLASSIFICATION_SELECTION + ("val_mse",)
 MAX_RECALIBRATE_BN = 1000  # training batches
+MAX_STREAM_START = 2**39  # items: half the training stream (eqlens.data.simulated.STREAM_SIZE), the rest to draw
 
 
 def _setting(help: str, *, range: tuple | None = None, low_open: bool = False, choices: tuple | None = None,
@@ -84,7 +85,9 @@ class TrainConfig:
     e.g. 81 of Model I's 150 keeps the Einstein ring at the instrument's resolution; recorded in the
     card's ``input`` and applied by evaluation and the app alike. ``fresh_data`` (simulated data,
     with ``steps_per_epoch``): every epoch draws new lenses from the training stream, so a long run
-    never sees an image twice; validation and test stay the fixed, disjoint streams.
+    never sees an image twice; validation and test stay the fixed, disjoint streams. ``stream_start``:
+    the stream item the run's first batch starts at (0: the stream's beginning), so that a fine-tune
+    of a fresh-data checkpoint draws lenses its campaign never used.
     ``time_budget_min``: this call trains whole epochs while the next one still fits in that many
     minutes (measured), then stops with its state written, to be continued with ``resume``; a
     budget too small for one epoch is refused before anything is written. ``threads``: torch's CPU
@@ -154,6 +157,10 @@ class TrainConfig:
         metavar="PX"))
     fresh_data: bool = field(default=False, metadata=_setting(
         "simulated data: every epoch draws new lenses (never the same image twice); needs --steps-per-epoch"))
+    stream_start: int = field(default=0, metadata=_setting(
+        "fresh data: the first item of the training stream this run draws (a fine-tune of a campaign's checkpoint "
+        "starts after the lenses the campaign used, e.g. its images_seen)", range=(0, MAX_STREAM_START),
+        metavar="ITEM"))
     time_budget_min: float | None = field(default=None, metadata=_setting(
         "time budget of this call in minutes (the command line: --minutes or --hours)", cli=False))
     threads: int | None = field(default=None, metadata=_setting("torch CPU threads (default: torch's choice)",
@@ -233,6 +240,8 @@ class TrainConfig:
             raise TrainingError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
         if self.crop is not None and self.crop > MAX_INPUT_SIZE:
             raise TrainingError(f"crop must be at most {MAX_INPUT_SIZE} px, got {self.crop}")
+        if self.stream_start and not self.fresh_data:
+            raise TrainingError("stream_start walks the fresh-data stream; it needs fresh_data")
         if self.fresh_data and self.steps_per_epoch is None:
             raise TrainingError("fresh_data needs steps_per_epoch: an epoch of an endless stream has no natural end")
         budget = self.time_budget_min

@@ -58,13 +58,13 @@ def epoch_index_batches(n: int, batch_size: int, steps: int | None, generator: t
 
 
 def stream_index_batches(epoch: int, steps: int, batch_size: int,
-                         context: distributed.DistributedContext) -> list[list[int]]:
+                         context: distributed.DistributedContext, stream_start: int = 0) -> list[list[int]]:
     """This rank's index batches of epoch ``epoch`` (from 1) of a fresh-data stream: the training
-    stream is walked in order, ``steps * batch_size * world_size`` new items per epoch, so no item is
-    used twice in a run and resuming at any epoch needs no stored data."""
+    stream is walked in order from item ``stream_start``, ``steps * batch_size * world_size`` new items
+    per epoch, so no item is used twice in a run and resuming at any epoch needs no stored data."""
     world, rank = context.world_size, context.rank
     per_step = batch_size * world
-    start = (epoch - 1) * steps * per_step
+    start = stream_start + (epoch - 1) * steps * per_step
     return [list(range(start + k * per_step + rank * batch_size, start + k * per_step + (rank + 1) * batch_size))
             for k in range(steps)]
 
@@ -103,7 +103,7 @@ class EpochLoop:
     def index_batches(self, epoch: int) -> list[list[int]]:
         c = self.config
         if c.fresh_data:
-            return stream_index_batches(epoch, c.steps_per_epoch, c.batch_size, self.context)
+            return stream_index_batches(epoch, c.steps_per_epoch, c.batch_size, self.context, c.stream_start)
         return epoch_index_batches(len(self.splits.train), c.batch_size, c.steps_per_epoch,
                                    epoch_generator(c.seed, epoch, 0), self.context)
 

@@ -24,7 +24,7 @@ from .run_setup import GLOBAL_RNG_LOCK
 RUN_DEFINING = ("model", "group", "data", "task", "data_seed", "seed", "batch_size", "lr", "weight_decay", "betas",
                 "schedule", "select_on", "image_size", "train_size", "val_size", "test_size", "val_fraction",
                 "test_fraction", "augment", "augment_mode", "circular_mask", "model_kwargs", "init_from",
-                "steps_per_epoch", "crop", "fresh_data")
+                "steps_per_epoch", "crop", "fresh_data", "stream_start")
 
 
 def will_resume(config: TrainConfig, out: Path | None) -> bool:

@@ -202,3 +202,23 @@ def test_evaluate_defaults_to_the_data_the_card_records_and_reads_an_old_card_as
     assert chosen["data"]["spec"] == "model_i_line" and chosen["n"] == now["n"] == before["n"] == 6
     assert [r["probabilities"] for r in chosen["predictions"]] == [r["probabilities"] for r in before["predictions"]]
     assert [r["probabilities"] for r in now["predictions"]] != [r["probabilities"] for r in before["predictions"]]
+
+
+def test_a_stream_start_walks_on_from_that_item_and_never_back():
+    first = [i for b in stream_index_batches(1, steps=3, batch_size=4, context=_context(0, 1), stream_start=100)
+             for i in b]
+    assert first == list(range(100, 112))
+    second = stream_index_batches(2, steps=3, batch_size=4, context=_context(0, 1), stream_start=100)
+    assert second[0][0] == 112
+
+
+def test_a_stream_start_without_fresh_data_is_refused(tmp_path):
+    with pytest.raises(TrainingError, match="stream_start walks the fresh-data stream"):
+        _fresh(tmp_path / "run", fresh_data=False, steps_per_epoch=None, stream_start=10)
+
+
+def test_a_resume_with_another_stream_start_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "Budget", _OneEpochBudget)
+    train(_fresh(tmp_path / "run", time_budget_min=60.0, stream_start=8))
+    with pytest.raises(TrainingError, match="stream_start was 8, now 0"):
+        train(_fresh(tmp_path / "run", resume=True))
