@@ -7,6 +7,7 @@ into the JSON or repeats a default.
 
     card = ModelCard.from_json(json.loads(text), "model_card.json")
     card.name, card.build_config, card.group, card.class_names   # "gcnn", {...}, "C4", ("axion", ...)
+    card.probe_group                                              # "C4": what the robustness measures turn by
     card.input.image_size, card.input.crop, card.input.circular_mask
     probabilities = card.decode(model(card.prepare(raw_images)))  # [B, K]; regression: physical [B]
 
@@ -50,17 +51,19 @@ def make_card(model, *, class_names, group: str, data: dict, training: dict, met
     """The model card: everything needed to rebuild, feed and judge the model, as plain data.
 
     ``task``: :func:`eqlens.training.targets.task_record` (default: classification); a regression
-    card's ``class_names`` is the one output's name."""
+    card's ``class_names`` is the one output's name. ``group`` is recorded only for a model built for
+    one: a plain model's card says ``"group": null`` whatever is passed (:class:`ModelCard`)."""
     from ..models import count_parameters
 
     if getattr(model, "build_config", None) is None:
         raise CheckpointError("the model has no build_config: build it with eqlens.models.create")
+    build, group = _without_plain_group(model.build_config, group)
     return jsonable({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "eqlens_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"name": model.build_config["name"], "build_config": dict(model.build_config),
+        "model": {"name": model.build_config["name"], "build_config": build,
                   "parameters": count_parameters(model)},
         "group": group,
         "task": task or {"name": "classification"},
@@ -86,6 +89,18 @@ def _check_group(value, where: str, source: str) -> None:
         get_group(value)
     except ValueError as err:
         raise CheckpointError(f"{source}: {where}: {err}") from None
+
+
+def _without_plain_group(build: Mapping, group) -> tuple[dict, str | None]:
+    """``(build_config, group)`` of a card, a plain model's group dropped from both: a model registered
+    with ``uses_group=False`` has none (cards before issue 14 said ``"C4"`` for it: read leniently, so
+    old checkpoints keep loading). A model this eqlens does not know keeps what its card says."""
+    from ..models import names, spec
+
+    name = build.get("name")
+    if name in names() and not spec(name).uses_group:
+        return {k: v for k, v in build.items() if k != "group"}, None
+    return dict(build), group
 
 
 def _short(value) -> str:
@@ -216,7 +231,12 @@ class ModelCard:
     """A checkpoint's model card, validated (:meth:`from_json`) and typed; the one reader of card JSON.
 
     ``name``, ``build_config`` (what :func:`eqlens.models.create_from_config` rebuilds the model from),
-    ``parameters``; ``group``: the symmetry group the run used (None when the card names none);
+    ``parameters``; ``group``: the symmetry group the model is built for. The rule for a plain model
+    (registered with ``uses_group=False``): it has no group, so its card says ``"group": null`` and its
+    ``build_config`` has no ``"group"`` key; a card that names one anyway (every card written before
+    issue 14 said ``"C4"``) is read with that group dropped, and :meth:`to_json` writes it without.
+    A group model's card names its group (older cards may leave the top level null: then None).
+    :attr:`probe_group` is the group the robustness measures turn by, which a plain model has too;
     ``class_names``: the outputs' names (a regression card: its one output); ``input``: how the model
     takes images (:class:`eqlens.data.transforms.InputSpec`); ``task`` and ``scaler`` (None for
     classification) with ``task_record`` (the ``task`` JSON: target, unit, normalisation); ``data``,
@@ -252,14 +272,14 @@ class ModelCard:
         if isinstance(card, ModelCard):
             return card
         _validate(card, source)
-        build = card["model"]["build_config"]
+        build, group = _without_plain_group(card["model"]["build_config"], card.get("group"))
         spec = _validate_input(card, build, source)
         names = list(card["class_names"])
         task, scaler, task_record = _validate_task(card, names, source)
         model = card["model"]
         record = card.get("input") if isinstance(card.get("input"), Mapping) else {}
         return cls(
-            name=build["name"], build_config=_plain(dict(build)), group=card.get("group"),
+            name=build["name"], build_config=_plain(build), group=group,
             class_names=tuple(names), input=spec, task=task, scaler=scaler, task_record=_plain(task_record),
             data=_plain(dict(card.get("data") or {})), training=_plain(dict(card.get("training") or {})),
             metrics=_plain(dict(card.get("metrics") or {})), history=tuple(_plain(list(card.get("history") or []))),
@@ -272,7 +292,8 @@ class ModelCard:
 
     def to_json(self) -> dict:
         """The card as JSON (a fresh copy): ``ModelCard.from_json(card.to_json())`` is ``card`` again, and
-        for a card read from JSON it is that JSON with the defaults filled in (``input``, ``task``)."""
+        for a card read from JSON it is that JSON with the defaults filled in (``input``, ``task``) and a
+        plain model's group dropped."""
         model = {"name": self.name, "build_config": self.build_config}
         if self.parameters is not None:
             model["parameters"] = self.parameters
@@ -298,6 +319,24 @@ class ModelCard:
         return ModelCard.from_json(dataclasses.replace(self, **changes).to_json(), self.name)
 
     # ------------------------------------------------------------ what the card says about the model
+
+    @property
+    def probe_group(self) -> str:
+        """The group whose exact elements the robustness measures (invariance error, per-layer errors) turn
+        the input by: the model's own group; for a plain model, which has none, the group its run
+        trained with (``training.config.group``: its augmentation's), else
+        :data:`eqlens.groups.DEFAULT_GROUP` (C4's quarter turns). A measurement, not the model's group."""
+        from ..groups import DEFAULT_GROUP, get_group
+
+        own = self.group or self.build_config.get("group")  # a plain model's build_config has none
+        if isinstance(own, str):
+            return own
+        config = self.training.get("config")
+        trained_with = config.get("group") if isinstance(config, Mapping) else None
+        try:
+            return get_group(trained_with).name if isinstance(trained_with, str) else DEFAULT_GROUP
+        except ValueError:
+            return DEFAULT_GROUP
 
     @property
     def num_outputs(self) -> int:

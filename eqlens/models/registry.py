@@ -5,6 +5,8 @@
 A builder registers itself with :func:`register`; :func:`create` validates the arguments, builds
 the model and stores ``model.build_config``: plain data that rebuilds the same model, with every
 hyper-parameter of the builder stated (the defaults of the day filled in), not only those passed.
+A model built for a symmetry group (``spec.uses_group``) records its ``"group"``; a plain model has
+none, so its build config has no ``"group"`` key (and its builder is handed ``group=None``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class ModelSpec:
     name: str
     builder: Callable[..., LensModel]
     description: str
-    uses_group: bool  # built for a symmetry group (the ``group`` argument matters)
+    uses_group: bool  # built for a symmetry group (the ``group`` argument matters; else it is not recorded)
     invariant: bool  # logits exactly invariant under the group's exact elements
     odd_size_for_exactness: bool = False  # exact invariance needs odd H and W
     min_image_size: int = 16
@@ -34,7 +36,8 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 def register(name: str, *, description: str, uses_group: bool, invariant: bool,
              odd_size_for_exactness: bool = False, min_image_size: int = 16):
-    """Decorator: ``builder(num_classes, group, image_size, **kw) -> LensModel``."""
+    """Decorator: ``builder(num_classes, group, image_size, **kw) -> LensModel`` (``group``: a
+    :class:`~eqlens.groups.Group`, None for a model registered with ``uses_group=False``)."""
 
     def decorate(builder):
         if name in _REGISTRY:
@@ -60,10 +63,14 @@ def spec(name: str) -> ModelSpec:
 def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129, **kwargs) -> LensModel:
     """Build model ``name`` for ``[B, 1, image_size, image_size]`` inputs and ``num_classes`` outputs.
 
+    ``group`` matters only for a model built for one (``spec(name).uses_group``); a plain model
+    ignores it (the name is still checked) and its ``build_config`` names no group.
+
     Raises ``ValueError`` for an unknown name or group, fewer than 1 class, or an image size
     the model cannot take."""
     model_spec = spec(name)
     group_obj = get_group(group)
+    own_group = {"group": group_obj.name} if model_spec.uses_group else {}
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if int(image_size) < model_spec.min_image_size:
@@ -71,11 +78,12 @@ def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_si
             f"model {name!r} cannot take {image_size}x{image_size} images: "
             f"the smallest size it takes is {model_spec.min_image_size}"
         )
-    model = model_spec.builder(num_classes=int(num_classes), group=group_obj, image_size=int(image_size), **kwargs)
+    model = model_spec.builder(num_classes=int(num_classes), group=group_obj if own_group else None,
+                               image_size=int(image_size), **kwargs)
     model.build_config = {
         "name": name,
         "num_classes": int(num_classes),
-        "group": group_obj.name,
+        **own_group,
         "image_size": int(image_size),
         **builder_defaults(model_spec.builder),
         **{k: _plain(v) for k, v in kwargs.items()},
@@ -103,7 +111,8 @@ def _plain(value):
 
 
 def create_from_config(config: dict) -> LensModel:
-    """Rebuild a model from its ``build_config`` (as stored in a checkpoint)."""
+    """Rebuild a model from its ``build_config`` (as stored in a checkpoint; a plain model's ``"group"``,
+    which cards before issue 14 recorded, is ignored)."""
     config = dict(config)
     return create(config.pop("name"), **config)
 

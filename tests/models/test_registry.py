@@ -67,6 +67,20 @@ def test_the_build_config_is_plain_json_that_rebuilds_an_identical_model(name, g
         torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name", names())
+def test_only_a_model_built_for_a_group_records_one_a_plain_model_ignores_the_group_passed(name):
+    size = tiny_size(name)
+    model = create(name, group="C8", image_size=size)
+    if spec(name).uses_group:
+        assert model.build_config["group"] == "C8" and model.group == get_group("C8")
+        assert create_from_config(model.build_config).group == get_group("C8")
+    else:
+        assert "group" not in model.build_config and model.group is None
+        assert create(name, group="D4", image_size=size).build_config == model.build_config
+        # a build config from before issue 14 said "C4" for a plain model: it rebuilds, recording none
+        assert create_from_config({**model.build_config, "group": "C4"}).build_config == model.build_config
+
+
 def test_unknown_names_and_groups_raise_value_error():
     with pytest.raises(ValueError, match="unknown model"):
         create("no_such_model")
