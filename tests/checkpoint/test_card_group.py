@@ -77,6 +77,17 @@ def test_a_card_from_before_issue_14_naming_c4_for_a_plain_model_loads_with_no_g
     assert ModelCard.from_json(_as_written_before_issue_14(_card("gcnn", "C4"))).build_config["group"] == "C4"
 
 
+def test_the_shipped_plain_cards_name_no_group_and_the_others_name_theirs():
+    plain = [p for p in SHIPPED if not _uses_group(_raw(p))]
+    assert {p.parts[-2] for p in plain} >= {"model_i_cnn", "model_i_cvt", "model_i_vit", "model_i_flagship_twin"}
+    for path in SHIPPED:
+        raw = _raw(path)
+        if _uses_group(raw):
+            assert raw["group"] == raw["model"]["build_config"]["group"] == "C4", path
+        else:
+            assert raw["group"] is None and "group" not in raw["model"]["build_config"], path
+
+
 @pytest.mark.parametrize(("name", "training", "probe"), [
     ("cnn", {"config": {"group": "C8"}}, "C8"),  # what its run augmented and measured with
     ("cnn", {}, "C4"),                           # a run that says nothing: C4's quarter turns
