@@ -9,7 +9,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("simulate", help="simulate lenses into DIR/<class>/<class>_sim_<n>.npy")
     p.add_argument("--config", default="model_i", help=f"one of: {', '.join(config_names())} (model_i draws the "
-                   f"vortex as the recipe's 100 point masses, model_i_line as the closed-form line)")
+                   f"vortex as the recipe's 100 point masses, model_i_line as the closed-form line; model_i_tnfw draws "
+                   f"model_i's CDM subhalos as truncated NFWs of the same masses)")
     p.add_argument("--n-per-class", type=arg.COUNT, required=True, help="images per class")
     p.add_argument("--out", required=True,
                    help="output folder (created); one that is not empty is refused unless --overwrite")
@@ -56,7 +57,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         dtype=torch.float64 if args.float64 else torch.float32,
     )
-    form = f"; {config.vortex_form}" if config.vortex_form else ""
+    form = "".join(f"; {f}" for f in (config.subhalo_form, config.vortex_form) if f)
     print(f"wrote {sum(written.values())} images to {args.out}: " + ", ".join(f"{k} {v}" for k, v in written.items())
           + f"; lenses of {described}, simulator seed {stream}; config {config.name}{form}")
     return 0

@@ -19,6 +19,7 @@ from ..errors import EqlensError
 SUBSTRUCTURE = {"no_sub": "none", "cdm": "subhalos", "sub": "subhalos", "axion": "vortex"}
 NOISE_MODELS = ("deeplense", "poisson")
 VORTEX_MODELS = ("line", "points")
+SUBHALO_PROFILES = ("point_mass", "tnfw")
 
 Range = tuple[float, float] | None
 
@@ -66,6 +67,9 @@ class SimulationConfig:
     subhalo_mass_range: tuple[float, float] = (1e6, 1e10)
     subhalo_mass_slope: float = -0.9
     subhalo_radius_range: tuple[float, float] = (0.25, 2.0)
+    # "point_mass": the recipe's; "tnfw": truncated NFW subhalos of the same masses and positions, each of the
+    # same total mass as its point mass (Duffy et al. 2008 concentration, tidal truncation: simulator.tnfw_subhalos)
+    subhalo_profile: str = "point_mass"
     # axion: a vortex line through the lens centre at a uniform angle
     vortex_mass: float = 3e10
     log10_axion_mass_range: tuple[float, float] = (-24.0, -22.0)  # eV
@@ -95,6 +99,8 @@ class SimulationConfig:
             raise SimulationConfigError("image_size >= 2, supersampling >= 1 and pixel_scale > 0 are required")
         if self.noise_model not in NOISE_MODELS:
             raise SimulationConfigError(f"noise_model {self.noise_model!r}: use one of {NOISE_MODELS}")
+        if self.subhalo_profile not in SUBHALO_PROFILES:
+            raise SimulationConfigError(f"subhalo_profile {self.subhalo_profile!r}: use one of {SUBHALO_PROFILES}")
         if self.vortex_model not in VORTEX_MODELS:
             raise SimulationConfigError(f"vortex_model {self.vortex_model!r}: use one of {VORTEX_MODELS}")
         for f in dataclasses.fields(self):
@@ -104,8 +110,9 @@ class SimulationConfig:
 
     def same_scenes(self, other: SimulationConfig) -> bool:
         """Whether ``other`` draws the same scenes from the same seeds: every setting equal but the name and
-        how a vortex is drawn (``vortex_model``, ``vortex_points``), so image i shows the same lens."""
-        drawing = {"name", "vortex_model", "vortex_points"}
+        how a vortex or a subhalo is drawn (``vortex_model``, ``vortex_points``, ``subhalo_profile``), so image
+        i shows the same lens, its subhalos of the same masses at the same places."""
+        drawing = {"name", "vortex_model", "vortex_points", "subhalo_profile"}
         return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self)
                    if f.name not in drawing)
 
@@ -117,6 +124,15 @@ class SimulationConfig:
         if self.vortex_model == "points":
             return f"vortex: the recipe's {self.vortex_points} point masses"
         return "vortex: the closed-form uniform line"
+
+    @property
+    def subhalo_form(self) -> str | None:
+        """How this config draws CDM subhalos, in words for printing; None when no class has them."""
+        if not any(SUBSTRUCTURE[c] == "subhalos" for c in self.class_names):
+            return None
+        if self.subhalo_profile == "tnfw":
+            return "subhalos: truncated NFW"
+        return "subhalos: point masses"
 
     @property
     def num_classes(self) -> int:
@@ -147,6 +163,9 @@ _CONFIGS = {
     # Model I with the vortex as the closed-form uniform line of the same mass: model_i's form before
     # 2026-12-02, the data every checkpoint trained before then saw (docs/simulator.md, "Vortex").
     "model_i_line": dataclasses.replace(_MODEL_I, name="model_i_line", vortex_model="line"),
+    # Model I with extended CDM subhalos: the same scenes (masses, positions, everything), each subhalo a
+    # truncated NFW of its point mass's total mass (docs/simulator.md, "Subhalos"; simulator.tnfw_subhalos).
+    "model_i_tnfw": dataclasses.replace(_MODEL_I, name="model_i_tnfw", subhalo_profile="tnfw"),
     # In the spirit of Models II/III: 64 x 64, Euclid-like 0.1" pixels (6.4" field, close to Model I's
     # 7.5"), a Euclid VIS-like PSF, and 2x supersampling since these pixels are coarse.
     "model_ii": SimulationConfig(name="model_ii", image_size=64, pixel_scale=0.1, psf_fwhm=0.16, supersampling=2),
