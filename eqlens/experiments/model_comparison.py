@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "
 
     ``config`` holds further :class:`TrainConfig` fields shared by all runs (``epochs``,
     ``train_size``, ``image_size``, ``device``...). ``out_dir``: keep each run's checkpoint in
-    ``out_dir/<data>/<model>/seed<k>``. ``on_run(data, model, seed, run)`` is called after each run."""
+    ``out_dir/<data>/<model>/seed<k>``. ``on_run(data, model, seed, run)`` is called after each run, ``data``
+    the data its images are (:func:`rendered_data`): runs resumed on other data than today's config of that name
+    (the line vortex of a run begun before 2026-12-02) make a row of their own, with a warning."""
     from .. import models as registry
     from ..errors import TrainingError
     from ..training.trainer import train
@@ -60,7 +63,7 @@ def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "
     rows = []
     for data in datasets:
         for model in models:
-            runs = []
+            runs: dict[str, list[dict]] = {}  # by the data each run's images are (rendered_data)
             for seed in seeds:
                 out = str(Path(out_dir) / data / model / f"seed{seed}") if out_dir else None
                 result = train(TrainConfig(model=model, data=data, seed=int(seed), out=out, **config),
@@ -74,16 +77,37 @@ def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "
                 run |= {f"sky_{key}": sky.get(key) for key in ("worst_angle_accuracy", "worst_angle_mae")}
                 run |= {"task": result.card.task, "train_time_s": result.train_time_s,
                         "images_per_s": result.images_per_s, "parameters": result.card.parameters,
-                        "group": result.card.group, "device": result.device}
-                runs.append(run)
+                        "group": result.card.group, "device": result.device,
+                        "data": rendered_data(result.card.data, data)}
+                if run["data"] != data:
+                    warnings.warn(f"{data} {model} seed {seed}: a resumed run whose images are {run['data']!r} "
+                                  f"(what its checkpoint records), not today's {data!r}; its row is kept apart",
+                                  stacklevel=2)
+                runs.setdefault(run["data"], []).append(run)
                 if on_run is not None:
-                    on_run(data, model, int(seed), run)
-            rows.append(aggregate_runs(data, model, runs))
+                    on_run(run["data"], model, int(seed), run)
+            rows.extend(aggregate_runs(rendered, model, group) for rendered, group in runs.items())
     return rows
 
 
+def rendered_data(card_data: Mapping, requested: str) -> str:
+    """The data a run's images are, named as today renders them: :func:`eqlens.data.splits.data_spec_now` of
+    its card's data record (``model_i_line`` for a ``model_i`` run begun before 2026-12-02, which a resumed bench
+    reads back and goes on with on the line vortex); ``requested`` for a folder, or a record naming none. Runs of
+    one table row must share it: a mean over seeds of different data would be no comparison."""
+    from ..data.splits import data_spec_now, is_folder_spec
+
+    return requested if is_folder_spec(requested) else data_spec_now(card_data) or requested
+
+
 def aggregate_runs(data: str, model: str, runs: list[dict]) -> dict:
-    """One table row from the per-seed runs of (data, model): mean and sample std of each figure."""
+    """One table row from the per-seed runs of (data, model): mean and sample std of each figure. Runs that
+    record other data than ``data`` (:func:`rendered_data`) raise :class:`TrainingError`: never one row."""
+    from ..errors import TrainingError
+
+    other = sorted({r["data"] for r in runs if r.get("data", data) != data})
+    if other:
+        raise TrainingError(f"{model} on {data}: runs on other data ({', '.join(other)}) cannot share its row")
     row = {"data": data, "model": model, "group": runs[0]["group"], "parameters": runs[0]["parameters"],
            "seeds": len(runs), "device": runs[0]["device"], "task": runs[0]["task"],
            "date": _dt.date.today().isoformat()}

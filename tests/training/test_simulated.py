@@ -90,3 +90,28 @@ def test_a_stopped_bench_keeps_the_table_of_its_finished_runs(tmp_path, monkeypa
     assert "partial" in lines[0]
     rows = [line for line in lines if line.startswith("| binary")]
     assert len(rows) == 1 and rows[0].startswith("| binary | cnn | none |")
+
+
+def test_a_resumed_bench_keeps_runs_begun_on_the_line_vortex_apart_from_todays_model_i(tmp_path, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from eqlens import checkpoint as ck
+    from eqlens.simulation import configs, get_config
+
+    runs = tmp_path / "runs"
+    common = dict(epochs=1, image_size=32, train_size=6, val_size=3, test_size=3, batch_size=3, device="cpu",
+                  robustness_size=0, model_kwargs={"widths": [4, 8]})
+    # seed 0 as a bench begun before 2026-12-02 ran it: model_i drew the vortex as the line, its state said no more
+    monkeypatch.setitem(configs._CONFIGS, "model_i", dataclasses.replace(get_config("model_i_line"), name="model_i"))
+    run_comparison(["cnn"], ["model_i"], seeds=(0,), out_dir=str(runs), **common)
+    last = runs / "model_i" / "cnn" / "seed0" / ck.LAST_DIR
+    state = ck.load_state(last)
+    del state["config"]["simulation_config"]
+    torch.save(state, last / ck.STATE_FILE)
+    monkeypatch.undo()  # today: model_i draws 100 point masses; seed 1 trains on them
+    with pytest.warns(UserWarning, match="model_i_line"):
+        rows = run_comparison(["cnn"], ["model_i"], seeds=(0, 1), out_dir=str(runs), resume=True, **common)
+    assert sorted((r["data"], r["seeds"]) for r in rows) == [("model_i", 1), ("model_i_line", 1)]
+    assert "| model_i_line | cnn |" in format_table(rows)
