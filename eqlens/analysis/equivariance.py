@@ -300,7 +300,8 @@ def robustness_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, group:
 
     Stable keys (all values plain floats, strings, lists or dicts of them; ``json.dumps`` works):
 
-    - ``group``: the group of the exact measures; ``num_images``: B;
+    - ``group``: the probe group of the exact measures (the model's own; a plain model, which has none,
+      is probed with C4's quarter turns unless told otherwise); ``num_images``: B;
     - ``invariance_error``: as :func:`invariance_error` (``max``, ``mean``, ``per_element``);
     - ``layer_equivariance``: as :func:`layer_equivariance_errors` (tap key -> max error);
     - ``angles_deg``: the angles; ``accuracy_by_angle``: accuracy at each of them (same order);

@@ -95,10 +95,9 @@ def _without_plain_group(build: Mapping, group) -> tuple[dict, str | None]:
     """``(build_config, group)`` of a card, a plain model's group dropped from both: a model registered
     with ``uses_group=False`` has none (cards before issue 14 said ``"C4"`` for it: read leniently, so
     old checkpoints keep loading). A model this eqlens does not know keeps what its card says."""
-    from ..models import names, spec
+    from ..models import is_plain
 
-    name = build.get("name")
-    if name in names() and not spec(name).uses_group:
+    if is_plain(build.get("name")):
         return {k: v for k, v in build.items() if k != "group"}, None
     return dict(build), group
 

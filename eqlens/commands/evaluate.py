@@ -48,12 +48,18 @@ def _data_line(data: dict) -> str:
     return f"{data['spec']} ({form})" if form else str(data["spec"])
 
 
+def _probe(robust: dict) -> str:
+    """The group the exact measures turned by, named as the probe: a plain model has no group of its own."""
+    return f"probe group {robust.get('group') or '?'}"
+
+
 def _print_regression(report: dict) -> None:
     print(f"{report['target']} [{report['unit']}]: MSE {_fmt(report['mse'])}   MAE {_fmt(report['mae'])}   "
           f"R^2 {_fmt(report['r2'])}")
     if report["invariance_error"] is not None:
         robust = report["robustness"]
-        print(f"invariance error {report['invariance_error']:.3g} (largest change under exact rotations), "
+        print(f"invariance error {report['invariance_error']:.3g} (largest change under the exact rotations of "
+              f"{_probe(robust)}), "
               f"worst-angle MAE {_fmt(robust['worst_angle_mae'])} (pictures resampled), "
               f"spread over angles {_fmt(robust['orbit_std'])}")
         if robust.get("sky"):
@@ -74,7 +80,7 @@ def _print_classification(report: dict) -> None:
         print(f"  {name:<10} " + " ".join(f"{v:>6d}" for v in row))
     if report["invariance_error"] is not None:
         robust = report["robustness"]
-        print(f"invariance error {report['invariance_error']:.3g}, worst-angle accuracy "
+        print(f"invariance error {report['invariance_error']:.3g} ({_probe(robust)}), worst-angle accuracy "
               f"{_fmt(robust.get('worst_angle_accuracy'))} (pictures resampled), 8 x 45 deg logit std "
               f"{_fmt(report_value(robust, 'logit_std_8x45'))}")
         if robust.get("sky"):

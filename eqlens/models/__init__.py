@@ -6,7 +6,7 @@ package registers all models.
 
 from . import cnn, cvt, eqcvt, gcnn, gsa, resnet, vit  # noqa: F401  (registers models)
 from .inspection import AttentionMap, AttentionRecorder, Inspection, LensModel, Tap, eval_mode
-from .registry import ModelSpec, count_parameters, create, create_from_config, names, register, spec
+from .registry import ModelSpec, count_parameters, create, create_from_config, is_plain, names, register, spec
 
 __all__ = [
     "AttentionMap",
@@ -19,6 +19,7 @@ __all__ = [
     "eval_mode",
     "create",
     "create_from_config",
+    "is_plain",
     "names",
     "register",
     "spec",

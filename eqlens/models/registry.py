@@ -60,6 +60,12 @@ def spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
+def is_plain(name) -> bool:
+    """Whether ``name`` is a registered model without a group (``uses_group=False``): it has none, whatever
+    a run's config or an older card names (an unknown name: False, its records are taken as they are)."""
+    return name in _REGISTRY and not _REGISTRY[name].uses_group
+
+
 def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129, **kwargs) -> LensModel:
     """Build model ``name`` for ``[B, 1, image_size, image_size]`` inputs and ``num_classes`` outputs.
 

@@ -50,7 +50,7 @@ def evaluate_model(model, dataset, class_names, *, batch_size: int = 64, device=
     """Metrics of ``model`` on ``dataset`` (see the module docstring for the keys).
 
     ``mask`` must match how the model was trained (``card.input.circular_mask``); ``group``
-    (a name or Group, default the model's) is the group of the robustness report."""
+    (a name or Group, default :func:`probe_group`) is the probe group of the robustness report."""
     class_names = list(class_names)
     if len(dataset) == 0:
         raise DataError("cannot evaluate on an empty dataset")
@@ -88,17 +88,21 @@ def robustness_images(model, dataset, size: int, device, mask: bool) -> tuple[to
     return (apply_circular_mask(x) if mask else x), y
 
 
-def model_group(model, group=None):
-    """``group`` (a name or Group) if given, else the group the model was built for."""
+def probe_group(model, group=None):
+    """The group whose exact elements the robustness report turns the input by: ``group`` (a name or Group)
+    if given, else the model's own; a plain model has none, so it is probed with
+    :data:`eqlens.groups.DEFAULT_GROUP` (C4's quarter turns). A measurement, not the model's group
+    (a checkpoint's: :attr:`eqlens.checkpoint.ModelCard.probe_group`)."""
     from ..groups import DEFAULT_GROUP, get_group
 
-    return get_group(group or getattr(model, "group", None) or model.build_config.get("group") or DEFAULT_GROUP)
+    own = getattr(model, "group", None) or (getattr(model, "build_config", None) or {}).get("group")
+    return get_group(group or own or DEFAULT_GROUP)
 
 
 def _robustness_on_subset(model, dataset, size, group, angles, device, mask) -> dict | None:
     x, y = robustness_images(model, dataset, size, device, mask)
     with eval_mode(model):
-        report = robustness(model, x, y, model_group(model, group), angles)
+        report = robustness(model, x, y, probe_group(model, group), angles)
     report["sky"] = sky_robustness(model, dataset, size, angles, device, mask)
     return {k: _plain(v) for k, v in report.items()}
 
@@ -179,7 +183,8 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
 
     A regression checkpoint (``card.task``) gets :func:`eqlens.training.evaluate_regression.evaluate_regression`'s
     report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
-    gets ``checkpoint`` (model name, group, task, the card's metrics) and ``data`` entries."""
+    gets ``checkpoint`` (model name, group: None for a plain model, probe_group: the group the robustness
+    report turns by, task, the card's metrics) and ``data`` entries."""
     from ..checkpoint import load_checkpoint
     from ..data.splits import is_folder_spec, resolve_data, resolve_eval_dataset, simulation_config
     from .evaluate_regression import evaluate_regression
@@ -219,12 +224,13 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
         dataset = resolve_eval_dataset(spec, split, image_size, class_names, size=size,
                                        data_seed=data_seed, device=device, task=card.task, crop=crop)
     common = dict(batch_size=batch_size, device=device, mask=card.input.circular_mask,
-                  robustness_size=robustness_size, group=card.group, workers=workers)
+                  robustness_size=robustness_size, group=card.probe_group, workers=workers)
     if card.scaler is None:
         report = evaluate_model(model, dataset, class_names, **common)
     else:
         report = evaluate_regression(model, dataset, card.task, card.scaler, **common)
     report["checkpoint"] = {"source": str(source), "model": card.name, "group": card.group,
+                            "probe_group": card.probe_group,
                             "task": card.task, "card_metrics": card.metrics}
     rendered = None if is_folder_spec(spec) else simulation_config(spec)
     report["data"] = {"spec": spec if rendered is None else rendered.name, "split": split, "data_seed": data_seed,

@@ -30,7 +30,7 @@ from ..errors import DataError
 from ..groups import Group, act_on_image, rotate
 from ..models.inspection import eval_mode
 from . import distributed
-from .evaluate import model_group, robustness_images, turned_outputs
+from .evaluate import probe_group, robustness_images, turned_outputs
 from .metrics import regression_report
 from .targets import TargetScaler, regression_target
 
@@ -138,7 +138,7 @@ def evaluate_regression(model, dataset, task: str, scaler: TargetScaler, *, batc
     report["robustness"], report["invariance_error"] = None, None
     if robustness_size > 0:
         x, y = robustness_images(model, dataset, robustness_size, device, mask)
-        report["robustness"] = regression_robustness(model, x, y, scaler, model_group(model, group), angles)
+        report["robustness"] = regression_robustness(model, x, y, scaler, probe_group(model, group), angles)
         report["robustness"]["sky"] = regression_sky_robustness(model, dataset, robustness_size, scaler, angles,
                                                                 device, mask)
         report["invariance_error"] = report["robustness"]["invariance_error"]["max"]

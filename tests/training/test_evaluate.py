@@ -57,6 +57,19 @@ def test_a_folder_with_other_classes_raises_a_clear_data_error(lens_folder, tmp_
     assert main(["evaluate", str(ckpt), "--data", str(lens_folder)]) == 2  # one line on stderr, no traceback
 
 
+def test_a_plain_models_report_names_no_group_and_measures_the_c4_quarter_turns_as_its_probe(lens_folder, tmp_path,
+                                                                                              capsys):
+    ckpt = tmp_path / "ckpt"
+    train(TrainConfig(model="cnn", data=str(lens_folder), epochs=1, batch_size=4, out=str(ckpt),
+                      robustness_size=0, model_kwargs=TINY_CNN))
+    report = evaluate_checkpoint(ckpt, robustness_size=4, device="cpu")
+    assert report["checkpoint"]["group"] is None and report["checkpoint"]["probe_group"] == "C4"
+    assert report["robustness"]["group"] == "C4" and set(report["robustness"]["invariance_error"]["per_element"]) == {
+        "rot 90 deg", "rot 180 deg", "rot 270 deg"}
+    assert main(["evaluate", str(ckpt), "--robustness-size", "4", "--device", "cpu"]) == 0
+    assert "invariance error" in (out := capsys.readouterr().out) and "(probe group C4)" in out
+
+
 def test_the_robustness_images_of_a_folder_listed_class_by_class_hold_every_class(tmp_path):
     """The robustness report takes a subset of the test split: on a folder (files listed class by class)
     its first files would all be of one class."""

@@ -41,7 +41,7 @@ def test_two_epochs_write_finite_checkpoints_and_report_val_and_test(splits, tmp
 def test_a_plain_models_card_names_no_group_while_its_run_keeps_the_one_it_augmented_with(splits, tmp_path):
     train(_config(tmp_path / "run", epochs=1), data=splits)
     card = json.loads((tmp_path / "run" / ck.CARD_FILE).read_text())
-    assert card["model"]["name"] == "cnn" and card["group"] is None
+    assert card["model"]["name"] == "cnn" and card["group"] is None and "group" not in card["model"]["build_config"]
     assert card["training"]["config"]["group"] == DEFAULT_GROUP  # mirrors and measures of the run
 
 
