@@ -37,6 +37,8 @@ class CardFacts:
     fresh_data: bool = False
     test: dict = field(default_factory=dict)  # n, accuracy, auc_macro (or a regression's rmse, r2)
     layer_errors: dict = field(default_factory=dict)  # tap -> relative error at the exact group elements
+    # The group those errors turn by: the model's own; a plain model has none and is probed with C4's quarter turns.
+    probe_group: str | None = None
     robustness_images: int | None = None
     invariance_error: float | None = None
     images_seen: int | None = None
@@ -111,6 +113,7 @@ def card_facts(card) -> CardFacts | None:
         layer_errors={k: float(v) for k, v in _dict(robust.get("layer_equivariance")).items()
                       if _number(v) is not None},
         robustness_images=_int(robust.get("num_images")),
+        probe_group=robust.get("group") if isinstance(robust.get("group"), str) else card.probe_group,
         invariance_error=_number(test.get("invariance_error")),
         images_seen=seen,
         images_seen_exact=exact,
@@ -198,6 +201,8 @@ def equivariance_line(facts: CardFacts) -> str:
         verdict = "invariant" if invariance < EQUIVARIANT_BELOW else "not invariant"
         text += f"; pooled features {verdict} ({invariance:.1e})"
     measured = f" on {facts.robustness_images} test images" if facts.robustness_images else ""
+    if facts.group is None and facts.probe_group:  # a plain model: the turns are the probe's, not its own group's
+        return text + f". Relative errors at the exact rotations of the probe group {facts.probe_group}{measured}."
     return text + f". Relative errors at the group's exact rotations{measured}."
 
 
@@ -241,19 +246,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _group_text(facts: CardFacts) -> str:
-    from eqlens.models import names, spec
+def group_text(model: str | None, group: str | None) -> str:
+    """How the panel names a model's group: a plain model (registered without one) has none."""
+    from eqlens.models import is_plain
 
-    if facts.model in names() and not spec(facts.model).uses_group:
+    if is_plain(model):
         return "no group (a plain model)"
-    return f"group {facts.group or 'not on the card'}"
+    return f"group {group or 'not on the card'}"
 
 
 def card_lines(facts: CardFacts) -> list[tuple[str, str]]:
     """(what, text) rows of the panel."""
     size = f"{facts.parameters:,} parameters" if facts.parameters is not None else "parameters not on the card"
     return [
-        ("model", f"`{facts.model}`, {_group_text(facts)}, {size}"),
+        ("model", f"`{facts.model}`, {group_text(facts.model, facts.group)}, {size}"),
         ("input", input_line(facts)),
         ("data", data_line(facts)),
         ("test", test_line(facts)),
@@ -270,7 +276,8 @@ def card_panel(loaded: LoadedModel | None, title: str | None = None) -> CardFact
     with st.container(border=True):
         st.markdown(f"**{title or loaded.label}**: model card")
         if facts is None:
-            st.caption(f"untrained `{loaded.name}` ({loaded.group.name}, {loaded.image_size} px input, seed-0 "
+            group = group_text(loaded.name, loaded.group.name)
+            st.caption(f"untrained `{loaded.name}` ({group}, {loaded.image_size} px input, seed-0 "
                        "weights): no card, no metrics")
             return None
         st.markdown("\n".join(f"- *{what}*: {text}" for what, text in card_lines(facts)))

@@ -40,6 +40,8 @@ class LoadedModel:
     model: torch.nn.Module
     class_names: tuple[str, ...]
     image_size: int
+    # The group the pages turn the model by (exact angles, orbits, channel views): the model's own; a plain
+    # model has none, so its probe group (card.probe_group; an untrained one: the group of its entry key).
     group: Group
     trained: bool
     # What the model takes and decodes; an untrained model's says only that (no data, no metrics).
@@ -71,9 +73,9 @@ def untrained_card(model, group: Group) -> ModelCard:
                                          input_spec=spec.to_record()), "untrained model")
 
 
-def _wrap(key: str, label: str, model, card: ModelCard | None, trained: bool) -> LoadedModel:
-    config = model.build_config or {}
-    group = model.group or get_group(config.get("group") or DEFAULT_GROUP)
+def _wrap(key: str, label: str, model, card: ModelCard | None, trained: bool, probe: str | None = None) -> LoadedModel:
+    """``probe``: the group an untrained plain model is turned by (a card says its own: ``card.probe_group``)."""
+    group = model.group or get_group(card.probe_group if card is not None else probe or DEFAULT_GROUP)
     card = card if card is not None else untrained_card(model, group)
     model.eval()
     return LoadedModel(key, label, model.to(settings.device()), card.class_names, card.input.image_size,
@@ -237,7 +239,8 @@ def _build_untrained(name: str, group: str, image_size: int, num_classes: int) -
     with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = create(name, num_classes=num_classes, group=group, image_size=image_size)
-    return _wrap(untrained_key(name, group), f"{name} {group} (untrained)", model, None, trained=False)
+    label = f"{name} {group} (untrained)" if model.group is not None else f"{name} (untrained)"  # plain: no group
+    return _wrap(untrained_key(name, group), label, model, None, trained=False, probe=group)
 
 
 def load(key: str, uploaded: dict | None = None) -> LoadedModel:

@@ -120,15 +120,24 @@ class Run:
         """One row of the run table."""
         model = (self.card.get("model") or {}).get("build_config") or {}
         from eqlens.data.splits import data_spec_now  # model_i_line for a model_i card before 2026-12-02
+        from eqlens.models import is_plain  # a plain model's old card says C4: it has none
 
         data = self.card.get("data") or {}
         crop = (self.card.get("input") or {}).get("crop")
         return {"run": self.name, "status": self.status, "model": model.get("name"),
-                "group": model.get("group"), "data": data_spec_now(data),
+                "group": None if is_plain(model.get("name")) else model.get("group"), "data": data_spec_now(data),
                 "input": f"{model.get('image_size')} px" + (f" (crop {crop})" if crop else ""),
                 "best epoch": _count(self.training.get("best_epoch")),
                 "val accuracy": self.metric("val", "accuracy"), "test accuracy": self.metric("test", "accuracy"),
                 "created": self.created[:19].replace("T", " ")}
+
+
+def model_and_group(model, group) -> str:
+    """``"gcnn C4"``, or a plain model's name alone (its run's config names the group it augmented with,
+    which is not the model's): how a page names a run's model in a line."""
+    from eqlens.models import is_plain
+
+    return str(model) if is_plain(model) or not group else f"{model} {group}"
 
 
 def read_run(path: Path) -> Run | None:

@@ -214,7 +214,8 @@ def continue_form(locked: bool) -> None:
                               help="partial runs (stopped, out of time budget, killed) first")
     run = by_path.get(choice) or offered[0]
     config = run.config or {}
-    st.caption(f"{config.get('model')} {config.get('group')} on {config.get('data')}, {run.epochs_done} of "
+    st.caption(f"{runs.model_and_group(config.get('model'), config.get('group'))} on {config.get('data')}, "
+               f"{run.epochs_done} of "
                f"{run.epochs} epochs done, {config.get('schedule', 'constant')} learning rate "
                f"{config.get('lr')}, batch {config.get('batch_size')}")
     c1, c2, c3 = st.columns(3)
@@ -350,7 +351,7 @@ def _cancel() -> None:
 
 def _describe(config) -> str:
     """One line: what the job trains, from its config."""
-    what = f"{config.model} {config.group} on {Path(str(config.data)).name}"
+    what = f"{runs.model_and_group(config.model, config.group)} on {Path(str(config.data)).name}"
     how = [f"{config.epochs} epochs", f"batch {config.batch_size}", f"lr {config.lr:g}"]
     if config.resume:
         how.insert(0, "continued from its last finished epoch")

@@ -86,6 +86,31 @@ def test_the_card_panel_says_eqcvt_is_equivariant_only_in_its_first_block():
     assert card_panel.equivariance_line(card_panel.card_facts(shipped_card("model_i_cnn"))).startswith("none")
 
 
+def test_the_card_panel_names_no_group_for_a_plain_model_and_its_measured_turns_as_the_probe_groups():
+    def lines(card):
+        return dict(card_panel.card_lines(card_panel.card_facts(card)))
+
+    for name in ("model_i_cnn", "model_i_flagship_twin", "model_i_vit"):
+        plain = lines(shipped_card(name))
+        assert "no group (a plain model)" in plain["model"], name
+        assert "exact rotations of the probe group C4" in plain["equivariant"], name
+    old = shipped_card("model_i_cnn")  # as written before issue 14: a plain model "in C4"
+    old["group"] = old["model"]["build_config"]["group"] = "C4"
+    assert lines(old) == lines(shipped_card("model_i_cnn"))
+    gcnn = lines(shipped_card("model_i_gcnn"))
+    assert "group C4" in gcnn["model"] and "probe group" not in gcnn["equivariant"]
+
+
+def test_a_plain_model_is_turned_by_its_probe_group_and_labelled_without_one(checkpoint_dir):
+    shutil.copytree(ROOT / "checkpoints" / "model_i_cnn", checkpoint_dir / "model_i_cnn")
+    trained = catalog.load(f"ckpt:{checkpoint_dir / 'model_i_cnn'}")
+    assert trained.card.group is None and trained.group.name == "C4"  # the card's probe group
+    untrained = catalog.load(catalog.untrained_key("cnn", "C1"))
+    assert untrained.card.group is None and untrained.group.name == "C1" and untrained.label == "cnn (untrained)"
+    gcnn = catalog.load(catalog.untrained_key("gcnn", "C8"))
+    assert gcnn.card.group == gcnn.group.name == "C8" and gcnn.label == "gcnn C8 (untrained)"
+
+
 def test_the_card_panel_gives_input_test_split_and_a_partial_run_from_the_card():
     card = shipped_card("model_i_flagship")
     facts = card_panel.card_facts(card)

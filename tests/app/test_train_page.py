@@ -5,13 +5,14 @@ resume machinery, and the run history is read back from the checkpoints folder."
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 from app import runs, settings, state
 from eqlens import checkpoint as ck
 from eqlens.training import TrainConfig, train
 
-from .conftest import no_exception
+from .conftest import ROOT, no_exception
 
 TINY = {"widths": [4, 8]}
 
@@ -138,6 +139,16 @@ def test_a_budget_too_small_for_one_epoch_is_refused_in_words_and_leaves_no_fold
     assert "more than the 0.1 min budget" in snap.message and "Error" not in snap.message.split(":")[0]
     assert any("more than the 0.1 min budget" in e.value for e in at.error)
     assert list(checkpoint_dir.iterdir()) == []
+
+
+def test_a_plain_runs_row_and_line_name_no_group_even_from_a_card_before_issue_14(checkpoint_dir):
+    shutil.copytree(ROOT / "checkpoints" / "model_i_cnn", checkpoint_dir / "old_cnn")
+    card_file = checkpoint_dir / "old_cnn" / "model_card.json"
+    old = json.loads(card_file.read_text())
+    old["group"] = old["model"]["build_config"]["group"] = "C4"  # as written before issue 14
+    card_file.write_text(json.dumps(old))
+    assert runs.read_run(checkpoint_dir / "old_cnn").summary()["group"] is None
+    assert runs.model_and_group("cnn", "C4") == "cnn" and runs.model_and_group("gcnn", "C8") == "gcnn C8"
 
 
 def test_the_run_history_overlays_runs_read_back_from_the_checkpoints_folder(app_test, checkpoint_dir):
