@@ -221,6 +221,29 @@ def turned_copies(x: torch.Tensor, angles: Sequence[float], mask: bool = True) -
     return out
 
 
+def exact_turns(*groups) -> list[float]:
+    """The rotation angles that turn pixels exactly (:attr:`eqlens.groups.Group.exact_turns_deg`) over the groups
+    the models are turned by (``LoadedModel.group``: their own, or a plain model's probe group); a group with no
+    turn but the identity (C1) is probed by :data:`eqlens.groups.DEFAULT_GROUP`'s, so an exact-turn measure of a
+    plain model is never an empty 0."""
+    return sorted({a for group in groups for a in probe_group(group).exact_turns_deg})
+
+
+def exact_turn_spread(loaded: LoadedModel, x: torch.Tensor, mask: bool = True) -> float:
+    """The largest relative logit change over the picture's exact turns of the model's group (:func:`exact_turns`;
+    an orbit of 4 angles, the quarter turns: the orbit's own when cached)."""
+    return orbit_of(loaded, x, mask=mask, steps=4).exact_spread(probe_group(loaded.group))
+
+
+def probe_group(group):
+    """``group``, or :data:`eqlens.groups.DEFAULT_GROUP` when it has no exact turn but the identity (see
+    :func:`exact_turns`)."""
+    from eqlens.groups import DEFAULT_GROUP, get_group
+
+    group = get_group(group)
+    return group if len(group.exact_turns_deg) > 1 else get_group(DEFAULT_GROUP)
+
+
 def _nonflip_exact(group) -> list[float]:
     return [g.angle_deg % 360.0 for g in group.elements if not g.flip]
 

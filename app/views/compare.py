@@ -83,10 +83,8 @@ def model_column(loaded: LoadedModel, result, x_now: torch.Tensor, quarter_turn_
 
 
 def exact_angles(*models: LoadedModel) -> list[float]:
-    """The quarter turns and any other angle of the models' groups that permutes pixels exactly (no mirror)."""
-    found = {0.0, 90.0, 180.0, 270.0}
-    found |= {g.angle_deg for m in models for g in m.group.elements if not g.flip and g.is_exact_on_pixels}
-    return sorted(found)
+    """The angles of the models' groups that turn pixels exactly, no mirror (:func:`compute.exact_turns`)."""
+    return compute.exact_turns(*(m.group for m in models))
 
 
 def wiggle_numbers(results: dict, exact: list[float]) -> str:
@@ -137,9 +135,9 @@ def orbit_and_now(loaded: LoadedModel, lens: lenses.LensImage, angle: float, mas
 
 
 def quarter_turn_error(loaded: LoadedModel, lens: lenses.LensImage, mask: bool) -> float:
-    """The largest relative logit change over the picture's quarter turns (4 angles; the orbit's own when cached)."""
-    x = lenses.prepared(lens, loaded.image_size, loaded.crop)
-    return compute.orbit_of(loaded, x, mask=mask, steps=4).exact_spread("C4")
+    """The largest relative logit change over the picture's exact turns of the model's group (the quarter turns:
+    4 angles; the orbit's own when cached)."""
+    return compute.exact_turn_spread(loaded, lenses.prepared(lens, loaded.image_size, loaded.crop), mask)
 
 
 @st.fragment

@@ -100,7 +100,7 @@ def twin_pair() -> tuple[list[str], bool]:
     trained = [catalog.plain_twin_key(), catalog.flagship_key()]
     if None not in trained:
         return trained, True
-    return [catalog.untrained_key("cnn", "C1"), catalog.untrained_key("gcnn", DEFAULT_GROUP)], False
+    return [catalog.untrained_key("cnn", DEFAULT_GROUP), catalog.untrained_key("gcnn", DEFAULT_GROUP)], False
 
 
 def section_cnn(x_lens: lenses.LensImage) -> None:
@@ -109,7 +109,7 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
                 "its output wanders over the orbit; a group model pools over every orientation.")
     keys, trained = twin_pair()
     sky = x_lens.scene is not None
-    curves, seen_parts = {}, []
+    curves, seen_parts, groups = {}, [], []
     columns = st.columns(len(keys))
     for key, column in zip(keys, columns, strict=True):
         loaded = catalog.load(key)
@@ -118,7 +118,7 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
             seen_parts.append(f"{loaded.label}: {int(training.get('images_seen') or 0):,} lenses seen, "
                               f"epoch {training.get('epochs_done')} of {(training.get('config') or {}).get('epochs')}")
         x = lenses.prepared(x_lens, loaded.image_size, loaded.crop)
-        exact = compute.orbit_of(loaded, x, steps=4).exact_spread("C4")
+        exact, groups = compute.exact_turn_spread(loaded, x), [*groups, loaded.group]
         if sky:
             turned = lenses.sky_turner(x_lens, loaded.image_size, loaded.crop)
             curves[loaded.label] = compute.sky_orbit_of(loaded, turned, (x_lens.scene, loaded.image_size,
@@ -129,7 +129,7 @@ def section_cnn(x_lens: lenses.LensImage) -> None:
     quantity = st.radio("orbit of", ["logits", "probabilities"], horizontal=True, key="learn_quantity",
                         help="a confident model's probabilities saturate near 1 and hide the wander its logits show")
     seen = "; ".join(seen_parts)
-    st.plotly_chart(figures.orbit_figure(curves, catalog.DEFAULT_CLASS_NAMES, 0.0, [0, 90, 180, 270],
+    st.plotly_chart(figures.orbit_figure(curves, catalog.DEFAULT_CLASS_NAMES, 0.0, compute.exact_turns(*groups),
                                          quantity=quantity), key="learn_orbit", width="stretch", theme=None)
     st.caption((f"Trained on the same fresh Model I lenses with the same crop and schedule ({seen}); "
                 if trained else "Untrained models (the trained twins are not in the checkpoints folder); ")

@@ -115,6 +115,12 @@ class Group:
         """The elements that act on square pixel grids exactly (90-deg multiples and flips)."""
         return tuple(g for g in self.elements if g.is_exact_on_pixels)
 
+    @cached_property
+    def exact_turns_deg(self) -> tuple[float, ...]:
+        """The angles (deg, [0, 360), ascending) of the rotations among :attr:`exact_elements`, mirrors left out:
+        (0, 90, 180, 270) for C4, C8, D4 and D8; (0,) for C1."""
+        return tuple(sorted({g.angle_deg % 360.0 for g in self.exact_elements if not g.flip}))
+
     def regular_permutation(self, g: GroupElement) -> list[int]:
         """Indices ``p`` such that ``(rho(g) F)[h] = F[p[h]]`` on the group axis, i.e.
         ``p[h] = index(g^-1 h)``: the left-regular representation as a permutation."""

@@ -83,3 +83,11 @@ def test_quarter_turn_of_non_square_group_channels_swaps_height_and_width():
     out = act_on_group_channels(f, G, G.element(1))
     assert out.shape == (1, 2, 4, 7, 5)
     assert torch.equal(stabilise_group_channels(out, G, G.element(1)), f)
+
+
+def test_the_exact_turns_are_the_quarter_turns_a_group_holds_mirrors_left_out():
+    from eqlens.groups import get_group
+
+    for name in ("C4", "C8", "D4", "D8"):
+        assert get_group(name).exact_turns_deg == (0.0, 90.0, 180.0, 270.0)
+    assert get_group("C2").exact_turns_deg == (0.0, 180.0) and get_group("C1").exact_turns_deg == (0.0,)
