@@ -30,7 +30,7 @@ def rows(folder: Path):
         robust = test.get("robustness") or {}
         training = card.training
         yield (
-            card_path.parent.name, card.name, card.group, f"{card.parameters:,}",
+            card_path.parent.name, card.name, card.group or "none", f"{card.parameters:,}",
             data_spec_now(card.data) or "-", _input(card.input),
             str(test.get("n", "-")), fmt(test.get("accuracy"), ".3f"), fmt(test.get("auc_macro"), ".4f"),
             fmt((robust.get("invariance_error") or {}).get("max"), ".1e"),
