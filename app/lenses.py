@@ -208,17 +208,20 @@ def _folder_label(dataset, index: int) -> str | None:
     return dataset.class_names[int(labels[index])]
 
 
-@st.cache_data(show_spinner="Reading the upload...", max_entries=32)
+@st.cache_data(show_spinner="Reading the upload...", max_entries=8)
 def _decode_upload(data: bytes, filename: str) -> tuple[np.ndarray | None, str | None]:
-    """(image, None) or (None, the refusal), so a refused file is not decoded again on every rerun."""
+    """(image, None) or (None, the refusal), so a refused file is not decoded again on every rerun. Only
+    an image the app accepts is kept (float32, at most MAX_UPLOAD_PIXELS): a refused one, however large
+    its pixels, is cached as its message (a 30 KB PNG of 4096x4096 would otherwise pin 128 MB)."""
     from eqlens.data.sandbox import decode_untrusted
 
     try:
         decoded = decode_untrusted(data, filename, memory_bytes=settings.DECODE_MEMORY_MB << 20,
-                                   timeout_s=settings.DECODE_TIMEOUT_S)
+                                   timeout_s=settings.DECODE_TIMEOUT_S, max_pixels=settings.MAX_UPLOAD_PIXELS)
+        check_image(decoded.image, filename)
     except DataError as err:
         return None, str(err)
-    return decoded.image, None
+    return decoded.image.astype(np.float32), None
 
 
 def from_upload(data: bytes, filename: str) -> LensImage:

@@ -46,16 +46,19 @@ _BOOTSTRAP = (
 
 
 def decode_untrusted(data: bytes, filename: str, *, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                     timeout_s: float = DEFAULT_TIMEOUT_S, decoder: str = DECODER):
+                     timeout_s: float = DEFAULT_TIMEOUT_S, decoder: str = DECODER, max_pixels: int | None = None):
     """:func:`eqlens.data.images.decode_image` of ``data`` run in a limited child process; returns its
     :class:`~eqlens.data.images.DecodedImage` or raises :class:`DataError` (never crashes the caller).
-    ``decoder``: the ``"module:function"`` the child runs (tests pass misbehaving ones)."""
+    ``decoder``: the ``"module:function"`` the child runs (tests pass misbehaving ones). ``max_pixels``:
+    an image with more pixels is refused from the child's answered shape, before its pixels are read
+    (the caller never holds a larger image than it accepts)."""
     from .images import MAX_FILE_BYTES, MAX_SIDE, DecodedImage, _checked
 
     name = filename or "<uploaded bytes>"
     if len(data) > MAX_FILE_BYTES:
         raise DataError(f"{name}: {len(data)} bytes is over the {MAX_FILE_BYTES}-byte limit")
-    meta, pixels = run_in_child(decoder, bytes(data), name, memory_bytes=memory_bytes, timeout_s=timeout_s)
+    meta, pixels = run_in_child(decoder, bytes(data), name, memory_bytes=memory_bytes, timeout_s=timeout_s,
+                                max_pixels=max_pixels)
     shape = meta.get("shape")
     if (type(shape) is not list or len(shape) != 2
             or not all(type(n) is int and 0 < n <= MAX_SIDE for n in shape)):
@@ -75,10 +78,11 @@ def decode_untrusted(data: bytes, filename: str, *, memory_bytes: int = DEFAULT_
 
 
 def run_in_child(target: str, data: bytes, name: str, *, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[dict, bytes]:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, max_pixels: int | None = None) -> tuple[dict, bytes]:
     """Run ``target`` (``"module:function"``, called as ``function(data, filename=name)`` and returning an
     object with an ``image`` attribute) in a limited child; returns its metadata and raw pixel bytes.
-    :class:`DataError` for a refusal (the decoder's own message), a crash, or a limit reached."""
+    :class:`DataError` for a refusal (the decoder's own message), a crash, a limit reached, or (with
+    ``max_pixels``) an answered shape of more pixels, refused before the pixels are read."""
     from .images import MAX_SIDE
 
     max_output = _MAX_META_BYTES + MAX_SIDE * MAX_SIDE * 8
@@ -115,11 +119,21 @@ def run_in_child(target: str, data: bytes, name: str, *, memory_bytes: int = DEF
             raise DataError(f"{name}: the decoder answered something unreadable")
         if "error" in meta:
             raise DataError(str(meta["error"])[:_MAX_MESSAGE])
+        _check_pixel_count(meta.get("shape"), name, max_pixels)
         remaining = os.fstat(stdout.fileno()).st_size - stdout.tell()
         if remaining > max_output:
             raise DataError(f"{name}: the decoder answered over {max_output} bytes")
         pixels = stdout.read(remaining)
     return meta, pixels
+
+
+def _check_pixel_count(shape, name: str, max_pixels: int | None) -> None:
+    if max_pixels is None or type(shape) is not list or len(shape) != 2 or not all(type(n) is int for n in shape):
+        return  # a malformed shape is decode_untrusted's to refuse
+    if shape[0] * shape[1] > max_pixels:
+        side = int(max_pixels ** 0.5)
+        limit = f"{side}x{side}" if side * side == max_pixels else str(max_pixels)
+        raise DataError(f"{name}: {shape[0]}x{shape[1]} is too large (at most {limit} pixels)")
 
 
 def _failure(code: int, meta_line: bytes, memory_bytes: int, timeout_s: float) -> str:

@@ -207,3 +207,20 @@ def test_user_message_strips_torchs_advice_from_any_wording():
     assert "weights_only" not in widgets.user_message(ValueError("set weights_only=False"))
     assert widgets.user_message(DataError("plain")) == "plain"
 
+
+
+def test_an_oversized_upload_is_cached_as_its_refusal_never_as_its_pixels():
+    # A 30 KB PNG of 4096x4096 decodes to 128 MB of float64: the cache kept that for every such
+    # upload (refused or not), so a few tiny uploads pinned gigabytes in the server.
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("I;16", (4096, 4096)).save(buffer, "PNG")
+    lenses._decode_upload.clear()
+    image, refusal = lenses._decode_upload(buffer.getvalue(), "big.png")
+    assert image is None and "4096x4096 is too large (at most 2048x2048 pixels)" in refusal
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 7).save(buffer, "PNG")
+    image, refusal = lenses._decode_upload(buffer.getvalue(), "ok.png")
+    assert refusal is None and image.dtype == "float32" and image.shape == (64, 64)
+    lenses._decode_upload.clear()

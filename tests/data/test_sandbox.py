@@ -90,3 +90,21 @@ def test_over_the_file_limit_is_refused_before_starting_a_child():
 
     with pytest.raises(DataError, match="byte limit"):
         decode_untrusted(b"\x93NUMPY" + bytes(MAX_FILE_BYTES), "big.npy")
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_shape_before_its_pixels_are_read(monkeypatch):
+    from eqlens.data import sandbox
+
+    read = []
+    real = sandbox.run_in_child
+
+    def spy(*args, **kwargs):
+        meta, pixels = real(*args, **kwargs)
+        read.append(len(pixels))
+        return meta, pixels
+
+    monkeypatch.setattr(sandbox, "run_in_child", spy)
+    with pytest.raises(DataError, match=r"big.npy: 64x64 is too large \(at most 32x32 pixels\)"):
+        decode_untrusted(_npy(counts(1, 64)), "big.npy", max_pixels=32 * 32)
+    assert read == []  # refused inside run_in_child: no pixel bytes reached the caller
+    assert decode_untrusted(_npy(counts(1, 32)), "ok.npy", max_pixels=32 * 32).image.shape == (32, 32)
