@@ -44,3 +44,13 @@ def test_a_shipped_card_states_every_hyper_parameter_its_builder_takes():
     pinned = json.loads((SHIPPED / "model_i_gcnn" / "model_card.json").read_text())["model"]["build_config"]
     assert pinned == {"name": "gcnn", "num_classes": 3, "group": "C4", "image_size": 65, "widths": [16, 24, 32, 32],
                       "lift_kernel_size": 5, "kernel_size": 3, "hidden": 64, "group_pool": "max", "lift_stride": 1}
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
+def test_a_shipped_checkpoints_embedded_card_is_its_model_card_json(folder):
+    """The card inside the safetensors header (what a lone .safetensors upload carries, and what
+    load_checkpoint reads first) and model_card.json beside it say the same, field for field."""
+    from eqlens.checkpoint.io import embedded_card
+
+    embedded = embedded_card((folder / "model.safetensors").read_bytes(), folder.name)
+    assert embedded == json.loads((folder / "model_card.json").read_text())
