@@ -251,16 +251,26 @@ def load(key: str, uploaded: dict | None = None) -> LoadedModel:
         path = Path(rest)
         if not path.exists():
             raise CheckpointError(f"checkpoint {path} is gone")
-        return _load_path(str(path), path.stat().st_mtime)
+        return _runnable(_load_path(str(path), path.stat().st_mtime))
     if kind == "upload":
         if not uploaded or key not in uploaded:
             raise CheckpointError("the uploaded checkpoint is no longer in this session: upload it again")
         name, data = uploaded[key]
-        return _load_bytes(key, name, data)
+        return _runnable(_load_bytes(key, name, data))
     if kind == "untrained":
         name, _, group = rest.partition(":")
         return _build_untrained(name, group or DEFAULT_GROUP, settings.UNTRAINED_IMAGE_SIZE, len(DEFAULT_CLASS_NAMES))
     raise CheckpointError(f"unknown model entry {key!r}")
+
+
+def _runnable(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` if the app can run it: CheckpointError for an input side over
+    ``settings.MAX_MODEL_IMAGE_SIZE`` (its orbit, attributions and attention would take gigabytes)."""
+    if loaded.image_size > settings.MAX_MODEL_IMAGE_SIZE:
+        raise CheckpointError(f"{loaded.label} takes {loaded.image_size} px images; the app runs models up to "
+                              f"{settings.MAX_MODEL_IMAGE_SIZE} px (EQLENS_APP_MAX_IMAGE_SIZE); use eqlens evaluate "
+                              f"for a larger one")
+    return loaded
 
 
 def upload_key(data: bytes) -> str:

@@ -25,6 +25,14 @@ from eqlens.data.transforms import apply_circular_mask
 from eqlens.groups import rotate
 
 MAX_CACHED_RESULTS = 128
+# Pixels one batch of scrubber frames or attribution steps holds (12 frames at 81 px): a large model
+# input (a card may ask for up to 512 px) runs fewer images per forward instead of gigabytes more.
+BATCH_PIXELS = 12 * 81 * 81
+
+
+def batch_for(x: torch.Tensor, most: int) -> int:
+    """Images of ``x``'s side per forward: at most ``most``, within :data:`BATCH_PIXELS` (at least one)."""
+    return max(1, min(int(most), BATCH_PIXELS // max(1, int(x.shape[-1]) * int(x.shape[-2]))))
 
 
 def input_at(x: torch.Tensor, angle: float, mask: bool = True, flip: bool = False) -> torch.Tensor:
@@ -68,7 +76,8 @@ def attribution_at(loaded: LoadedModel, lens_digest: str, x_rot: torch.Tensor, a
            tuple(x_rot.shape))
 
     def compute():
-        kw = {"n_steps": settings.IG_STEPS, "internal_batch_size": 8 if settings.DEVICE == "cpu" else 64}
+        most = 8 if settings.DEVICE == "cpu" else 64
+        kw = {"n_steps": settings.IG_STEPS, "internal_batch_size": batch_for(x_rot, most)}
         return attribution_lib.attribute(loaded.model, x_rot.to(settings.device()), method, int(target),
                                          layer=layer, mask=mask, **kw)[0].cpu()
 
@@ -260,7 +269,7 @@ class ScrubOrbit:
         self.loaded, self.x, self.view, self.flip, self.mask, self.turned = loaded, x, view, flip, mask, turned
         self.angles = scrub_angles(loaded.group, steps)
         self.exact = _nonflip_exact(loaded.group)
-        batch = 4 if view.kind == "Attention" else 12
+        batch = batch_for(x, 4 if view.kind == "Attention" else 12)
         self.batches = fill_order(self.angles, self.exact + [0.0], batch)
         self.done = 0
         self.frames: list[dict | None] = [None] * len(self.angles)
@@ -385,8 +394,9 @@ class ScrubOrbit:
         # non-overlapping window (the precise angle below the scrubber uses the full settings).
         size = x_rot.shape[-1]
         window = max(3, size // 6) | 1
-        kw = {"n_steps": SCRUB_IG_STEPS, "internal_batch_size": 16 if settings.DEVICE == "cpu" else 64,
-              "window": window, "stride": window}
+        most = 16 if settings.DEVICE == "cpu" else 64
+        kw = {"n_steps": SCRUB_IG_STEPS, "internal_batch_size": batch_for(batch, most), "window": window,
+              "stride": window}
         with self.loaded.lock:
             attr = attribution_lib.attribute(self.loaded.model, batch.to(settings.device()), view.method,
                                              int(view.target), layer=view.layer, mask=self.mask, **kw).cpu()

@@ -31,6 +31,9 @@ EVAL_IMAGES = 6 if TINY else 300
 IG_STEPS = 8 if TINY else 32
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 MAX_UPLOAD_PIXELS = 2048 * 2048
+# The largest model input the app runs (checkpoints, uploads): the cards allow 512 px, but a CvT's
+# attention grows with the fourth power of the side and a 512 px gcnn's orbit took 17 GB at once.
+MAX_MODEL_IMAGE_SIZE = int(os.environ.get("EQLENS_APP_MAX_IMAGE_SIZE", 256))
 
 
 def _data_roots() -> tuple[Path, ...]:

@@ -62,10 +62,23 @@ def rotated_copies(x: torch.Tensor, angles, mask: bool = True, supersample: int 
     return torch.cat(copies, dim=0)
 
 
+# Pixels one orbit forward takes at most (``batch_size=None``): a 72-angle orbit at 81 px (473k) is one
+# forward; a 512 px model's is one or two copies at a time (all 73 at once took 17 GB for a gcnn).
+ORBIT_BATCH_PIXELS = 1 << 19
+
+
+def orbit_batch_size(height: int, width: int, budget: int | None = None) -> int:
+    """Copies of ``height x width`` pixels per forward within ``budget`` pixels (default
+    :data:`ORBIT_BATCH_PIXELS`; at least one)."""
+    budget = ORBIT_BATCH_PIXELS if budget is None else budget
+    return max(1, int(budget) // max(1, int(height) * int(width)))
+
+
 def compute_orbit(model, x: torch.Tensor, angles, mask: bool = True, supersample: int = 2,
                   batch_size: int | None = None) -> OrbitResult:
     """Logits and probabilities of ``model`` over every rotation of ``x``, one forward per batch
-    (``batch_size=None``: all angles at once). Runs in eval mode (the model's mode is restored)."""
+    (``batch_size=None``: :func:`orbit_batch_size`, as many as :data:`ORBIT_BATCH_PIXELS` allows). Runs in
+    eval mode (the model's mode is restored)."""
     device = next(iter(model.parameters())).device
     return orbit_of_copies(model, rotated_copies(x.to(device), angles, mask, supersample), angles, batch_size)
 
@@ -73,12 +86,15 @@ def compute_orbit(model, x: torch.Tensor, angles, mask: bool = True, supersample
 def orbit_of_copies(model, copies: torch.Tensor, angles, batch_size: int | None = None) -> OrbitResult:
     """The orbit of ready copies ``[A, 1, H, W]``, copy ``a`` being the lens at ``angles[a]``: e.g. the
     scene turned and rendered again (``SimulatedLensDataset.turned_batch``), which keeps the pixel
-    noise that resampling a picture would smooth. Runs in eval mode (the model's mode is restored)."""
+    noise that resampling a picture would smooth. Runs in eval mode (the model's mode is restored).
+    ``batch_size=None``: :func:`orbit_batch_size` of the copies' side, so memory stays bounded at any size."""
     angles = np.asarray(angles, dtype=np.float64)
     if copies.dim() != 4 or copies.shape[0] != len(angles):
         raise ValueError(f"need one copy [A, 1, H, W] per angle ({len(angles)}), got {tuple(copies.shape)}")
     copies = copies.to(next(iter(model.parameters())).device)
-    chunks = [copies] if batch_size is None else list(copies.split(batch_size))
+    if batch_size is None:
+        batch_size = orbit_batch_size(*copies.shape[-2:])
+    chunks = list(copies.split(batch_size))
     with eval_mode(model), torch.no_grad():
         logits = torch.cat([model(chunk) for chunk in chunks]).float().cpu()
     return OrbitResult(angles, logits.numpy(), torch.softmax(logits, dim=-1).numpy())

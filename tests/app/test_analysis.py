@@ -225,3 +225,20 @@ def test_a_query_map_of_group_tokens_equals_the_map_of_the_folded_spatial_weight
     for head in (None, 1):
         torch.testing.assert_close(attention.query_map(att, (7, 2), (12, 12), head),
                                    attention.query_map(folded, (7, 2), (12, 12), head))
+
+
+def test_an_orbit_runs_in_chunks_within_its_pixel_budget(plain_cnn, monkeypatch):
+    # A 512 px card (the largest a card may ask for) ran all 73 copies in one forward: 17 GB for a gcnn.
+    assert orbit.orbit_batch_size(512, 512) == 2 and orbit.orbit_batch_size(81, 81) >= 73
+    assert orbit.orbit_batch_size(5000, 5000) == 1
+    monkeypatch.setattr(orbit, "ORBIT_BATCH_PIXELS", 3 * 33 * 33)
+    sizes = []
+    handle = plain_cnn.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    try:
+        x, angles = torch.rand(1, 1, 33, 33), orbit.orbit_angles(8)
+        chunked = orbit.compute_orbit(plain_cnn, x, angles)
+        whole = orbit.compute_orbit(plain_cnn, x, angles, batch_size=8)
+    finally:
+        handle.remove()
+    assert sizes == [3, 3, 2, 8]
+    assert np.allclose(chunked.logits, whole.logits, atol=1e-6)

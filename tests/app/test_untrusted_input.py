@@ -224,3 +224,23 @@ def test_an_oversized_upload_is_cached_as_its_refusal_never_as_its_pixels():
     image, refusal = lenses._decode_upload(buffer.getvalue(), "ok.png")
     assert refusal is None and image.dtype == "float32" and image.shape == (64, 64)
     lenses._decode_upload.clear()
+
+
+def test_a_checkpoint_over_the_apps_image_size_is_refused_with_a_message(checkpoint_dir, monkeypatch):
+    # A card may ask for 512 px; a 512 px gcnn's orbit and scrubber took 17.5 GB of the server in 140 s.
+    write_tiny_checkpoint(checkpoint_dir, "tiny33", "cnn", "binary", ["no_sub", "sub"])
+    monkeypatch.setattr(settings, "MAX_MODEL_IMAGE_SIZE", 32)
+    with pytest.raises(CheckpointError, match="takes 33 px images; the app runs models up to 32 px"):
+        catalog.load(f"ckpt:{checkpoint_dir / 'tiny33'}")
+    monkeypatch.setattr(settings, "MAX_MODEL_IMAGE_SIZE", 33)
+    assert catalog.load(f"ckpt:{checkpoint_dir / 'tiny33'}").image_size == 33
+
+
+def test_large_model_inputs_run_fewer_images_per_forward():
+    import torch
+
+    from app import compute
+
+    assert compute.batch_for(torch.zeros(1, 1, 81, 81), 12) == 12
+    assert compute.batch_for(torch.zeros(1, 1, 256, 256), 12) == 1
+    assert compute.batch_for(torch.zeros(1, 1, 33, 33), 4) == 4
