@@ -31,6 +31,8 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
                 st.error(f"Cannot load this model: {user_message(err)}")
             else:
                 uploaded.setdefault(catalog.upload_key(data), (file.name, data))
+                while len(uploaded) > MAX_UPLOADED_CHECKPOINTS:
+                    uploaded.pop(next(iter(uploaded)))
     options = catalog.entries(uploaded)
     labels = {e.key: e.label for e in options}
     select_key = f"{prefix}_model"
@@ -62,7 +64,10 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
 
 
 WEIGHTS_NAME = "model.safetensors"
-MAX_UNZIPPED_BYTES = 256 << 20  # a deflate bomb in a 50 MB upload could otherwise reach 50 GB
+# A zipped checkpoint gives no more than an upload may hold (server.maxUploadSize, 50 MB): a deflate bomb of
+# 260 KB unzipped to 255 MB that the session then kept (+700 MB at its peak).
+MAX_UNZIPPED_BYTES = 64 << 20
+MAX_UPLOADED_CHECKPOINTS = 4  # per session, the oldest dropped
 _TORCH_ADVICE = re.compile(r"\s*\(weights_only load failed:.*", re.S)
 
 
@@ -95,6 +100,9 @@ def checkpoint_upload(data: bytes, filename: str) -> bytes:
         raise CheckpointError(f"{filename}: unreadable zip archive ({type(err).__name__})") from None
     if len(weights_bytes) > MAX_UNZIPPED_BYTES:
         raise CheckpointError(f"{filename}: {info.filename} unzips to over {MAX_UNZIPPED_BYTES} bytes")
+    from eqlens.checkpoint.io import embedded_card
+
+    embedded_card(weights_bytes, f"{filename}: {info.filename}")  # not a safetensors file: refused, not kept
     return weights_bytes
 
 

@@ -244,3 +244,13 @@ def test_large_model_inputs_run_fewer_images_per_forward():
     assert compute.batch_for(torch.zeros(1, 1, 81, 81), 12) == 12
     assert compute.batch_for(torch.zeros(1, 1, 256, 256), 12) == 1
     assert compute.batch_for(torch.zeros(1, 1, 33, 33), 4) == 4
+
+
+def test_a_zipped_bomb_of_zeros_is_refused_before_the_session_keeps_it():
+    # 260 KB of zip unzipped to 255 MB of zeros that the session kept as an "uploaded checkpoint".
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("run/model.safetensors", bytes(1 << 20))
+    with pytest.raises(CheckpointError, match=r"bomb.zip: run/model.safetensors: corrupt"):
+        widgets.checkpoint_upload(buffer.getvalue(), "bomb.zip")
+    assert widgets.MAX_UNZIPPED_BYTES <= 64 << 20
