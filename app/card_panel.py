@@ -87,13 +87,13 @@ def card_facts(card) -> CardFacts | None:
     except (EqlensError, TypeError, ValueError, KeyError):
         return None
     data, training = _dict(card.data), _dict(card.training)
-    config = _dict(training.get("config"))
+    config = card.train_config  # TrainConfig or None: one reading of the run's settings, with today's defaults
     test = _dict(_dict(card.metrics).get("test"))
     robust = _dict(test.get("robustness"))
     seen, exact = _int(training.get("images_seen")), True
     if seen is None and _int(training.get("epochs_done")) is not None:
-        steps, batch = _int(config.get("steps_per_epoch")), _int(config.get("batch_size"))
-        per_epoch = steps * batch if steps and batch else _int(config.get("train_size"))
+        per_epoch = None if config is None else (
+            config.steps_per_epoch * config.batch_size if config.steps_per_epoch else config.train_size)
         seen, exact = (training["epochs_done"] * per_epoch, False) if per_epoch else (None, True)
     wall = _number(training.get("wall_time_s"))
     return CardFacts(
@@ -121,9 +121,9 @@ def card_facts(card) -> CardFacts | None:
         wall_clock=wall is not None,
         complete=card.complete,
         epochs_done=_int(training.get("epochs_done")),
-        epochs=_int(config.get("epochs")),
+        epochs=None if config is None else config.epochs,
         task=card.task,
-        augment_mode=(config.get("augment_mode") or "image") if config.get("augment") else None,
+        augment_mode=config.augment_mode if config is not None and config.augment else None,
     )
 
 

@@ -338,6 +338,23 @@ class ModelCard:
             return DEFAULT_GROUP
 
     @property
+    def train_config(self):
+        """The run's settings (``training.config``) as a :class:`eqlens.training.TrainConfig`, with today's
+        defaults for what an older record leaves out (e.g. ``augment``: on; ``model``: the card's); None
+        for a card without a record, or with one this version cannot take (an unknown schedule, a value
+        out of range): read a setting here, never from the JSON with a default of one's own."""
+        from ..errors import EqlensError
+        from ..training.config import TrainConfig
+
+        config = self.training.get("config")
+        if not isinstance(config, Mapping):
+            return None
+        try:
+            return TrainConfig.from_dict({"model": self.name, **config})
+        except (EqlensError, TypeError, ValueError):
+            return None
+
+    @property
     def num_outputs(self) -> int:
         return len(self.class_names)
 

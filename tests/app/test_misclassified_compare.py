@@ -124,6 +124,20 @@ def test_the_card_panel_gives_input_test_split_and_a_partial_run_from_the_card()
     assert card_panel.card_facts({}) is None
 
 
+def test_the_card_panel_reads_the_runs_settings_through_the_cards_one_reading_with_todays_defaults():
+    """A record that leaves a setting out means the trainer's default for it (augment: on, with image
+    turns; 40 epochs), as ModelCard.train_config reads it: the panel has no defaults of its own."""
+    card = shipped_card("model_i_gcnn")
+    config = card["training"]["config"]
+    for key in ("augment", "augment_mode", "epochs"):
+        config.pop(key)
+    card["training"].pop("images_seen", None)  # cards of epoch-based runs never had it
+    facts = card_panel.card_facts(card)
+    assert facts.augment_mode == "image" and facts.epochs == 40
+    assert facts.images_seen == card["training"]["epochs_done"] * config["train_size"]
+    assert not facts.images_seen_exact
+
+
 def test_compare_says_beside_its_invariance_error_that_eqcvt_is_equivariant_only_in_its_first_block(
         app_test, checkpoint_dir):
     for name in ("model_i_eqcvt", "model_i_cnn"):

@@ -199,3 +199,16 @@ def test_the_shipped_checkpoints_were_trained_on_the_line_vortex(path):
     assert "simulation_config" not in card.data  # written before configs were recorded
     if "axion" in card.class_names:
         assert card.simulation_config.vortex_model == "line"
+
+
+def test_train_config_is_the_runs_record_with_todays_defaults_or_none():
+    from eqlens.checkpoint import read_card
+
+    card = read_card(ROOT / "checkpoints" / "model_i_flagship")
+    config = card.train_config
+    assert (config.model, config.epochs, config.augment_mode, config.steps_per_epoch) == ("gcnn", 48, "scene", 400)
+    training = dict(card.training, config={"model": "gcnn", "lr": 1e-3})
+    assert card.replace(training=training).train_config.augment  # left out: today's default, on
+    assert card.replace(training=dict(card.training, config={"model": "gcnn", "schedule": "zigzag"})
+                        ).train_config is None
+    assert card.replace(training={}).train_config is None
