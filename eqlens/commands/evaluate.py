@@ -39,12 +39,14 @@ def run(args) -> int:
 
 
 def _data_line(data: dict) -> str:
-    """The data evaluated on, with the vortex form for simulated data that has one."""
+    """The data evaluated on, with how its subhalos and vortex are drawn for simulated data that has them
+    (as ``eqlens simulate`` prints it)."""
     from ..simulation import SimulationConfig
 
     if not data.get("simulation_config"):
         return str(data["spec"])
-    form = SimulationConfig.from_dict(data["simulation_config"]).vortex_form
+    config = SimulationConfig.from_dict(data["simulation_config"])
+    form = "; ".join(f for f in (config.subhalo_form, config.vortex_form) if f)
     return f"{data['spec']} ({form})" if form else str(data["spec"])
 
 

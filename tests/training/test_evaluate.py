@@ -93,3 +93,15 @@ def test_the_robustness_images_of_a_folder_listed_class_by_class_hold_every_clas
     assert sorted(y.tolist()) == [0, 0, 1, 1, 2, 2]
     carved = Subset(folder, [12, 13, 14, 5, 6, 0])  # a carved split: labels 2, 2, 2, 1, 1, 0
     assert sorted(folder.labels[carved.indices[i]] for i in class_balanced_indices(carved, 3)) == [0, 1, 2]
+
+
+def test_the_printed_data_line_says_how_subhalos_and_vortex_were_drawn():
+    from eqlens.commands.evaluate import _data_line
+    from eqlens.simulation import get_config
+
+    def line(name):
+        return _data_line({"spec": name, "simulation_config": get_config(name).to_dict()})
+
+    assert "subhalos: truncated NFW" in line("model_i_tnfw") and "vortex:" in line("model_i_tnfw")
+    assert "subhalos: point masses" in line("model_i") and "100 point masses" in line("model_i")
+    assert line("binary").startswith("binary") and _data_line({"spec": "some/folder"}) == "some/folder"
