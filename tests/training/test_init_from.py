@@ -225,8 +225,9 @@ def test_eqlens_train_init_from_fine_tunes_a_checkpoint_on_a_folder_with_other_c
     assert f"initialised from {two_class_checkpoint}: " in printed and "head.weight (2, 8) -> (3, 8)" in printed
     model, card = ck.load_checkpoint(out)
     # The architecture came from the checkpoint's card: --model and the tiny widths were not given.
-    assert card.build_config == {"name": "cnn", "num_classes": 3, "group": "C4", "image_size": 24,
-                                             "widths": [4, 8]}
+    # A plain model names no group (issue 14), whatever group the run augmented with.
+    assert card.build_config == {"name": "cnn", "num_classes": 3, "image_size": 24, "widths": [4, 8]}
+    assert card.group is None
     assert list(card.class_names) == THREE and card.training["initialised_from"]["loaded"] > 0
     assert card.training["config"]["steps_per_epoch"] == 3
     assert {int(s["step"]) for s in ck.load_state(out / ck.LAST_DIR)["optimizer"]["state"].values()} == {3}
