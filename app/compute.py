@@ -235,18 +235,19 @@ def exact_turns(*groups) -> list[float]:
     the models are turned by (``LoadedModel.group``: their own, or a plain model's probe group); a group with no
     turn but the identity (C1) is probed by :data:`eqlens.groups.DEFAULT_GROUP`'s, so an exact-turn measure of a
     plain model is never an empty 0."""
-    return sorted({a for group in groups for a in probe_group(group).exact_turns_deg})
+    return sorted({a for group in groups for a in turnable_group(group).exact_turns_deg})
 
 
 def exact_turn_spread(loaded: LoadedModel, x: torch.Tensor, mask: bool = True) -> float:
     """The largest relative logit change over the picture's exact turns of the model's group (:func:`exact_turns`;
     an orbit of 4 angles, the quarter turns: the orbit's own when cached)."""
-    return orbit_of(loaded, x, mask=mask, steps=4).exact_spread(probe_group(loaded.group))
+    return orbit_of(loaded, x, mask=mask, steps=4).exact_spread(turnable_group(loaded.group))
 
 
-def probe_group(group):
+def turnable_group(group):
     """``group``, or :data:`eqlens.groups.DEFAULT_GROUP` when it has no exact turn but the identity (see
-    :func:`exact_turns`)."""
+    :func:`exact_turns`). Not the package's probe group (``ModelCard.probe_group``, which ``LoadedModel.group``
+    already is for a checkpoint): this only keeps an untrained C1 model's exact-turn measure from being empty."""
     from eqlens.groups import DEFAULT_GROUP, get_group
 
     group = get_group(group)
