@@ -90,6 +90,20 @@ def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torc
     return tensors, card
 
 
+def _class_dependent_keys(model: torch.nn.Module) -> set[str] | None:
+    """The state-dict keys whose shapes follow the number of outputs (the classifier), found by building
+    the same model with one more output and comparing shapes; ``None`` for a model without a
+    ``build_config`` (then a shape rule decides, :func:`_class_dependent`)."""
+    from ..models import create_from_config
+
+    config = getattr(model, "build_config", None)
+    if not config or "num_classes" not in config:
+        return None
+    other = create_from_config({**config, "num_classes": int(config["num_classes"]) + 1}).eval().state_dict()
+    state = model.state_dict()
+    return {k for k, v in state.items() if k in other and tuple(other[k].shape) != tuple(v.shape)}
+
+
 def _class_dependent(source_shape: tuple[int, ...], target_shape: tuple[int, ...], num_outputs: int) -> bool:
     """True when the shapes differ only along axes whose target length is the number of outputs:
     a classifier (``[K, D]``, ``[K]``) rebuilt for another ``K``."""
@@ -118,8 +132,13 @@ def initialise_from(model: torch.nn.Module, source: Mapping[str, torch.Tensor], 
     unexpected = sorted(set(source) - set(model.state_dict()))
     transfer = transfer_weights(source, model)
     skipped = transfer.skipped
+    classifier = _class_dependent_keys(model)
+
+    def may_differ(key: str) -> bool:
+        return key in classifier if classifier is not None else _class_dependent(*skipped[key], num_outputs)
+
     alien = [f"{k} {skipped[k][0]} -> {skipped[k][1]}" for k in model.state_dict()  # in layer order
-             if k in skipped and not _class_dependent(*skipped[k], num_outputs)]
+             if k in skipped and not may_differ(k)]
     problems = [f"shapes differ: {_listing(alien)}" if alien else "",
                 f"missing from it: {_listing(transfer.missing)}" if transfer.missing else "",
                 f"not in the model: {_listing(unexpected)}" if unexpected else ""]

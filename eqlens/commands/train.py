@@ -26,7 +26,9 @@ def register(subparsers) -> None:
 
 def _architecture(args) -> dict:
     """``model``, ``group``, ``image_size`` and ``model_kwargs``: the flags given, the rest from the
-    ``--init-from`` checkpoint's card (its architecture is what the weights fit)."""
+    ``--init-from`` checkpoint's card (its architecture is what the weights fit). With ``--init-from``,
+    ``--model-kwargs`` overrides single hyper-parameters of the card's (say gcnn's ``lift_stride``); one
+    that changes a weight's shape is refused by the trainer, which copies only same-shaped tensors."""
     from ..errors import EqlensError
     from ..groups import DEFAULT_GROUP
 
@@ -42,7 +44,8 @@ def _architecture(args) -> dict:
     held = architecture(checkpoint.read_checkpoint(args.init_from)[1].build_config)
     chosen = {k: held[k] if v is None else v for k, v in given.items()}
     # Another model's kwargs would not build (or fit) the named model: the trainer then says why.
-    return {**chosen, "model_kwargs": held["model_kwargs"] if chosen["model"] == held["model"] else {}}
+    inherited = held["model_kwargs"] if chosen["model"] == held["model"] else {}
+    return {**chosen, "model_kwargs": {**inherited, **kwargs}}
 
 
 def _model_kwargs(text: str | None) -> dict:

@@ -240,3 +240,22 @@ def test_eqlens_train_without_a_model_or_with_a_foreign_init_from_is_one_line_an
     assert main([a.format(ckpt=two_class_checkpoint) for a in argv] + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("eqlens train: error:")
+
+
+def test_eqlens_train_model_kwargs_override_the_init_from_cards_one_by_one(tmp_path, capsys):
+    """``--model-kwargs`` with ``--init-from`` changes the named hyper-parameter and keeps the card's others;
+    one that changes a weight's shape (wider layers) is refused, one line, status 2."""
+    source = tmp_path / "gcnn"
+    train(_config(source, model="gcnn", group="C4", model_kwargs={"widths": [2, 4], "hidden": 8}), data=blob_splits())
+    folder = _three_class_folder(tmp_path / "lenses")
+    base = ["train", "--init-from", str(source), "--data", str(folder), "--epochs", "1", "--batch-size", "4",
+            "--steps-per-epoch", "2", "--device", "cpu", "--robustness-size", "0"]
+    assert main([*base, "--model-kwargs", '{"group_pool": "mean"}', "--out", str(tmp_path / "mean")]) == 0
+    _, card = ck.load_checkpoint(tmp_path / "mean")
+    assert card.build_config["group_pool"] == "mean" and card.build_config["widths"] == [2, 4]
+    assert card.build_config["hidden"] == 8
+    assert set(card.training["initialised_from"]["skipped"]) == {"head.weight", "head.bias"}  # 2 -> 3 classes
+    capsys.readouterr()
+    assert main([*base, "--model-kwargs", '{"widths": [3, 4]}', "--out", str(tmp_path / "wider")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("eqlens train: error:")
