@@ -188,23 +188,23 @@ def continue_config(run: Run, *, epochs: int | None = None, time_budget_min: flo
         raise EqlensError(f"{run.name}: cannot continue with the card's settings ({err})") from None
 
 
-def finetune_config(source: Path, card: dict, *, out: str, data: str, epochs: int, lr: float, batch_size: int,
+def finetune_config(source: Path, card, *, out: str, data: str, epochs: int, lr: float, batch_size: int,
                     train_size: int, time_budget_min: float | None = None, steps_per_epoch: int | None = None,
                     fresh_data: bool = False, threads: int | None = None, augment_mode: str | None = None):
     """The :class:`TrainConfig` of a new run in ``out`` that starts from the weights of the checkpoint
-    ``source`` (``init_from``): its architecture, input size, crop and mask come from ``card``, the data and
-    budget from the arguments (other classes are fine: the classifier then starts fresh)."""
-    from eqlens.checkpoint.transfer import architecture
+    ``source`` (``init_from``): its architecture, task, input size, crop and mask come from ``card`` (a
+    :class:`ModelCard` or its JSON), the data and budget from the arguments (other classes are fine:
+    the classifier then starts fresh)."""
+    from eqlens.checkpoint import ModelCard
+    from eqlens.checkpoint.transfer import card_architecture
     from eqlens.training import TrainConfig
 
-    arch = architecture(card["model"]["build_config"])
-    record = (card.get("training") or {}).get("config") or {}
-    spec = card.get("input") or {}
+    card = ModelCard.from_json(card, str(source))
     small = max(2, int(train_size) // 8)
     return TrainConfig(
-        **arch, data=data, task=record.get("task", "classification"), out=out, epochs=int(epochs), lr=float(lr),
+        **card_architecture(card), data=data, task=card.task, out=out, epochs=int(epochs), lr=float(lr),
         batch_size=int(batch_size), train_size=int(train_size), val_size=small, test_size=small,
         robustness_size=min(small, 8), eval_batch_size=int(batch_size), device="auto", init_from=str(source),
-        crop=spec.get("crop"), circular_mask=bool(spec.get("circular_mask", True)),
+        crop=card.input.crop, circular_mask=card.input.circular_mask,
         augment_mode=augment_mode or "image", time_budget_min=time_budget_min, steps_per_epoch=steps_per_epoch,
         fresh_data=fresh_data, threads=threads)

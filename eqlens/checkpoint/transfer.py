@@ -63,12 +63,20 @@ def transfer_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module)
     return WeightTransfer(loaded, skipped, sorted(set(state) - set(source)))
 
 
-def architecture(build_config: Mapping) -> dict:
+def architecture(build_config: Mapping, augment_group: str = DEFAULT_GROUP) -> dict:
     """The :class:`~eqlens.training.TrainConfig` settings that rebuild ``build_config``'s model with
-    any number of outputs: ``model``, ``group``, ``image_size`` and ``model_kwargs``."""
-    return {"model": build_config["name"], "group": build_config.get("group") or DEFAULT_GROUP,
+    any number of outputs: ``model``, ``group``, ``image_size`` and ``model_kwargs``. ``group`` is the
+    model's own; a plain model has none, so the run's ``group`` (its augmentation's) is
+    ``augment_group``."""
+    return {"model": build_config["name"], "group": build_config.get("group") or augment_group,
             "image_size": int(build_config["image_size"]),
             "model_kwargs": {k: v for k, v in build_config.items() if k not in _BUILD_SETTINGS}}
+
+
+def card_architecture(card: ModelCard) -> dict:
+    """:func:`architecture` of a checkpoint's model: a plain model's run augments with the group its
+    own run trained with (:attr:`ModelCard.probe_group`), not C4 by default."""
+    return architecture(card.build_config, card.probe_group)
 
 
 def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torch.Tensor], ModelCard]:

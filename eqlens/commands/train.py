@@ -39,9 +39,9 @@ def _architecture(args) -> dict:
             raise EqlensError("name a model with --model (or start from a checkpoint with --init-from)")
         return {**given, "group": args.group or DEFAULT_GROUP, "model_kwargs": kwargs}
     from .. import checkpoint
-    from ..checkpoint.transfer import architecture
+    from ..checkpoint.transfer import card_architecture
 
-    held = architecture(checkpoint.read_checkpoint(args.init_from)[1].build_config)
+    held = card_architecture(checkpoint.read_checkpoint(args.init_from)[1])
     chosen = {k: held[k] if v is None else v for k, v in given.items()}
     # Another model's kwargs would not build (or fit) the named model: the trainer then says why.
     inherited = held["model_kwargs"] if chosen["model"] == held["model"] else {}

@@ -262,7 +262,7 @@ class LensSimulator:
         ax, ay = ax.add_(sx), ay.add_(sy)  # the SIE's fields are fresh: accumulate in place
         if p.subhalo_theta_E.shape[1] and not (skip_absent and bool((p.subhalo_theta_E == 0).all())):
             if self.config.subhalo_profile == "tnfw":
-                dx, dy = tnfw_sum(x, y, *tnfw_subhalos(p, self.config), p.subhalo_x, p.subhalo_y)
+                dx, dy = self._tnfw_deflection(p, x, y, skip_absent)
             else:
                 dx, dy = point_mass_sum(x, y, p.subhalo_theta_E, p.subhalo_x, p.subhalo_y)
             ax, ay = ax.add_(dx), ay.add_(dy)
@@ -273,6 +273,19 @@ class LensSimulator:
             else:
                 dx, dy = point_mass_sum(x, y, *vortex_points(p, self.config.vortex_points))
             ax, ay = ax.add_(dx), ay.add_(dy)
+        return ax, ay
+
+    def _tnfw_deflection(self, p: LensParameters, x, y, skip_absent: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The subhalos' TNFW deflection ``[B, H, W]``; with ``skip_absent`` only the images that hold a
+        subhalo are computed (about 7x the point masses' cost per image), the others get exact zeros."""
+        halos = (*tnfw_subhalos(p, self.config), p.subhalo_x, p.subhalo_y)
+        rows = (p.subhalo_theta_E != 0).any(dim=1)
+        if not skip_absent or bool(rows.all()):
+            return tnfw_sum(x, y, *halos)
+        dx, dy = tnfw_sum(x, y, *(t[rows] for t in halos))
+        shape = torch.broadcast_shapes(x.shape, y.shape, (rows.shape[0], 1, 1))
+        ax, ay = dx.new_zeros(shape), dy.new_zeros(shape)
+        ax[rows], ay[rows] = dx, dy
         return ax, ay
 
     def source_brightness(self, params: LensParameters, x, y) -> torch.Tensor:

@@ -128,6 +128,19 @@ def test_fine_tune_starts_a_new_run_from_the_checkpoint_weights(app_test, checkp
     assert card["model"]["build_config"] == _card(source)["model"]["build_config"]
 
 
+def test_fine_tuning_a_plain_model_keeps_the_group_its_run_augmented_with_and_the_cards_input(checkpoint_dir):
+    """A plain model has no group; its fine-tune augments with the group its own run trained with (here
+    D4), not C4 by default, and takes the card's task, crop and mask (issue 14)."""
+    source = _run(checkpoint_dir, "cnn_d4")
+    card = _card(source)
+    card["training"]["config"]["group"] = "D4"
+    card["input"] = {**card["input"], "circular_mask": False}
+    config = runs.finetune_config(source, card, out=str(checkpoint_dir / "tuned"), data="binary", epochs=1,
+                                  lr=1e-3, batch_size=4, train_size=8)
+    assert (config.group, config.task, config.circular_mask, config.crop) == ("D4", "classification", False, None)
+    assert config.model_kwargs == TINY and config.init_from == str(source)
+
+
 def test_a_budget_too_small_for_one_epoch_is_refused_in_words_and_leaves_no_folder(app_test, checkpoint_dir):
     at = app_test("views/train.py")
     at.number_input(key="train_budget").set_value(0.1)

@@ -44,6 +44,27 @@ def test_the_cdm_deflection_is_the_sum_of_golden_tested_tnfw_profiles_of_the_dra
     assert (want_x.abs() + want_y.abs()).max() > 1e-3  # the subhalos do deflect
 
 
+def test_a_mixed_batch_renders_each_lens_as_alone_with_tnfws_computed_for_the_cdm_lenses_only(tnfw_sim, monkeypatch):
+    """A batch holding cdm and other lenses: the TNFWs are computed for the cdm rows alone, and each image's
+    deflection is bit for bit the one with every row computed (skip_absent off), and what it is rendered
+    alone (to rounding: vectorised transcendental functions may round differently at another batch size)."""
+    from eqlens.simulation import simulator
+
+    p = tnfw_sim.sample(0, [0, 1, 2, 3], labels=[0, CDM, 2, CDM])
+    seen = []
+    real = simulator.tnfw_sum
+    monkeypatch.setattr(simulator, "tnfw_sum",
+                        lambda x, y, Rs, *rest: seen.append(Rs.shape[0]) or real(x, y, Rs, *rest))
+    ax, ay = tnfw_sim.deflection(p)
+    assert seen == [2]
+    fx, fy = tnfw_sim.deflection(p, skip_absent=False)
+    assert torch.equal(ax, fx) and torch.equal(ay, fy)
+    for b in (1, 2):  # a cdm lens and a no_sub one
+        one = tnfw_sim.sample(0, [b], labels=[[0, CDM, 2, CDM][b]])
+        bx, by = tnfw_sim.deflection(one)
+        assert torch.allclose(ax[b], bx[0], rtol=0, atol=1e-12) and torch.allclose(ay[b], by[0], rtol=0, atol=1e-12)
+
+
 def test_each_tnfw_subhalo_has_its_point_masss_total_mass_and_is_finite_when_absent(tnfw_sim):
     p = tnfw_sim.sample(0, [1, 2], labels=[CDM, 2])  # a cdm lens and a no_sub one (no subhalos)
     Rs, alpha_Rs, r_trunc = tnfw_subhalos(p, tnfw_sim.config)
