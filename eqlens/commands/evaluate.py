@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.evaluate import evaluate_checkpoint
+    from ..training.checkpoint_evaluation import evaluate_checkpoint
     from ..training.jsonio import write_json
 
     report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, size=args.size, device=args.device,

@@ -35,6 +35,7 @@ from ..errors import DataError
 from ..groups import circular_mask
 
 MAX_INPUT_SIZE = 1024  # a model input side above this is refused (memory grows with its square)
+MAX_CARD_IMAGE_SIZE = 512  # the largest model input side a checkpoint's card (and so a training run) may state
 
 
 def apply_circular_mask(x: torch.Tensor) -> torch.Tensor:

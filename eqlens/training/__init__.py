@@ -24,7 +24,7 @@ _EXPORTS = {
     "read_checkpoint": "..checkpoint",
     "write_checkpoint": "..checkpoint",
     "evaluate_model": "evaluate",
-    "evaluate_checkpoint": "evaluate",
+    "evaluate_checkpoint": "checkpoint_evaluation",
     "evaluate_regression": "evaluate_regression",
     "predict": "..checkpoint.predict",
     "ModelCard": "..checkpoint.card",

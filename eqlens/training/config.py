@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
 from pathlib import Path
 
-from ..checkpoint.card import MAX_CARD_IMAGE_SIZE
 from ..data.augment import AUGMENT_MODES
-from ..data.transforms import MAX_INPUT_SIZE
+from ..data.transforms import MAX_CARD_IMAGE_SIZE, MAX_INPUT_SIZE
 from ..errors import TrainingError
 from ..groups import DEFAULT_GROUP, get_group
 from .targets import TASKS, is_regression

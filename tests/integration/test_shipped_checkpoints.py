@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eqlens.training.evaluate import evaluate_checkpoint
+from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
 FOLDERS = sorted(p for p in SHIPPED.iterdir() if (p / "model_card.json").exists())

@@ -12,9 +12,9 @@ from eqlens.errors import DataError, TrainingError
 from eqlens.simulation import configs, get_config
 from eqlens.training import TrainConfig, train
 from eqlens.training import trainer as trainer_module
+from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
 from eqlens.training.distributed import DistributedContext
 from eqlens.training.epoch_loop import Budget, stream_index_batches
-from eqlens.training.evaluate import evaluate_checkpoint
 
 from .conftest import TINY_CNN, assert_same_checkpoints
 
@@ -110,7 +110,7 @@ def test_fresh_data_from_a_folder_is_refused(tmp_path, lens_folder):
 def test_evaluation_and_predict_apply_the_cards_crop(tmp_path):
     from eqlens.checkpoint import predict
     from eqlens.data.simulated import SimulatedLensDataset
-    from eqlens.training.evaluate import evaluate_checkpoint
+    from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
 
     train(_fresh(tmp_path / "run", epochs=1))
     model, card = ck.load_checkpoint(tmp_path / "run")

@@ -8,7 +8,7 @@ import pytest
 from eqlens.cli import main
 from eqlens.errors import DataError
 from eqlens.training import TrainConfig, evaluate_model, train
-from eqlens.training.evaluate import evaluate_checkpoint
+from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
 
 from .conftest import TINY_CNN
 
