@@ -49,7 +49,7 @@ class CardFacts:
     epochs_done: int | None = None
     epochs: int | None = None
     task: str = "classification"
-    augment_mode: str | None = None  # "scene": trained on turned renderings; "image": on resampled pictures
+    augment_mode: str | None = None  # "scene": turned renderings; "image": resampled pictures; "mixed": both
 
 
 def _number(value) -> float | None:
@@ -64,6 +64,11 @@ def _int(value) -> int | None:
 
 def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+_ROTATIONS_SEEN = {"scene": "rotations seen as turned renderings (scene augmentation)",
+                   "image": "rotations seen as resampled pictures (image augmentation)",
+                   "mixed": "rotations seen as turned renderings, half of them also resampled (mixed augmentation)"}
 
 
 def learnt_from_renderings(loaded) -> bool:
@@ -232,8 +237,7 @@ def training_line(facts: CardFacts) -> str:
     if facts.wall_time_s is not None:
         parts.append(f"{_duration(facts.wall_time_s)} {'wall time' if facts.wall_clock else 'training time'}")
     if facts.augment_mode is not None:
-        parts.append("rotations seen as turned renderings (scene augmentation)" if facts.augment_mode == "scene"
-                     else "rotations seen as resampled pictures (image augmentation)")
+        parts.append(_ROTATIONS_SEEN.get(facts.augment_mode, f"augmentation {facts.augment_mode}"))
     parts.append("complete" if facts.complete else "**partial** (stopped before its last epoch)")
     return ", ".join(parts)
 

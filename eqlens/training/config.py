@@ -72,7 +72,8 @@ class TrainConfig:
 
     ``augment``: random turns (and mirrors for D_N) of the training images; ``augment_mode``:
     ``"image"`` turns the pictures (bilinear, any data), ``"scene"`` turns simulated scenes and renders
-    them, so turned training images keep the instrument's pixel noise (:mod:`eqlens.data.augment`).
+    them, so turned training images keep the instrument's pixel noise, ``"mixed"`` renders turned scenes
+    and resamples half of them by another angle (:mod:`eqlens.data.augment`).
 
     ``init_from``: a checkpoint (directory or ``.safetensors``) of the same model whose weights start
     the run, all but the classifier when the number of classes differs (:mod:`eqlens.checkpoint.transfer`).
@@ -133,7 +134,8 @@ class TrainConfig:
     augment: bool = field(default=True, metadata=_setting("no random rotations/flips", flag="--no-augment"))
     augment_mode: str = field(default="image", metadata=_setting(
         "turn the pictures (image, any data) or the simulated scenes, rendered at each angle (scene: no "
-        "resampling, simulated data only)", choices=AUGMENT_MODES))
+        "resampling, simulated data only), or render turned scenes and resample half of them once more (mixed)",
+        choices=AUGMENT_MODES))
     circular_mask: bool = field(default=True, metadata=_setting("no circular input mask (train and test alike)",
                                                                 flag="--no-mask"))
     resume: bool = field(default=False, metadata=_setting("continue from OUT/last if it exists"))

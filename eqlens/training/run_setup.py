@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import transfer
+from ..data.augment import SCENE_MODES
 from ..data.splits import DataSplits, can_turn_scenes, dataset_targets, native_image_size, resolve_data
 from ..errors import DataError, TrainingError
 from ..simulation import SimulationConfig
@@ -74,9 +75,9 @@ def resolve_splits(config: TrainConfig, device: torch.device, data: DataSplits |
                                 "ready splits were given")
     if len(data.train) == 0:
         raise DataError("the training split is empty")
-    if c.augment and c.augment_mode == "scene" and not can_turn_scenes(data.train):
-        raise TrainingError("augment_mode 'scene' renders turned scenes, which only simulated training data "
-                            "can do; use augment_mode 'image' for files")
+    if c.augment and c.augment_mode in SCENE_MODES and not can_turn_scenes(data.train):
+        raise TrainingError(f"augment_mode {c.augment_mode!r} renders turned scenes, which only simulated training "
+                            "data can do; use augment_mode 'image' for files")
     if data.val is None or len(data.val) == 0:
         raise DataError("the validation split is empty: the best epoch cannot be selected")
     if not is_regression(c.task) and len(data.class_names) < 2:

@@ -179,3 +179,11 @@ def test_compare_shows_a_model_trained_on_turned_renderings_the_turned_sky_first
     assert len([m for m in at.metric if m.label.startswith("invariance error")]) == 2  # the picture's quarter turns
     at.selectbox(key="compare_a_model").set_value(f"ckpt:{checkpoint_dir / 'model_i_cnn'}").run()
     assert not at.toggle(key="compare_sky").value  # a model of resampled pictures: the picture first
+
+
+def test_the_card_panel_says_how_the_run_saw_its_rotations():
+    card = shipped_card("model_i_flagship")
+    for mode, words in (("scene", "turned renderings (scene"), ("image", "resampled pictures (image"),
+                        ("mixed", "half of them also resampled (mixed")):
+        card["training"]["config"]["augment_mode"] = mode
+        assert words in dict(card_panel.card_lines(card_panel.card_facts(card)))["training"], mode

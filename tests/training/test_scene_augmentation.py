@@ -11,12 +11,12 @@ import threading
 import pytest
 import torch
 
-from eqlens.data.augment import Augmenter
+from eqlens.data.augment import Augmenter, _random_angles
 from eqlens.data.simulated import SimulatedLensDataset
 from eqlens.data.splits import DataSplits, iterate_batches
 from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import TrainingError
-from eqlens.groups import get_group
+from eqlens.groups import get_group, rotate
 from eqlens.simulation import get_config
 from eqlens.training import TrainConfig, train
 
@@ -64,6 +64,37 @@ def test_without_augmentation_or_in_image_mode_no_scene_angles_are_drawn():
     g = torch.Generator().manual_seed(0)
     assert Augmenter(get_group("C4"), enabled=False, mode="scene").scene_angles(3, g) is None
     assert Augmenter(get_group("C4"), mode="image").scene_angles(3, g) is None
+
+
+def test_mixed_augmentation_renders_turned_scenes_then_resamples_about_half_of_them_by_their_own_angles():
+    x = torch.rand(64, 1, SIZE, SIZE)
+    augmenter = Augmenter(get_group("C4"), mode="mixed", mask=False)
+    assert augmenter.turns_scenes and augmenter.scene_angles(2, torch.Generator()) is not None
+    out = augmenter.training(x, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    chosen = torch.rand(64, generator=g) < 0.5
+    angles = _random_angles(64, g)
+    assert 16 < int(chosen.sum()) < 48
+    assert torch.equal(out[~chosen], x[~chosen])
+    for i in torch.nonzero(chosen).flatten()[:4].tolist():
+        assert torch.allclose(out[i], rotate(x[i:i + 1], float(angles[i]))[0], atol=1e-6)
+        assert not torch.equal(out[i], x[i])
+
+
+def test_a_mixed_run_is_reproducible_resumable_and_refused_on_files(tmp_path, splits):
+    config = dataclasses.replace(_config(out=str(tmp_path / "full")), augment_mode="mixed")
+    full = train(config, data=_splits()).model.state_dict()
+    scene = train(_config(), data=_splits()).model.state_dict()
+    assert any(not torch.equal(full[k], scene[k]) for k in full)
+    stop = threading.Event()
+    cut_config = dataclasses.replace(config, out=str(tmp_path / "cut"))
+    cut = train(cut_config, progress=lambda p: p.phase == "val" and p.epoch == 1 and stop.set(), stop_event=stop,
+                data=_splits())
+    assert cut.cancelled and len(cut.history) == 1
+    resumed = train(dataclasses.replace(cut_config, resume=True), data=_splits()).model.state_dict()
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    with pytest.raises(TrainingError, match="'mixed' renders turned scenes"):
+        train(dataclasses.replace(config, data="blobs", out=None), data=splits)
 
 
 def test_scene_augmented_training_is_reproducible_and_differs_from_image_augmentation():
