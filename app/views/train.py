@@ -25,11 +25,11 @@ SESSION = "session"  # persist_state: a widget keeps its value across pages for 
 LEARNING_RATES = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
 
 NEW_KEYS = ("train_model", "train_group", "train_data_kind", "train_sim", "train_folder", "train_epochs",
-            "train_size", "train_image_size", "train_batch", "train_turn_scenes", "train_budget", "train_steps",
+            "train_size", "train_image_size", "train_batch", "train_rotations", "train_budget", "train_steps",
             "train_fresh", "train_crop", "train_threads")
 CONTINUE_KEYS = ("train_resume_pick", "train_resume_more", "train_resume_budget", "train_resume_threads")
 FINETUNE_KEYS = ("train_ft_source", "train_ft_data_kind", "train_ft_sim", "train_ft_folder", "train_ft_epochs",
-                 "train_ft_lr", "train_ft_size", "train_ft_batch", "train_ft_turn_scenes", "train_ft_budget",
+                 "train_ft_lr", "train_ft_size", "train_ft_batch", "train_ft_rotations", "train_ft_budget",
                  "train_ft_steps", "train_ft_fresh", "train_ft_threads")
 FORM_KEYS = {"new": NEW_KEYS, "continue": CONTINUE_KEYS, "finetune": FINETUNE_KEYS}
 
@@ -120,10 +120,7 @@ def new_run_form(locked: bool) -> None:
                     help="odd sizes keep 90-deg rotations exact for the invariant models",
                     persist_state=SESSION)
     b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_batch", persist_state=SESSION)
-    st.toggle("turn the sky, not the picture", value=False, key="train_turn_scenes", disabled=not simulated,
-              persist_state=SESSION,
-              help="augment by rendering each training lens at a random orientation (simulated data) "
-                   "instead of resampling the picture, which also smooths its noise")
+    rotations_field("train_rotations", simulated)
     campaign_fields("train", simulated, crop=True)
     device = "GPU (cuda)" if settings.DEVICE == "cuda" else "CPU"
     st.caption(f"runs on {device}; the checkpoint goes to {settings.CHECKPOINT_DIR}")
@@ -164,10 +161,29 @@ def new_run_config():
                          image_size=int(_value("train_image_size")), train_size=train_size, val_size=small,
                          test_size=small, out=str(settings.CHECKPOINT_DIR / f"{model}_{group}_{_stamp()}"),
                          device="auto", robustness_size=min(small, 8), eval_batch_size=batch,
-                         augment_mode="scene" if _value("train_turn_scenes") and simulated else "image",
+                         augment_mode=_augment_mode("train_rotations", simulated),
                          **_campaign("train", simulated, crop=True))
     # Its own new folder (two Starts in the same second get two): a run never writes into another's.
     return dataclasses.replace(config, out=str(claim_output_folder(config.out)))
+
+
+ROTATION_CHOICES = {"image": "turn the picture", "scene": "turn the sky", "mixed": "the sky, half also the picture"}
+
+
+def rotations_field(key: str, simulated: bool) -> None:
+    """How training turns its lenses (``TrainConfig.augment_mode``); the sky only for simulated data."""
+    st.segmented_control("Rotations in training", list(ROTATION_CHOICES), format_func=ROTATION_CHOICES.get,
+                         default="image", required=True, key=key, disabled=not simulated, persist_state=SESSION,
+                         help="turn the picture: resample it (any data; smooths the pixel noise). Turn the sky: "
+                              "render each simulated lens at a random orientation (the instrument's own noise at "
+                              "every angle; such a model never sees a resampled picture, so a slider's turns of an "
+                              "upload confuse it). Both: turned renderings, half of them resampled once more.")
+
+
+def _augment_mode(key: str, simulated: bool) -> str:
+    """The form's rotation choice as an ``augment_mode``; ``image`` for folder data (or no choice made)."""
+    chosen = _value(key)
+    return chosen if simulated and chosen in ROTATION_CHOICES else "image"
 
 
 def launch(config, tab: str, fresh_folder: bool = False) -> None:
@@ -281,8 +297,7 @@ def finetune_form(locked: bool) -> None:
                     persist_state=SESSION)
     b4.number_input("Batch size", 1, 512, 4 if tiny else 32, key="train_ft_batch",
                     persist_state=SESSION)
-    st.toggle("turn the sky, not the picture", value=False, key="train_ft_turn_scenes",
-              disabled=not simulated, persist_state=SESSION)
+    rotations_field("train_ft_rotations", simulated)
     campaign_fields("train_ft", simulated, crop=False)
     if source.training_now:
         st.caption("This checkpoint is being trained now: fine-tune it once its run has ended.")
@@ -299,7 +314,7 @@ def finetune_config():
     config = runs.finetune_config(source.path, source.best, out=str(out), data=data,
                                   epochs=int(_value("train_ft_epochs")), lr=float(_value("train_ft_lr")),
                                   batch_size=int(_value("train_ft_batch")), train_size=int(_value("train_ft_size")),
-                                  augment_mode="scene" if _value("train_ft_turn_scenes") and simulated else "image",
+                                  augment_mode=_augment_mode("train_ft_rotations", simulated),
                                   **_campaign("train_ft", simulated, crop=False))
     return dataclasses.replace(config, out=str(claim_output_folder(config.out)))
 

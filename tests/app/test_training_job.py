@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from app import catalog, state
 from app.jobs import TrainingJob, progress_record
 from eqlens.training.reporting import Progress
@@ -93,16 +95,17 @@ def test_training_from_the_page_writes_a_checkpoint_every_page_then_offers(app_t
     assert not at.error
 
 
-def test_the_page_can_train_with_turned_skies_and_the_card_records_it(app_test, checkpoint_dir):
+@pytest.mark.parametrize("mode", ["scene", "mixed"])
+def test_the_page_can_train_with_turned_skies_and_the_card_records_it(app_test, checkpoint_dir, mode):
     import json
 
     at = app_test("views/train.py")
-    at.toggle(key="train_turn_scenes").set_value(True).run()
+    at.segmented_control(key="train_rotations").set_value(mode).run()
     at.button(key="train_start").click().run()
     job = at.session_state[state.TRAIN_JOB]
     assert job.join(120) and job.snapshot().state == "done", job.snapshot().message
     card = json.loads((catalog.checkpoint_paths(checkpoint_dir)[0] / "model_card.json").read_text())
-    assert card["training"]["config"]["augment_mode"] == "scene"
+    assert card["training"]["config"]["augment_mode"] == mode
 
 
 def test_cancelling_from_the_page_ends_the_run(app_test):
