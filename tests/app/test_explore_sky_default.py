@@ -1,5 +1,5 @@
 """Explore opens a model on the view it was trained for: a checkpoint that learnt its rotations from
-turned renderings (scene augmentation, as the flagship) starts on the turned sky, one trained on
+turned renderings only (scene augmentation, as the plain twin) starts on the turned sky, one trained on
 resampled pictures on the picture; the user's choice holds until the model changes."""
 
 from __future__ import annotations
