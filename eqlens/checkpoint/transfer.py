@@ -14,6 +14,7 @@ group or patch grid) is refused instead of silently starting most layers fresh.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,6 +41,20 @@ class WeightTransfer:
     def to_dict(self) -> dict:
         return {"loaded": len(self.loaded), "skipped": {k: [list(a), list(b)] for k, (a, b) in self.skipped.items()},
                 "missing": self.missing}
+
+
+def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a state dict's content: every key in sorted order with its dtype, shape and raw
+    bytes. The same tensors give the same digest whatever the file or the key order, and any changed
+    value another one, so a card that records where its weights started
+    (``training.initialised_from.source_sha256``) stays checkable after the file at that path is replaced:
+    compare with ``weights_digest(read_checkpoint(path)[0])``."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        value = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}\0{value.dtype}\0{tuple(value.shape)}\0".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
 
 
 def transfer_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module) -> WeightTransfer:

@@ -63,7 +63,8 @@ class TrainResult:
     ``cancelled``: the stop event ended the run early (the unfinished epoch is dropped; test
     metrics are then None). ``test_metrics`` is the full :func:`evaluate_model` report (ROC curves,
     predictions); the card keeps a summary. ``extra["transfer"]``: where the initial weights came
-    from (``source``: the ``init_from`` path or ``"in-memory state"``) and
+    from (``source``: the ``init_from`` path or ``"in-memory state"``; ``source_sha256``: the
+    :func:`~eqlens.checkpoint.transfer.weights_digest` of those weights, which outlives the path) and
     :meth:`WeightTransfer.to_dict` (``loaded`` count, ``skipped`` classifier keys with their shapes,
     ``missing``); None for a freshly initialised model."""
 
@@ -115,7 +116,8 @@ class _Run:
         self.state = RunState()
         if initial is not None:
             tensors, name = initial
-            self.state.transfer = {"source": name, **transfer.initialise_from(self.model, tensors, name).to_dict()}
+            self.state.transfer = {"source": name, "source_sha256": transfer.weights_digest(tensors),
+                                   **transfer.initialise_from(self.model, tensors, name).to_dict()}
         self.optimizer, self.scheduler = run_setup.make_optimizer(self.model, config)
         augmenter = Augmenter(get_group(config.group), config.augment, config.circular_mask, config.augment_mode)
         self.records = RunRecords(config, context, self.device, self.splits, self.objective)

@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 
 from eqlens import checkpoint as ck
 from eqlens import models
-from eqlens.checkpoint.transfer import initialise_from
+from eqlens.checkpoint.transfer import initialise_from, weights_digest
 from eqlens.cli import main
 from eqlens.data.splits import DataSplits
 from eqlens.errors import CheckpointError, TrainingError
@@ -78,7 +78,8 @@ def test_the_run_starts_from_the_given_weights_except_a_classifier_for_another_c
         expected = fresh_weights[key] if key.startswith("head.") else saved[key]
         assert torch.equal(weights[key], expected), key
     assert started.extra["transfer"] == {
-        "source": two_class_checkpoint if source == "checkpoint" else "in-memory state", "loaded": len(saved) - 2,
+        "source": two_class_checkpoint if source == "checkpoint" else "in-memory state",
+        "source_sha256": weights_digest(saved), "loaded": len(saved) - 2,
         "skipped": {"head.weight": [[2, 8], [3, 8]], "head.bias": [[2], [3]]}, "missing": []}
     assert fresh.extra["transfer"] is None
 
@@ -93,6 +94,29 @@ def test_training_from_a_checkpoint_moves_the_copied_weights_and_the_card_names_
     record = card.training["initialised_from"]
     assert record == result.extra["transfer"] and record["source"] == two_class_checkpoint
     assert record["loaded"] == len(saved) - 2 and set(record["skipped"]) == {"head.weight", "head.bias"}
+
+
+def test_the_weights_digest_follows_the_content_not_the_key_order_and_changes_with_any_value(two_class_checkpoint):
+    saved, _ = ck.read_checkpoint(two_class_checkpoint)
+    digest = weights_digest(saved)
+    assert len(digest) == 64 and weights_digest(dict(reversed(list(saved.items())))) == digest
+    nudged = {**saved, "head.bias": saved["head.bias"] + 1e-7}
+    retyped = {**saved, "head.bias": saved["head.bias"].double()}
+    renamed = {("x." + k if k == "head.bias" else k): v for k, v in saved.items()}
+    assert len({digest, weights_digest(nudged), weights_digest(retyped), weights_digest(renamed)}) == 4
+
+
+def test_the_card_keeps_the_digest_of_its_start_after_the_source_path_holds_other_weights(two_class_checkpoint,
+                                                                                           tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(two_class_checkpoint, source)
+    started_from = weights_digest(ck.read_checkpoint(source)[0])
+    train(_config(tmp_path / "tuned", init_from=str(source)), data=_three_class_splits())
+    shutil.rmtree(source)  # the path now holds the tuned model (as when a fine-tune replaces what it started from)
+    shutil.copytree(tmp_path / "tuned", source)
+    record = ck.read_checkpoint(tmp_path / "tuned")[1].training["initialised_from"]
+    assert record["source"] == str(source) and record["source_sha256"] == started_from
+    assert weights_digest(ck.read_checkpoint(source)[0]) != started_from
 
 
 @pytest.mark.parametrize("name", models.names())
