@@ -2,12 +2,14 @@
 
     .venv/bin/python scripts/campaign_report.py curve campaigns/flagship_gcnn [--png docs/figures/x.png]
     .venv/bin/python scripts/campaign_report.py runs campaigns/inputs/*
+    .venv/bin/python scripts/campaign_report.py compare campaigns/flagship_gcnn campaigns/flagship_c8 [--png x.png]
 
 ``curve``: the validation learning curve of one run against the CPU time it took (training and
 validation wall time, summed over the run's epochs and every call that resumed it), from the card of
 its latest epoch (``RUN/last/model_card.json``, else ``RUN/model_card.json``). ``runs``: one row per
 run: input, images seen, wall-clock minutes (training and validation), best epoch, validation and
-held-out test accuracy and AUC.
+held-out test accuracy and AUC. ``compare``: several runs' validation accuracy against their wall hours on
+one figure, and a table of the hours each took to first reach 0.93, 0.94 and 0.95 on validation.
 """
 
 from __future__ import annotations
@@ -88,6 +90,56 @@ def curve(run: Path, png: Path | None) -> None:
         print(f"wrote {png}")
 
 
+def hours_to_reach(rows: list[tuple[int, int, float, float, float]], level: float) -> float | None:
+    """Wall hours of the first epoch whose validation accuracy is at least ``level``; None if none is."""
+    return next((hours for _, _, hours, acc, _ in rows if acc >= level), None)
+
+
+LEVELS = (0.93, 0.94, 0.95)
+
+
+def compare(folders: list[Path], png: Path | None) -> None:
+    cards = [latest_card(run) for run in folders]
+    print("| run | model | parameters | epochs | wall hours | best val acc | "
+          + " | ".join(f"hours to val {level}" for level in LEVELS) + " |")
+    print("|---|---|---:|---:|---:|---:|" + "---:|" * len(LEVELS))
+    curves = []
+    for run, card in zip(folders, cards, strict=True):
+        rows = curve_rows(card)
+        curves.append(rows)
+        reached = [hours_to_reach(rows, level) for level in LEVELS]
+        group = card.build_config.get("group")
+        print(f"| {run.name} | {card.name}{' ' + group if group else ''} | {card.parameters:,} | {len(rows)} "
+              f"| {rows[-1][2]:.2f} | {max(r[3] for r in rows):.4f} | "
+              + " | ".join("-" if h is None else f"{h:.2f}" for h in reached) + " |")
+    if png is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_lenses, by_hours) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharey=True)
+    for run, card, rows in zip(folders, cards, curves, strict=True):
+        group = card.build_config.get("group")
+        label = f"{run.name}: {card.name}{' ' + group if group else ''}, {card.parameters:,} parameters"
+        by_lenses.plot([r[1] / 1000 for r in rows], [r[3] for r in rows], "o-", ms=3, label=label)
+        by_hours.plot([r[2] for r in rows], [r[3] for r in rows], "o-", ms=3, label=label)
+    for ax in (by_lenses, by_hours):
+        ax.axhline(0.95, color="grey", ls=":", lw=1, label="goal: 0.95 accuracy")
+        ax.set_ylim(0.85, 0.97)
+        ax.grid(alpha=0.3)
+    by_lenses.set_xlabel("lenses seen (thousands)")
+    by_hours.set_xlabel("wall hours on the shared 2-core CPU (training + validation)")
+    by_lenses.set_ylabel("validation accuracy (1500 lenses)")
+    by_hours.legend(loc="lower right", fontsize=7)
+    fig.suptitle("Validation accuracy of fresh-lens campaigns (Model I, native 81 px crop)")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    print(f"wrote {png}")
+
+
 def describe_input(card: ModelCard) -> str:
     crop = card.input.crop
     return f"native {crop} px crop" if crop else f"150 px frame resized to {card.input.image_size} px"
@@ -117,9 +169,14 @@ def main() -> None:
     c.add_argument("--png", type=Path, default=None)
     r = sub.add_parser("runs")
     r.add_argument("folders", type=Path, nargs="+")
+    m = sub.add_parser("compare")
+    m.add_argument("folders", type=Path, nargs="+")
+    m.add_argument("--png", type=Path, default=None)
     args = parser.parse_args()
     if args.command == "curve":
         curve(args.run, args.png)
+    elif args.command == "compare":
+        compare(args.folders, args.png)
     else:
         runs(args.folders)
 
