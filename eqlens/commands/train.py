@@ -131,7 +131,8 @@ def _describe(path) -> str:
 
 def _transfer_line(record: dict) -> str:
     skipped = ", ".join(f"{k} {tuple(a)} -> {tuple(b)}" for k, (a, b) in record["skipped"].items())
-    return (f"initialised from {record['source']}: {record['loaded']} tensors copied"
+    digest = f" (weights sha256 {record['source_sha256'][:12]})" if record.get("source_sha256") else ""
+    return (f"initialised from {record['source']}{digest}: {record['loaded']} tensors copied"
             + (f"; re-initialised (class count differs): {skipped}" if skipped else ""))
 
 

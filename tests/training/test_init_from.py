@@ -246,7 +246,9 @@ def test_eqlens_train_init_from_fine_tunes_a_checkpoint_on_a_folder_with_other_c
             "4", "--steps-per-epoch", "3", "--out", str(out), "--device", "cpu", "--robustness-size", "0"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert f"initialised from {two_class_checkpoint}: " in printed and "head.weight (2, 8) -> (3, 8)" in printed
+    digest = weights_digest(ck.read_checkpoint(two_class_checkpoint)[0])[:12]
+    assert f"initialised from {two_class_checkpoint} (weights sha256 {digest}): " in printed
+    assert "head.weight (2, 8) -> (3, 8)" in printed
     model, card = ck.load_checkpoint(out)
     # The architecture came from the checkpoint's card: --model and the tiny widths were not given.
     # A plain model names no group (issue 14), whatever group the run augmented with.
