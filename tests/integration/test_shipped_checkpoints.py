@@ -17,7 +17,8 @@ N = 64  # the first N lenses of the checkpoint's own held-out test split
 
 def test_the_app_has_checkpoints_to_start_with():
     names = {p.name for p in FOLDERS}
-    assert {"model_i_gcnn", "model_i_cvt", "model_i_cnn", "model_i_eqcvt", "model_i_eqcvt_inv", "binary_gcnn"} <= names
+    assert {"model_i_gcnn", "model_i_cvt", "model_i_cnn", "model_i_eqcvt", "model_i_eqcvt_inv", "binary_gcnn",
+            "model_i_flagship", "model_i_flagship_twin", "binary_flagship"} <= names
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
