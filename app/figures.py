@@ -669,3 +669,35 @@ def orbit_change_figure(curves: dict, exact_angles: Sequence[float], current_ang
                    xaxis=dict(title=dict(text="rotation angle (deg)"), range=[0, 360], dtick=45),
                    yaxis=dict(title=dict(text="max |p(angle) - p(0)|"), type="log", dtick=1,
                               exponentformat="power", range=[math.log10(ORBIT_CHANGE_FLOOR), 0.1]))
+
+
+def error_anatomy_figure(bins: Sequence, class_name: str) -> go.Figure:
+    """Error rate of the true class ``class_name`` against the quantile bins of each scene feature
+    (:func:`eqlens.analysis.error_anatomy.error_anatomy`'s ``ErrorRateBins`` of that class): one line per
+    feature, x the bin from the lowest values to the highest (so features in different units share an
+    axis), binomial standard errors as bars; hover gives the bin's range in the feature's units and its
+    counts. A steep line is a parameter the errors depend on; the dotted line is the class's error rate."""
+    traces, overall, most = [], None, 1
+    for i, b in enumerate(bins):
+        n = len(b.counts)
+        most = max(most, n)
+        overall = b.total_rate
+        traces.append(dict(
+            type="scatter", mode="lines+markers", x=list(range(1, n + 1)), y=b.rate.tolist(),
+            name=b.feature.label, line=dict(color=PALETTE[i % len(PALETTE)]),
+            error_y=dict(type="data", array=b.stderr.tolist(), visible=True, thickness=1),
+            customdata=[[b.edges[k], b.edges[k + 1], int(b.counts[k]), int(b.errors[k]), b.feature.unit]
+                        for k in range(n)],
+            hovertemplate=(f"{b.feature.label}: %{{customdata[0]:.3g}} to %{{customdata[1]:.3g}} "
+                           "%{customdata[4]}<br>%{customdata[3]} of %{customdata[2]} lenses wrong "
+                           "(%{y:.3f})<extra></extra>")))
+    if overall is not None:
+        traces.append(dict(type="scatter", mode="lines", x=[0.8, most + 0.2], y=[overall, overall],
+                           name=f"all {class_name} lenses", line=dict(color="gray", dash="dot"),
+                           hovertemplate=f"error rate of all {class_name} lenses: {overall:.3f}<extra></extra>"))
+    return _figure(traces, f"True {class_name}: error rate by quantile of each scene parameter", height=420,
+                   xaxis=dict(title=dict(text="quantile bin of the parameter (lowest to highest)"),
+                              tickmode="array", tickvals=list(range(1, most + 1)),
+                              ticktext=[f"{k}/{most}" for k in range(1, most + 1)]),
+                   yaxis=dict(title=dict(text="error rate"), rangemode="tozero"),
+                   legend=dict(orientation="h", y=-0.3))

@@ -209,6 +209,41 @@ def opened_panel(report: dict, class_names, loaded: LoadedModel) -> None:
                 st.switch_page("views/explore.py")
 
 
+def anatomy(report: dict, class_names) -> list | None:
+    """The error anatomy of the evaluated split (computed once per evaluation, kept in the report); None when
+    the data has no scenes."""
+    from eqlens.analysis.error_anatomy import dataset_truths, error_anatomy
+
+    if "anatomy" not in report:
+        truths = dataset_truths(report["dataset"])
+        report["anatomy"] = None if truths is None else error_anatomy(
+            truths, report["labels"], report["probabilities"].argmax(axis=1), list(class_names))
+    return report["anatomy"]
+
+
+def anatomy_section(report: dict, class_names) -> None:
+    """Error rate against the scene's parameters, for the true class chosen (the one with most errors first)."""
+    from eqlens.analysis.error_anatomy import RING_HALF_WIDTH_ARCSEC
+
+    bins = anatomy(report, class_names)
+    if not bins:
+        return
+    st.subheader("Where the errors lie")
+    classes = [n for n in class_names if any(b.class_name == n for b in bins)]
+    errors = {n: next(int(b.errors.sum()) for b in bins if b.class_name == n) for n in classes}
+    chosen = st.selectbox("True class", classes, index=classes.index(max(classes, key=errors.get)),
+                          key="mis_anatomy_class", format_func=lambda n: f"{n} ({errors[n]} misclassified)")
+    st.plotly_chart(figures.error_anatomy_figure([b for b in bins if b.class_name == chosen], chosen),
+                    key="mis_anatomy_chart", width="stretch", theme=None)
+    st.caption("Each line bins this class's test lenses into quantiles of one parameter of their simulated scene "
+               "(lowest values left) and shows the share misclassified, with binomial standard errors; hover for "
+               f"the bin's range and counts. Subhalo masses in recipe units; near the ring: within "
+               f"{RING_HALF_WIDTH_ARCSEC}\" of the Einstein radius, where substructure bends the arcs.")
+    rows = [row for b in bins for row in b.rows()]
+    st.download_button("Error anatomy (CSV)", _csv(list(rows[0]), [list(r.values()) for r in rows]),
+                       file_name="error_anatomy.csv", mime="text/csv", key="mis_anatomy_csv")
+
+
 def gallery(report: dict, class_names, loaded: LoadedModel) -> None:
     from eqlens.data.splits import iterate_batches
 
@@ -302,5 +337,6 @@ with right:
     st.plotly_chart(figures.reliability_figure(report["calibration"]), key="mis_calibration", width="stretch",
                     theme=None)
 downloads(report, names, loaded)
+anatomy_section(report, names)
 opened_panel(report, names, loaded)
 gallery(report, names, loaded)

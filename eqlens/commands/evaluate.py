@@ -16,6 +16,9 @@ def register(subparsers) -> None:
     p.add_argument("--robustness-size", type=arg.COUNT, default=64, help="images for the robustness report (0: skip)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=arg.WORKERS, default=0)
+    p.add_argument("--anatomy", action="store_true",
+                   help="simulated data: the error rate by quantile of each scene parameter (subhalo mass near the "
+                        "Einstein ring, vortex length, exposure, ...), per true class")
     p.add_argument("--json", default=None, help="write the full report (ROC, predictions, robustness) here")
     p.set_defaults(func=run)
 
@@ -26,12 +29,14 @@ def run(args) -> int:
 
     report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, size=args.size, device=args.device,
                                  batch_size=args.batch_size, robustness_size=args.robustness_size,
-                                 workers=args.workers)
+                                 workers=args.workers, anatomy=args.anatomy)
     print(f"{report['checkpoint']['model']} on {_data_line(report['data'])} [{args.split}], n = {report['n']}")
     if "mse" in report:
         _print_regression(report)
     else:
         _print_classification(report)
+        if report.get("anatomy"):
+            _print_anatomy(report["anatomy"])
     if args.json:
         write_json(args.json, report)
         print(f"report written to {args.json}")
@@ -89,6 +94,18 @@ def _print_classification(report: dict) -> None:
             print(f"turned sky (scenes rendered at each angle): worst-angle accuracy "
                   f"{_fmt(robust['sky']['worst_angle_accuracy'])}, orbit consistency "
                   f"{_fmt(robust['sky']['orbit_consistency'])}")
+
+
+def _print_anatomy(rows: list[dict]) -> None:
+    """One line per (true class, scene parameter): the error rate of each quantile bin, lowest values first."""
+    print("error rate by quantile of the scene (lowest values first; bin ranges in the parameter's unit):")
+    lines: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        lines.setdefault((row["class_name"], row["feature"]), []).append(row)
+    for (name, feature), bins in lines.items():
+        cells = "  ".join(f"{b['low']:.3g}-{b['high']:.3g}: {b['error_rate']:.3f} ({b['errors']}/{b['lenses']})"
+                          for b in bins)
+        print(f"  {name:>8} {feature:<20} [{bins[0]['unit']}]  {cells}")
 
 
 def _fmt(value) -> str:

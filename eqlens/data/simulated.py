@@ -135,9 +135,16 @@ class SimulatedLensDataset(Dataset):
 
     def truth(self, index: int) -> dict:
         """Ground truth of item ``index`` as plain Python values (see ``LensTruth.for_image``)."""
-        self._check(torch.tensor([index]))
-        params_batch = self.simulator.sample(self.simulator_seed, [index])
-        return LensTruth.from_parameters(params_batch, self.config).for_image(0)
+        return self.truths([index])[0]
+
+    def truths(self, indices) -> list[dict]:
+        """Ground truth of items ``indices``, sampled together (no image is rendered): one
+        ``LensTruth.for_image`` dict per item, in order."""
+        idx = self._check(torch.as_tensor(list(indices), dtype=torch.int64).reshape(-1))
+        if idx.numel() == 0:
+            return []
+        truth = LensTruth.from_parameters(self.simulator.sample(self.simulator_seed, idx.tolist()), self.config)
+        return [truth.for_image(k) for k in range(idx.numel())]
 
 
 def render_turned_lens(simulator: LensSimulator, seed: int, index: int, label: int, angles_deg,

@@ -11,13 +11,16 @@ from .evaluate_regression import evaluate_regression
 
 
 def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test", size: int | None = None,
-                        device="auto", batch_size: int = 64, robustness_size: int = 64, workers: int = 0) -> dict:
+                        device="auto", batch_size: int = 64, robustness_size: int = 64, workers: int = 0,
+                        anatomy: bool = False) -> dict:
     """Load a checkpoint and evaluate it on ``split`` of ``data`` (default: the data it was trained on).
 
     A regression checkpoint (``card.task``) gets :func:`eqlens.training.evaluate_regression.evaluate_regression`'s
     report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
     gets ``checkpoint`` (model name, group: None for a plain model, probe_group: the group the robustness
-    report turns by, task, the card's metrics) and ``data`` entries."""
+    report turns by, task, the card's metrics) and ``data`` entries. ``anatomy`` (classification on simulated
+    data) adds ``anatomy``: the error rate by quantile of each scene parameter, per true class
+    (:func:`eqlens.analysis.error_anatomy.error_anatomy`'s bins as rows)."""
     from ..checkpoint import load_checkpoint
     from ..data.splits import is_folder_spec, resolve_data, resolve_eval_dataset, simulation_config
 
@@ -55,10 +58,16 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
     else:
         dataset = resolve_eval_dataset(spec, split, image_size, class_names, size=size,
                                        data_seed=data_seed, device=device, task=card.task, crop=crop)
+    if anatomy and card.scaler is not None:
+        raise DataError("the error anatomy is for classifiers: this checkpoint is a regression")
+    if anatomy and is_folder_spec(spec):
+        raise DataError("the error anatomy needs simulated lenses: a folder's images have no scene")
     common = dict(batch_size=batch_size, device=device, mask=card.input.circular_mask,
                   robustness_size=robustness_size, group=card.probe_group, workers=workers)
     if card.scaler is None:
         report = evaluate_model(model, dataset, class_names, **common)
+        if anatomy:
+            report["anatomy"] = _anatomy_rows(dataset, report, class_names)
     else:
         report = evaluate_regression(model, dataset, card.task, card.scaler, **common)
     report["checkpoint"] = {"source": str(source), "model": card.name, "group": card.group,
@@ -69,3 +78,14 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
                       "image_size": image_size, "crop": crop,
                       "simulation_config": None if rendered is None else rendered.to_dict()}
     return report
+
+
+def _anatomy_rows(dataset, report: dict, class_names: list[str]) -> list[dict]:
+    from ..analysis.error_anatomy import dataset_truths, error_anatomy
+
+    truths = dataset_truths(dataset)
+    if truths is None:
+        raise DataError("the error anatomy needs simulated lenses: a folder's images have no scene")
+    labels = [p["label"] for p in report["predictions"]]
+    predicted = [p["predicted"] for p in report["predictions"]]
+    return [row for bins in error_anatomy(truths, labels, predicted, class_names) for row in bins.rows()]

@@ -90,3 +90,23 @@ def test_figures_built_without_validation_still_pass_plotly_validation():
 def test_unvalidated_figures_still_carry_the_dark_template():
     layout = figures.probability_bar(["a"], np.array([1.0]), np.array([0.0])).to_dict()["layout"]
     assert layout["template"]["layout"]["plot_bgcolor"] == figures.pio.templates[figures.TEMPLATE].layout.plot_bgcolor
+
+
+def test_error_anatomy_figure_draws_a_line_per_feature_against_the_class_rate():
+    import numpy as np
+
+    from eqlens.analysis.error_anatomy import error_anatomy
+
+    truths = [{"label": 1, "theta_E": 1.2, "source_center": [0.0, 0.1 * i], "subhalo_masses": [1e8 * (i + 1)],
+               "subhalo_positions": [[1.2, 0.0]], "vortex_endpoints": None, "log10_axion_mass": None,
+               "exposure": 1000.0 + i} for i in range(40)]
+    labels = np.ones(40, dtype=int)
+    predicted = np.where(np.arange(40) < 10, 0, 1)  # the ten lightest subhalos are missed
+    bins = error_anatomy(truths, labels, predicted, ["axion", "cdm", "no_sub"])
+    fig = figures.error_anatomy_figure(bins, "cdm")
+    lines = [t for t in fig.data if t.name != "all cdm lenses"]
+    assert len(lines) == len(bins) and len(fig.data) == len(bins) + 1
+    ring = next(t for t in lines if t.name.startswith("subhalo mass within"))
+    assert list(ring.y) == [1.0, 0.0, 0.0, 0.0]
+    assert fig.data[-1].y[0] == 0.25  # the class's error rate, dotted
+    assert ring.customdata[0][2] == 10 and ring.customdata[0][3] == 10

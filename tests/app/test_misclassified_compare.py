@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from app import card_panel, catalog
+from app import card_panel, catalog, state
 
 from .conftest import ROOT, no_exception
 from .test_pages import write_tiny_checkpoint
@@ -27,7 +27,18 @@ def test_misclassified_follows_a_binary_checkpoint_to_binary_lenses_and_evaluate
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
     assert {m.label for m in at.metric} >= {"accuracy", "macro AUC", "calibration error (ECE)"}
-    assert len(at.get("download_button")) == 5  # confusion, ROC, calibration, predictions, all metrics
+    # confusion, ROC, calibration, predictions, all metrics, the error anatomy
+    assert len(at.get("download_button")) == 6
+    assert any(s.value == "Where the errors lie" for s in at.subheader)
+    report = at.session_state[state.EVALUATION]
+    predicted = report["probabilities"].argmax(1)
+    wrong = {name: int(((report["labels"] == k) & (predicted != k)).sum()) for k, name in enumerate(["no_sub", "sub"])}
+    anatomy_class = at.selectbox(key="mis_anatomy_class")  # the class with the most errors first
+    assert anatomy_class.value == max(wrong, key=wrong.get)
+    assert f"({wrong[anatomy_class.value]} misclassified)" in anatomy_class.options[anatomy_class.index]
+    lines = {b.feature.name for b in report["anatomy"] if b.class_name == "sub"}
+    assert {"mass_near_ring", "subhalo_mass_total", "exposure"} <= lines
+    assert not any(b.feature.name == "vortex_length" for b in report["anatomy"])
     at.selectbox(key="mis_model").set_value(f"ckpt:{checkpoint_dir / 'model_i_cnn'}").run()
     # its card records no simulation config: written before 2026-12-02, its lenses drew the vortex as a line
     assert at.selectbox(key="mis_data").value == "model_i_line"

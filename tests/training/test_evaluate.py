@@ -105,3 +105,24 @@ def test_the_printed_data_line_says_how_subhalos_and_vortex_were_drawn():
     assert "subhalos: truncated NFW" in line("model_i_tnfw") and "vortex:" in line("model_i_tnfw")
     assert "subhalos: point masses" in line("model_i") and "100 point masses" in line("model_i")
     assert line("binary").startswith("binary") and _data_line({"spec": "some/folder"}) == "some/folder"
+
+
+def test_evaluate_anatomy_bins_the_errors_by_scene_and_refuses_a_folder(lens_folder, tmp_path, capsys):
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "binary_gcnn"
+    report_path = tmp_path / "report.json"
+    assert main(["evaluate", str(shipped), "--size", "40", "--robustness-size", "0", "--anatomy",
+                 "--json", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    assert "error rate by quantile of the scene" in out and "mass_near_ring" in out
+    rows = json.loads(report_path.read_text())["anatomy"]
+    sub = [r for r in rows if r["class_name"] == "sub" and r["feature"] == "mass_near_ring"]
+    assert sum(r["lenses"] for r in sub) == 20  # every lens of the class, in one bin each
+    wrong = sum(p["label"] == 1 and not p["correct"] for p in json.loads(report_path.read_text())["predictions"])
+    assert sum(r["errors"] for r in sub) == wrong
+    ckpt = tmp_path / "ckpt"
+    train(TrainConfig(model="cnn", data=str(lens_folder), epochs=1, batch_size=4, out=str(ckpt),
+                      robustness_size=0, model_kwargs=TINY_CNN))
+    with pytest.raises(DataError, match="scene"):
+        evaluate_checkpoint(ckpt, robustness_size=0, anatomy=True)
