@@ -45,6 +45,18 @@ def select_model(page, key: str, checkpoint: str) -> None:
     wait_idle(page)
 
 
+def shoot_anatomy(page) -> None:
+    """Misclassified's "Where the errors lie" (an evaluation on screen): the section, scrolled to."""
+    page.get_by_text("Where the errors lie").first.scroll_into_view_if_needed()
+    wait_idle(page)
+    page.wait_for_timeout(1500)
+    box = page.locator(".st-key-mis_anatomy_chart").bounding_box()
+    top = max(0, box["y"] - 170)
+    page.screenshot(path=str(HERE / "misclassified_anatomy.png"),
+                    clip={"x": 0, "y": top, "width": page.viewport_size["width"], "height": box["height"] + 250})
+    print("wrote", HERE / "misclassified_anatomy.png")
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -88,6 +100,13 @@ def main() -> None:
         page.locator(".st-key-mis_evaluate button").click()
         page.locator("[class*='st-key-mis_open_'] button").first.wait_for()
         shoot(page, "misclassified")
+        field = page.locator(".st-key-mis_size input")  # the anatomy on the card's 3000 test lenses
+        field.fill("3000")
+        field.press("Enter")
+        wait_idle(page)
+        page.locator(".st-key-mis_evaluate button").click()
+        page.locator("[class*='st-key-mis_open_'] button").first.wait_for()
+        shoot_anatomy(page)
 
         page.set_viewport_size({"width": 1500, "height": 3200})  # the guide is long
         page.get_by_role("link", name="Learn").click()
