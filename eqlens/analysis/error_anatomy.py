@@ -47,6 +47,15 @@ def mass_near_ring(truth: Mapping, half_width: float = RING_HALF_WIDTH_ARCSEC) -
     return float(_masses(truth)[near].sum())
 
 
+def mass_inside_ring(truth: Mapping, half_width: float = RING_HALF_WIDTH_ARCSEC) -> float:
+    """Total subhalo mass (recipe units) with ``r < theta_E - half_width`` arcsec: inside the ring, where it adds
+    to the enclosed mass (a larger, smoother ring) more than it bends the arcs; NaN without subhalos."""
+    if not _has_subhalos(truth):
+        return math.nan
+    inside = _radii(truth) < float(truth["theta_E"]) - half_width
+    return float(_masses(truth)[inside].sum())
+
+
 def vortex_length(truth: Mapping) -> float:
     """Length of the vortex line (arcsec), NaN for a lens without one."""
     ends = truth.get("vortex_endpoints")
@@ -76,6 +85,7 @@ class SceneFeature:
 SCENE_FEATURES: tuple[SceneFeature, ...] = (
     SceneFeature("mass_near_ring", f"subhalo mass within {RING_HALF_WIDTH_ARCSEC}\" of the Einstein ring",
                  MASS_UNIT, mass_near_ring, log=True),
+    SceneFeature("mass_inside_ring", "subhalo mass inside the ring", MASS_UNIT, mass_inside_ring, log=True),
     SceneFeature("subhalo_mass_total", "subhalo mass, total", MASS_UNIT,
                  lambda t: float(_masses(t).sum()) if _has_subhalos(t) else math.nan, log=True),
     SceneFeature("subhalo_mass_largest", "subhalo mass, largest", MASS_UNIT,

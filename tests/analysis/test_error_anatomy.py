@@ -13,6 +13,7 @@ from eqlens.analysis.error_anatomy import (
     error_anatomy,
     error_rate_bins,
     feature_table,
+    mass_inside_ring,
     mass_near_ring,
     vortex_length,
 )
@@ -28,6 +29,7 @@ def test_mass_near_ring_counts_only_subhalos_on_the_ring():
     t = _truth(1, masses=[1e9, 2e9, 4e9], positions=[(1.2, 0.0), (0.0, -1.2 - RING_HALF_WIDTH_ARCSEC / 2), (0.1, 0.0)])
     assert mass_near_ring(t) == pytest.approx(3e9)
     assert mass_near_ring(t, half_width=2.0) == pytest.approx(7e9)
+    assert mass_inside_ring(t) == pytest.approx(4e9)  # only the one well inside theta_E - half width
     assert math.isnan(mass_near_ring(_truth(2)))
 
 
