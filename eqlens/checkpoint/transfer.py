@@ -144,13 +144,19 @@ def initialise_from(model: torch.nn.Module, source: Mapping[str, torch.Tensor], 
 
     Only the classifier may stay fresh: every other tensor of ``model`` must be in ``source`` with
     its shape, and ``source`` may hold nothing ``model`` lacks; otherwise :class:`TrainingError`
-    names the keys (``source`` is another architecture). Non-finite weights raise
+    names the keys (``source`` is another architecture). A model with an ``adapt_source(source,
+    image_size)`` method first rewrites weights of a related configuration into its own where that
+    keeps the function (:meth:`eqlens.models.gcnn.GroupCNN.adapt_source`). Non-finite weights raise
     :class:`CheckpointError`. ``name`` (a path, "in-memory state") goes into the messages.
     ``model`` is left in eval mode."""
     for key, value in source.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(f"{name}: weight {key!r} holds NaN or inf")
-    num_outputs = int(getattr(model, "build_config", {}).get("num_classes", -1))
+    build = getattr(model, "build_config", {}) or {}
+    num_outputs = int(build.get("num_classes", -1))
+    adapt = getattr(model, "adapt_source", None)
+    if adapt is not None and "image_size" in build:  # e.g. a global-mean gcnn read as a ring-means one
+        source = adapt(dict(source), int(build["image_size"]))
     model.eval()
     unexpected = sorted(set(source) - set(model.state_dict()))
     transfer = transfer_weights(source, model)

@@ -8,6 +8,7 @@ with or without the mirror; all of C4 and D4, the 90-deg subgroup of C8 and D8):
     group blocks      [B, Ci, |G|, Hi, Wi]          GroupConv-BN-ReLU-pool:       rho(g) Fi
     group pool (max)  [B, Cn, Hn, Wn]               |G| axis gone:                g.m   (moved only)
     spatial mean      [B, Cn]                       plane gone:                   unchanged
+      or ring means   [B, Cn * R]    (radial_bins R) rings about the centre:      unchanged
     hidden + ReLU     [B, hidden]    (Tap "features")                             unchanged
     linear            [B, classes]   logits                                       unchanged
 
@@ -16,6 +17,13 @@ the centre for both parities (3x3/stride 2 on odd sizes, 2x2/stride 2 on even si
 network is exactly invariant on every input size >= 16; batch norm shares its statistics over
 the group axis (:class:`GroupBatchNorm`), ReLU acts pixel by pixel. Rotations by 45 deg (C8/D8)
 are approximate: the kernels are resampled (see :mod:`eqlens.models.group_conv`).
+
+``radial_bins R > 0`` replaces the spatial mean by the mean over R rings about the centre
+(:class:`RingMeans`): a ring is a set of pixel centres at given distances from the centre, which every
+exact element maps onto itself, so the model stays exactly invariant while its head learns *where*
+(inside the Einstein ring, on the arcs, outside) a feature fires. A global mean is a fixed mix of the
+ring means (weights: the rings' pixel shares), so a global-mean checkpoint loads into a ring model as
+the same function (:meth:`GroupCNN.adapt_source`).
 
 Parameters with the defaults (widths 16-24-32-32, kernels 5 then 3, hidden 64):
 ~81k at C4, ~160k at C8 and D4 (the group-conv kernels carry one map per input orientation).
@@ -28,7 +36,7 @@ from torch import nn
 
 from ..groups import Group
 from .group_conv import CentredMaxPool2d, GroupBatchNorm, GroupConv, GroupPool, LiftingConv
-from .inspection import LensModel, Tap
+from .inspection import LensModel, Tap, eval_mode
 from .registry import register
 
 
@@ -55,6 +63,51 @@ class GroupConvBlock(nn.Module):
         return self.tap(fields.flatten(1, 2)).unflatten(1, fields.shape[1:3])
 
 
+class RingMeans(nn.Module):
+    """``[B, C, H, W] -> [B, C * R]``: each channel's mean over ``R`` rings of pixel centres about the centre
+    of the plane (feature ``c * R + r`` is channel ``c`` on ring ``r``, innermost first).
+
+    The distinct centre distances of the ``H x W`` grid, in increasing order, are split into ``R`` runs
+    of consecutive distances (as equal in number as they go), so no ring is empty; a plane with fewer
+    distinct distances than ``R`` is refused. Every rotation by 90 deg and every mirror of a centred grid
+    keeps distances, so ring means are exactly invariant under them."""
+
+    def __init__(self, bins: int):
+        super().__init__()
+        if bins < 1:
+            raise ValueError(f"radial_bins must be at least 1, got {bins}")
+        self.bins = int(bins)
+        self._cache: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def weights(self, height: int, width: int, device=None) -> torch.Tensor:
+        """``[R, H * W]``: row r averages ring r (1 / its pixel count on its pixels, 0 elsewhere)."""
+        key = (height, width, str(device))
+        if key not in self._cache:
+            v = torch.arange(height, dtype=torch.float64) - (height - 1) / 2
+            u = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
+            d2 = (v[:, None] ** 2 + u[None, :] ** 2).reshape(-1)  # squared distances: exact on the half grid
+            levels = torch.unique(d2)
+            if levels.numel() < self.bins:
+                raise ValueError(f"a {height}x{width} feature map has {levels.numel()} distinct distances from its "
+                                 f"centre, fewer than radial_bins={self.bins}: use fewer bins or a larger input")
+            ring_of_level = torch.cat([torch.full((len(chunk),), r) for r, chunk in
+                                       enumerate(torch.arange(levels.numel()).tensor_split(self.bins))])
+            ring = ring_of_level[torch.searchsorted(levels, d2)]
+            member = (ring[None, :] == torch.arange(self.bins)[:, None]).to(torch.float64)
+            self._cache[key] = (member / member.sum(1, keepdim=True)).to(torch.float32).to(device)
+        return self._cache[key]
+
+    def pixel_shares(self, height: int, width: int) -> torch.Tensor:
+        """``[R]``: each ring's share of the plane's pixels (the weights that make ring means a global mean)."""
+        w = self.weights(height, width)
+        counts = (w > 0).sum(1).to(torch.float64)
+        return counts / counts.sum()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        return (x.reshape(b, c, h * w) @ self.weights(h, w, x.device).to(x.dtype).T).reshape(b, c * self.bins)
+
+
 class GroupCNN(LensModel):
     """Lifting block, group-conv blocks, group max-pool, spatial mean, two-layer head.
 
@@ -64,7 +117,7 @@ class GroupCNN(LensModel):
 
     def __init__(self, num_classes: int, group: Group, widths: tuple[int, ...] = (16, 24, 32, 32),
                  lift_kernel_size: int = 5, kernel_size: int = 3, hidden: int = 64, group_pool: str = "max",
-                 lift_stride: int = 1):
+                 lift_stride: int = 1, radial_bins: int = 0):
         super().__init__()
         if len(widths) < 1:
             raise ValueError("gcnn needs at least one width (the lifting layer's)")
@@ -80,14 +133,41 @@ class GroupCNN(LensModel):
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         ))
         self.group_pool = GroupPool(group_pool)
-        self.hidden = nn.Sequential(nn.Linear(widths[-1], hidden), nn.ReLU(inplace=True))
+        self.rings = RingMeans(radial_bins) if radial_bins else None
+        self.hidden = nn.Sequential(nn.Linear(widths[-1] * (radial_bins or 1), hidden), nn.ReLU(inplace=True))
         self.features = Tap("features")
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fields = self.blocks(self.lift(x))  # [B, C, |G|, H', W']
-        pooled = self.group_pool(fields).mean(dim=(-2, -1))  # [B, C]: invariant
+        plane = self.group_pool(fields)  # [B, C, H', W']: moved only
+        pooled = plane.mean(dim=(-2, -1)) if self.rings is None else self.rings(plane)  # [B, C or C*R]: invariant
         return self.head(self.features(self.hidden(pooled)))
+
+    def final_plane_size(self, image_size: int) -> tuple[int, int]:
+        """``(H', W')`` of the last block's plane for ``image_size`` inputs (one forward of a zero image)."""
+        param = next(self.parameters())
+        with torch.no_grad(), eval_mode(self):
+            plane = self.blocks(self.lift(torch.zeros(1, 1, image_size, image_size, dtype=param.dtype,
+                                                      device=param.device)))
+        return int(plane.shape[-2]), int(plane.shape[-1])
+
+    def adapt_source(self, source: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
+        """``source`` weights of a global-mean gcnn rewritten for this ring model as the same function.
+
+        The global mean over the plane is ``sum_r share_r * ring_mean_r``, so the first head layer's weight
+        ``W [hidden, C]`` becomes ``W' [hidden, C * R]`` with ``W'[:, c * R + r] = W[:, c] * share_r``. Any
+        other source (already ring-shaped, or another architecture) is returned unchanged."""
+        key = "hidden.0.weight"
+        if self.rings is None or key not in source:
+            return source
+        weight = source[key]
+        channels = self.hidden[0].in_features // self.rings.bins
+        if weight.dim() != 2 or tuple(weight.shape) != (self.hidden[0].out_features, channels):
+            return source
+        shares = self.rings.pixel_shares(*self.final_plane_size(image_size)).to(weight.dtype)
+        widened = (weight[:, :, None] * shares[None, None, :]).reshape(weight.shape[0], channels * self.rings.bins)
+        return {**source, key: widened}
 
     def lifting_kernels(self) -> torch.Tensor:
         """The lifting kernel and its moved copies, ``[|G|, C0, 1, k, k]`` (copy ``g`` is ``g.psi``,
@@ -98,7 +178,12 @@ class GroupCNN(LensModel):
 @register("gcnn", description="group CNN from scratch (lifting + group convs, exact on 90-deg rotations/flips)",
           uses_group=True, invariant=True, odd_size_for_exactness=False)
 def build_gcnn(num_classes: int, group: Group, image_size: int, widths=(16, 24, 32, 32), lift_kernel_size: int = 5,
-               kernel_size: int = 3, hidden: int = 64, group_pool: str = "max", lift_stride: int = 1) -> GroupCNN:
+               kernel_size: int = 3, hidden: int = 64, group_pool: str = "max", lift_stride: int = 1,
+               radial_bins: int = 0) -> GroupCNN:
     if lift_stride == 2 and image_size % 2 == 0:
         raise ValueError(f"gcnn with lift_stride 2 needs an odd image size (a centred stride-2 grid), got {image_size}")
-    return GroupCNN(num_classes, group, tuple(widths), lift_kernel_size, kernel_size, hidden, group_pool, lift_stride)
+    model = GroupCNN(num_classes, group, tuple(widths), lift_kernel_size, kernel_size, hidden, group_pool, lift_stride,
+                     radial_bins)
+    if radial_bins:
+        model.rings.weights(*model.final_plane_size(image_size))  # refuses too many bins for this size now
+    return model

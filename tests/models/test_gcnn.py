@@ -312,3 +312,45 @@ def test_a_stride_2_lifting_layer_refuses_even_sizes_where_its_grid_cannot_be_ce
     model = create("gcnn", num_classes=3, group="C4", image_size=17, widths=(4, 6), lift_stride=2)
     with pytest.raises(ValueError, match="centred only on odd sizes"):
         model(torch.rand(1, 1, 18, 18))
+
+
+def test_ring_means_partition_the_plane_and_keep_its_symmetry():
+    from eqlens.models.gcnn import RingMeans
+
+    rings = RingMeans(4)
+    for size in (6, 7, 11):
+        w = rings.weights(size, size)
+        assert w.shape == (4, size * size)
+        assert torch.allclose(w.sum(1), torch.ones(4))  # each row a mean over a non-empty ring
+        assert ((w > 0).sum(0) == 1).all()  # every pixel on exactly one ring
+        assert rings.pixel_shares(size, size).sum().item() == pytest.approx(1.0)
+    x = torch.rand(2, 3, 7, 7)
+    for moved in (torch.rot90(x, 1, (-2, -1)), x.flip(-1), x.transpose(-2, -1)):
+        assert torch.allclose(rings(moved), rings(x), atol=1e-6)
+    assert not torch.allclose(rings(x), rings(torch.roll(x, 1, -1)))  # a shift off centre is seen
+    with pytest.raises(ValueError, match="distinct distances"):
+        RingMeans(7).weights(3, 3)  # a 3x3 plane has 3 distances from its centre
+
+
+def test_a_ring_gcnn_is_exactly_invariant_and_reads_a_global_mean_checkpoint_as_the_same_function():
+    from eqlens.checkpoint.transfer import initialise_from
+    from eqlens.models import create
+
+    kw = dict(widths=[4, 6, 8], lift_stride=2)
+    torch.manual_seed(0)
+    plain = create("gcnn", num_classes=3, group="C4", image_size=33, **kw).eval()
+    ringed = create("gcnn", num_classes=3, group="C4", image_size=33, radial_bins=3, **kw).eval()
+    assert ringed.build_config["radial_bins"] == 3
+    for m in plain.modules():  # batch-norm statistics that are not the identity
+        if getattr(m, "running_var", None) is not None:
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    transfer = initialise_from(ringed, plain.state_dict(), "plain")
+    assert "hidden.0.weight" in transfer.loaded and not transfer.skipped
+    x = torch.rand(3, 1, 33, 33)
+    with torch.no_grad():
+        assert torch.allclose(ringed(x), plain(x), atol=1e-5)
+        for k in (1, 2, 3):
+            assert torch.allclose(ringed(torch.rot90(x, k, (-2, -1))), ringed(x), atol=1e-5)
+    with pytest.raises(ValueError, match="radial_bins"):
+        create("gcnn", num_classes=3, group="C4", image_size=33, radial_bins=50, **kw)
