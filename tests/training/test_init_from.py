@@ -285,3 +285,8 @@ def test_eqlens_train_model_kwargs_override_the_init_from_cards_one_by_one(tmp_p
     assert main([*base, "--model-kwargs", '{"widths": [3, 4]}', "--out", str(tmp_path / "wider")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("eqlens train: error:")
+    # A ring-means head reads the global-mean checkpoint as the same function (its first head layer widened).
+    assert main([*base, "--model-kwargs", '{"radial_bins": 2}', "--out", str(tmp_path / "rings")]) == 0
+    _, card = ck.load_checkpoint(tmp_path / "rings")
+    assert card.build_config["radial_bins"] == 2 and card.build_config["widths"] == [2, 4]
+    assert set(card.training["initialised_from"]["skipped"]) == {"head.weight", "head.bias"}  # hidden.0 fits
