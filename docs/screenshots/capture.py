@@ -69,7 +69,8 @@ def main() -> None:
         page.set_default_timeout(300_000)
         page.goto(url)
         wait_idle(page)
-        # The default: the flagship on the turned sky (the view it was trained for), its group channels.
+        # The default: the flagship as Explore opens it (a model trained on turned pictures opens on the picture;
+        # a scene-only one on the turned sky), its group channels.
         shoot(page, "explore_sky", ready="logits:")
         page.locator(".st-key-explore_angle_btn_1 button").click()
         page.get_by_text("90°").first.wait_for()
