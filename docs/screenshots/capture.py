@@ -28,13 +28,14 @@ def select(page, key: str, option: str) -> None:
     wait_idle(page)
 
 
-def shoot(page, name: str, ready: str | None = None) -> None:
-    """Screenshot once ``ready`` (a text the finished page shows) is on screen and the app is idle."""
+def shoot(page, name: str, ready: str | None = None, clip: dict | None = None) -> None:
+    """Screenshot once ``ready`` (a text the finished page shows) is on screen and the app is idle;
+    ``clip`` (playwright's x, y, width, height) keeps only that part of the page."""
     if ready:
         page.get_by_text(ready).first.wait_for()
     wait_idle(page)
     page.wait_for_timeout(1500)  # plotly draws after the script ends
-    page.screenshot(path=str(HERE / f"{name}.png"))
+    page.screenshot(path=str(HERE / f"{name}.png"), clip=clip)
     print("wrote", HERE / f"{name}.png")
 
 
@@ -48,13 +49,10 @@ def select_model(page, key: str, checkpoint: str) -> None:
 def shoot_anatomy(page) -> None:
     """Misclassified's "Where the errors lie" (an evaluation on screen): the section, scrolled to."""
     page.get_by_text("Where the errors lie").first.scroll_into_view_if_needed()
-    wait_idle(page)
-    page.wait_for_timeout(1500)
     box = page.locator(".st-key-mis_anatomy_chart").bounding_box()
     top = max(0, box["y"] - 170)
-    page.screenshot(path=str(HERE / "misclassified_anatomy.png"),
-                    clip={"x": 0, "y": top, "width": page.viewport_size["width"], "height": box["height"] + 250})
-    print("wrote", HERE / "misclassified_anatomy.png")
+    shoot(page, "misclassified_anatomy",
+          clip={"x": 0, "y": top, "width": page.viewport_size["width"], "height": box["height"] + 250})
 
 
 def main() -> None:

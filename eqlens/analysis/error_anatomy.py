@@ -6,7 +6,7 @@ lensing researcher reads errors by: the subhalo mass within :data:`RING_HALF_WID
 ring (where substructure bends the arcs), the total and largest subhalo mass, the vortex's length, the axion
 mass, the exposure, the source's offset from the lens centre. :func:`error_anatomy` bins the lenses of each
 true class into quantiles of every feature that varies within that class and reports the error rate per bin
-with its binomial standard error (:class:`ErrorRateBins`): e.g. the Model I flagship misses 30 % of the CDM
+with its binomial standard error (:class:`ErrorRateBins`): e.g. the session-8 Model I flagship misses 30 % of the CDM
 lenses with the least subhalo mass near the ring and 2 % of those with the most (docs/benchmarks.md).
 
 Rotating a scene about the lens centre leaves every feature unchanged (they depend on radii and lengths
@@ -72,24 +72,22 @@ def _optional(value) -> float:
 @dataclass(frozen=True)
 class SceneFeature:
     """One number per lens, read from its truth dict: ``value(truth)`` (NaN where the lens has no such thing,
-    e.g. a vortex length for a CDM lens). ``log`` says the feature spans decades (plotted and binned on a
-    log axis is the reader's choice; the quantile bins do not depend on it)."""
+    e.g. a vortex length for a CDM lens)."""
 
     name: str
     label: str
     unit: str
     value: Callable[[Mapping], float]
-    log: bool = False
 
 
 SCENE_FEATURES: tuple[SceneFeature, ...] = (
     SceneFeature("mass_near_ring", f"subhalo mass within {RING_HALF_WIDTH_ARCSEC}\" of the Einstein ring",
-                 MASS_UNIT, mass_near_ring, log=True),
-    SceneFeature("mass_inside_ring", "subhalo mass inside the ring", MASS_UNIT, mass_inside_ring, log=True),
+                 MASS_UNIT, mass_near_ring),
+    SceneFeature("mass_inside_ring", "subhalo mass inside the ring", MASS_UNIT, mass_inside_ring),
     SceneFeature("subhalo_mass_total", "subhalo mass, total", MASS_UNIT,
-                 lambda t: float(_masses(t).sum()) if _has_subhalos(t) else math.nan, log=True),
+                 lambda t: float(_masses(t).sum()) if _has_subhalos(t) else math.nan),
     SceneFeature("subhalo_mass_largest", "subhalo mass, largest", MASS_UNIT,
-                 lambda t: float(_masses(t).max()) if _has_subhalos(t) else math.nan, log=True),
+                 lambda t: float(_masses(t).max()) if _has_subhalos(t) else math.nan),
     SceneFeature("vortex_length", "vortex length", "arcsec", vortex_length),
     SceneFeature("log10_axion_mass", "log10 axion mass", "log10 eV", lambda t: _optional(t.get("log10_axion_mass"))),
     SceneFeature("exposure", "exposure", "s", lambda t: _optional(t.get("exposure"))),
