@@ -45,7 +45,7 @@ def test_a_shipped_card_states_every_hyper_parameter_its_builder_takes():
     pinned = json.loads((SHIPPED / "model_i_gcnn" / "model_card.json").read_text())["model"]["build_config"]
     assert pinned == {"name": "gcnn", "num_classes": 3, "group": "C4", "image_size": 65, "widths": [16, 24, 32, 32],
                       "lift_kernel_size": 5, "kernel_size": 3, "hidden": 64, "group_pool": "max", "lift_stride": 1,
-                      "radial_bins": 0}
+                      "radial_bins": 0, "orbit_turns": 1}
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])

@@ -354,3 +354,35 @@ def test_a_ring_gcnn_is_exactly_invariant_and_reads_a_global_mean_checkpoint_as_
             assert torch.allclose(ringed(torch.rot90(x, k, (-2, -1))), ringed(x), atol=1e-5)
     with pytest.raises(ValueError, match="radial_bins"):
         create("gcnn", num_classes=3, group="C4", image_size=33, radial_bins=50, **kw)
+
+
+def test_orbit_turns_average_the_probabilities_over_finer_turns_and_keep_exact_invariance():
+    from eqlens.groups import circular_mask, rotate
+    from eqlens.models import create
+
+    kw = dict(widths=[4, 6, 8], lift_stride=2, radial_bins=2)
+    torch.manual_seed(0)
+    single = create("gcnn", num_classes=3, group="C4", image_size=33, **kw).eval()
+    averaged = create("gcnn", num_classes=3, group="C4", image_size=33, orbit_turns=4, **kw).eval()
+    assert averaged.build_config["orbit_turns"] == 4 and single.build_config["orbit_turns"] == 1
+    with torch.no_grad():
+        single.head.weight.mul_(20.0)  # an untrained head is nearly flat: make the views' answers differ
+    averaged.load_state_dict(single.state_dict())  # no parameters of its own
+    assert averaged.orbit_turn_angles() == [0.0, 22.5, 45.0, 67.5]
+    x = torch.rand(5, 1, 33, 33) * circular_mask(33, 33)
+    with torch.no_grad():
+        turned = [torch.softmax(single(rotate(x, a, mask=True, supersample=2)), -1) for a in (0.0, 22.5, 45.0, 67.5)]
+        probabilities = torch.softmax(averaged(x), -1)
+        assert torch.allclose(probabilities, torch.stack(turned).mean(0), atol=1e-6)
+        assert not torch.allclose(probabilities.log(), turned[0].log(), atol=1e-3)  # the turns do count
+        for k in (1, 2, 3):
+            assert torch.allclose(averaged(torch.rot90(x, k, (-2, -1))), averaged(x), atol=1e-5)
+        # A turn by a quarter of the averaged orbit's step lands on the next copy, up to resampling.
+        shifted = torch.softmax(averaged(rotate(x, 22.5, mask=True, supersample=2)), -1)
+        plain_shift = (torch.softmax(single(rotate(x, 22.5, mask=True, supersample=2)), -1) - turned[0]).abs().max()
+        assert (shifted - probabilities).abs().max() < plain_shift
+    taps = averaged.inspect(x[:2])  # the taps hold the picture's own view, one row per image
+    assert taps.features.shape[0] == 2
+    assert torch.allclose(taps.features, single.inspect(x[:2]).features, atol=1e-6)
+    with pytest.raises(ValueError, match="orbit_turns"):
+        create("gcnn", num_classes=3, group="C4", image_size=33, orbit_turns=0, **kw)
