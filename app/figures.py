@@ -19,6 +19,10 @@ from PIL import Image, ImageDraw, ImageFont
 BACKGROUND = (14, 17, 23)
 TEXT = (230, 230, 230)
 PALETTE = ("#f2a541", "#4cc9f0", "#f72585", "#7bd389", "#b388eb", "#ff8c61", "#a0a0a0", "#ffd166")
+# Lines that must stay apart when many share a chart (the error anatomy: up to 9 scene parameters): hues far
+# from each other on the dark template, none of them the gray of reference lines.
+DISTINCT_PALETTE = ("#f2a541", "#4cc9f0", "#f72585", "#7bd389", "#b388eb", "#ffd166", "#3a86ff", "#ff5d5d",
+                    "#2ec4b6", "#e0e0e0")
 TEMPLATE = "plotly_dark"
 
 
@@ -676,15 +680,20 @@ def error_anatomy_figure(bins: Sequence, class_name: str) -> go.Figure:
     (:func:`eqlens.analysis.error_anatomy.error_anatomy`'s ``ErrorRateBins`` of that class): one line per
     feature, x the bin from the lowest values to the highest (so features in different units share an
     axis), binomial standard errors as bars; hover gives the bin's range in the feature's units and its
-    counts. A steep line is a parameter the errors depend on; the dotted line is the class's error rate."""
+    counts. A steep line is a parameter the errors depend on; the dotted line is the class's error rate.
+    Each feature keeps its colour (its place in ``SCENE_FEATURES``) in every class's chart."""
+    from eqlens.analysis.error_anatomy import SCENE_FEATURES
+
+    order = {feature.name: i for i, feature in enumerate(SCENE_FEATURES)}
     traces, overall, most = [], None, 1
-    for i, b in enumerate(bins):
+    for b in bins:
+        i = order.get(b.feature.name, len(order))
         n = len(b.counts)
         most = max(most, n)
         overall = b.total_rate
         traces.append(dict(
             type="scatter", mode="lines+markers", x=list(range(1, n + 1)), y=b.rate.tolist(),
-            name=b.feature.label, line=dict(color=PALETTE[i % len(PALETTE)]),
+            name=b.feature.label, line=dict(color=DISTINCT_PALETTE[i % len(DISTINCT_PALETTE)]),
             error_y=dict(type="data", array=b.stderr.tolist(), visible=True, thickness=1),
             customdata=[[b.edges[k], b.edges[k + 1], int(b.counts[k]), int(b.errors[k]), b.feature.unit]
                         for k in range(n)],

@@ -110,3 +110,6 @@ def test_error_anatomy_figure_draws_a_line_per_feature_against_the_class_rate():
     assert list(ring.y) == [1.0, 0.0, 0.0, 0.0]
     assert fig.data[-1].y[0] == 0.25  # the class's error rate, dotted
     assert ring.customdata[0][2] == 10 and ring.customdata[0][3] == 10
+    colours = [t.line.color for t in lines]
+    assert len(set(colours)) == len(colours)  # every parameter its own colour, however many lines
+    assert len(set(figures.DISTINCT_PALETTE)) == len(figures.DISTINCT_PALETTE) >= 9
