@@ -1,6 +1,6 @@
 """Make an orbit-averaged gcnn checkpoint from a trained one: the same weights, ``orbit_turns`` set.
 
-    .venv/bin/python scripts/orbit_average_checkpoint.py checkpoints/model_i_flagship campaigns/flagship_ring_orbit4 --turns 4
+    .venv/bin/python scripts/orbit_average_checkpoint.py checkpoints/model_i_flagship campaigns/ring_orbit4 --turns 4
 
 The new model averages the class probabilities over the picture turned by ``k * 360 / (N m)`` deg
 (``eqlens.models.gcnn``, ``orbit_turns``): no parameter changes, no training. Its card is the source's
