@@ -50,6 +50,8 @@ class CardFacts:
     epochs: int | None = None
     task: str = "classification"
     augment_mode: str | None = None  # "scene": turned renderings; "image": resampled pictures; "mixed": both
+    orbit_turns: int = 1  # > 1: the probabilities are averaged over that many finer turns (gcnn orbit_turns)
+    derived: bool = False  # the weights of another checkpoint, orbit averaging added without training
 
 
 def _number(value) -> float | None:
@@ -129,6 +131,8 @@ def card_facts(card) -> CardFacts | None:
         epochs=None if config is None else config.epochs,
         task=card.task,
         augment_mode=config.augment_mode if config is not None and config.augment else None,
+        orbit_turns=max(1, _int(card.build_config.get("orbit_turns")) or 1),
+        derived=bool(_dict(training.get("derived_from"))),
     )
 
 
@@ -239,7 +243,21 @@ def training_line(facts: CardFacts) -> str:
     if facts.augment_mode is not None:
         parts.append(_ROTATIONS_SEEN.get(facts.augment_mode, f"augmentation {facts.augment_mode}"))
     parts.append("complete" if facts.complete else "**partial** (stopped before its last epoch)")
+    if facts.derived:
+        parts.append("then the orbit average added to those weights, without training")
     return ", ".join(parts)
+
+
+def orbit_text(facts: CardFacts) -> str:
+    """How the model line names orbit averaging ('' for a model that reads one view)."""
+    if facts.orbit_turns <= 1:
+        return ""
+    from eqlens.groups import get_group
+
+    rotations = get_group(facts.group).order_rotations if facts.group else 4
+    step = 360.0 / (rotations * facts.orbit_turns)
+    turns = ", ".join(f"{k * step:g}" for k in range(facts.orbit_turns))
+    return f", probabilities averaged over the picture turned by {turns} deg ({facts.orbit_turns} forwards)"
 
 
 def _duration(seconds: float) -> str:
@@ -263,7 +281,7 @@ def card_lines(facts: CardFacts) -> list[tuple[str, str]]:
     """(what, text) rows of the panel."""
     size = f"{facts.parameters:,} parameters" if facts.parameters is not None else "parameters not on the card"
     return [
-        ("model", f"`{facts.model}`, {group_text(facts.model, facts.group)}, {size}"),
+        ("model", f"`{facts.model}`, {group_text(facts.model, facts.group)}, {size}{orbit_text(facts)}"),
         ("input", input_line(facts)),
         ("data", data_line(facts)),
         ("test", test_line(facts)),

@@ -198,3 +198,17 @@ def test_the_card_panel_says_how_the_run_saw_its_rotations():
                         ("mixed", "half of them also resampled (mixed")):
         card["training"]["config"]["augment_mode"] = mode
         assert words in dict(card_panel.card_lines(card_panel.card_facts(card)))["training"], mode
+
+
+def test_the_card_panel_names_an_orbit_average_and_a_derived_checkpoint():
+    def lines(card):
+        return dict(card_panel.card_lines(card_panel.card_facts(card)))
+
+    card = shipped_card("model_i_flagship")
+    card["model"]["build_config"]["orbit_turns"] = 1
+    assert "averaged" not in lines(card)["model"] and "without training" not in lines(card)["training"]
+    card["model"]["build_config"]["orbit_turns"] = 4
+    card["training"]["derived_from"] = {"source": "checkpoints/x", "orbit_turns": 4, "trained": False}
+    averaged = lines(card)
+    assert "averaged over the picture turned by 0, 22.5, 45, 67.5 deg (4 forwards)" in averaged["model"]
+    assert "without training" in averaged["training"]
