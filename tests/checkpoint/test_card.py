@@ -211,7 +211,7 @@ def test_train_config_is_the_runs_record_with_todays_defaults_or_none():
 
     card = read_card(ROOT / "checkpoints" / "model_i_flagship")
     config = card.train_config
-    assert (config.model, config.epochs, config.augment_mode, config.steps_per_epoch) == ("gcnn", 24, "mixed", 400)
+    assert (config.model, config.epochs, config.augment_mode, config.steps_per_epoch) == ("gcnn", 16, "mixed", 400)
     training = dict(card.training, config={"model": "gcnn", "lr": 1e-3})
     assert card.replace(training=training).train_config.augment  # left out: today's default, on
     assert card.replace(training=dict(card.training, config={"model": "gcnn", "schedule": "zigzag"})
