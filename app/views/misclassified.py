@@ -231,8 +231,13 @@ def anatomy_section(report: dict, class_names) -> None:
     st.subheader("Where the errors lie")
     classes = [n for n in class_names if any(b.class_name == n for b in bins)]
     errors = {n: next(int(b.errors.sum()) for b in bins if b.class_name == n) for n in classes}
+    lenses = {n: next(int(b.counts.sum()) for b in bins if b.class_name == n) for n in classes}
+    # The counts go in the caption, not the options' labels: after a second evaluation the browser went on
+    # showing the first evaluation's count in the selected label (docs/screenshots, session 11).
     chosen = st.selectbox("True class", classes, index=classes.index(max(classes, key=errors.get)),
-                          key="mis_anatomy_class", format_func=lambda n: f"{n} ({errors[n]} misclassified)")
+                          key="mis_anatomy_class")
+    st.caption(f"{errors[chosen]} of {lenses[chosen]} true {chosen} lenses misclassified; every class: "
+               + ", ".join(f"{n} {errors[n]}" for n in classes))
     st.plotly_chart(figures.error_anatomy_figure([b for b in bins if b.class_name == chosen], chosen),
                     key="mis_anatomy_chart", width="stretch", theme=None)
     st.caption("Each line bins this class's test lenses into quantiles of one parameter of their simulated scene "
