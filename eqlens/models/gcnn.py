@@ -124,7 +124,9 @@ class GroupCNN(LensModel):
     """Lifting block, group-conv blocks, group max-pool, spatial mean, two-layer head.
 
     ``forward(x: [B, 1, H, W]) -> logits [B, num_classes]``, exactly invariant (to float rounding)
-    under the group's exact elements. Taps: ``lift.tap`` and ``blocks.<i>.tap`` (kind ``"group"``),
+    under the group's exact elements; with ``orbit_turns > 1`` the logits are ``log mean_k softmax`` over the
+    turned copies (module docstring) and :meth:`single_view` gives one view's logits.
+    Taps: ``lift.tap`` and ``blocks.<i>.tap`` (kind ``"group"``),
     ``features`` (``[B, hidden]``, before the final linear layer)."""
 
     def __init__(self, num_classes: int, group: Group, widths: tuple[int, ...] = (16, 24, 32, 32),
