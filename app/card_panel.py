@@ -250,13 +250,11 @@ def training_line(facts: CardFacts) -> str:
 
 def orbit_text(facts: CardFacts) -> str:
     """How the model line names orbit averaging ('' for a model that reads one view)."""
-    if facts.orbit_turns <= 1:
+    if facts.orbit_turns <= 1 or facts.group is None:  # only a group model (gcnn) averages over turns
         return ""
-    from eqlens.groups import get_group
+    from eqlens.models.gcnn import orbit_turn_angles
 
-    rotations = get_group(facts.group).order_rotations if facts.group else 4
-    step = 360.0 / (rotations * facts.orbit_turns)
-    turns = ", ".join(f"{k * step:g}" for k in range(facts.orbit_turns))
+    turns = ", ".join(f"{angle:g}" for angle in orbit_turn_angles(facts.group, facts.orbit_turns))
     return f", probabilities averaged over the picture turned by {turns} deg ({facts.orbit_turns} forwards)"
 
 

@@ -42,7 +42,7 @@ def main() -> None:
     card = card.replace(build_config=build, metrics={}, training={**card.training, "derived_from": derived})
     write_checkpoint(args.dest, model, card)
     report = evaluate_checkpoint(args.dest, split="val", robustness_size=0, device="cpu")
-    summary = {k: v for k, v in card_summary(report).items() if k not in ("checkpoint", "data")}
+    summary = card_summary(report)
     write_checkpoint(args.dest, model, card.replace(metrics={"val": summary}))
     print(f"{args.dest}: {args.source} with orbit_turns {args.turns}; validation accuracy {summary['accuracy']:.4f}, "
           f"macro AUC {summary['auc_macro']:.4f} on {summary['n']} lenses")

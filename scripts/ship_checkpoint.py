@@ -34,7 +34,7 @@ def main() -> None:
     model, card = load_checkpoint(args.run)
     report = evaluate_checkpoint(args.run, split="test", robustness_size=args.robustness_size,
                                  batch_size=args.batch_size, device="cpu")
-    summary = {k: v for k, v in card_summary(report).items() if k not in ("checkpoint", "data")}
+    summary = card_summary(report)
     card = card.replace(metrics={**card.metrics, "test": summary})
     write_checkpoint(args.dest, model, card)
     print(f"shipped {args.run} (best epoch {card.training['best_epoch']}, complete: "

@@ -229,9 +229,12 @@ def anatomy_section(report: dict, class_names) -> None:
     if not bins:
         return
     st.subheader("Where the errors lie")
-    classes = [n for n in class_names if any(b.class_name == n for b in bins)]
-    errors = {n: next(int(b.errors.sum()) for b in bins if b.class_name == n) for n in classes}
-    lenses = {n: next(int(b.counts.sum()) for b in bins if b.class_name == n) for n in classes}
+    first = {}  # class -> its first feature's bins, whose counts the page quotes
+    for b in bins:
+        first.setdefault(b.class_name, b)
+    classes = [n for n in class_names if n in first]
+    errors = {n: int(first[n].errors.sum()) for n in classes}
+    lenses = {n: int(first[n].counts.sum()) for n in classes}
     # The counts go in the caption, not the options' labels: after a second evaluation the browser went on
     # showing the first evaluation's count in the selected label (docs/screenshots, session 11).
     chosen = st.selectbox("True class", classes, index=classes.index(max(classes, key=errors.get)),

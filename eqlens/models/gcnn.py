@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..groups import Group, rotate
+from ..groups import Group, get_group, rotate
 from .group_conv import CentredMaxPool2d, GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from .inspection import LensModel, Tap, eval_mode
 from .registry import register
@@ -120,6 +120,13 @@ class RingMeans(nn.Module):
         return (x.reshape(b, c, h * w) @ self.weights(h, w, x.device).to(x.dtype).T).reshape(b, c * self.bins)
 
 
+def orbit_turn_angles(group: Group | str, orbit_turns: int) -> list[float]:
+    """The turns (deg) a gcnn with ``orbit_turns = m`` averages over: ``k * 360 / (N m)``, ``k < m`` (N: the
+    group's rotations; C4, m = 4: 0, 22.5, 45, 67.5)."""
+    step = 360.0 / (get_group(group).order_rotations * int(orbit_turns))
+    return [k * step for k in range(int(orbit_turns))]
+
+
 class GroupCNN(LensModel):
     """Lifting block, group-conv blocks, group max-pool, spatial mean, two-layer head.
 
@@ -165,9 +172,8 @@ class GroupCNN(LensModel):
         return torch.logsumexp(torch.cat([own[None], others]), dim=0) - math.log(len(turns))
 
     def orbit_turn_angles(self) -> list[float]:
-        """The turns (deg) whose probabilities :meth:`forward` averages: ``k * 360 / (N m)``, ``k < m``."""
-        step = 360.0 / (self.group.order_rotations * self.orbit_turns)
-        return [k * step for k in range(self.orbit_turns)]
+        """The turns (deg) whose probabilities :meth:`forward` averages (:func:`orbit_turn_angles`)."""
+        return orbit_turn_angles(self.group, self.orbit_turns)
 
     def single_view(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, classes]`` of the picture as it is (no orbit averaging)."""

@@ -45,8 +45,11 @@ class Progress:
 
 
 def card_summary(report: dict) -> dict:
-    """The part of an evaluation report that goes into a model card (no curves, no per-image rows)."""
-    return {k: v for k, v in report.items() if k not in ("roc", "predictions", *SUMMARY_EXCLUDES)}
+    """The part of an evaluation report that goes into a model card (no curves, no per-image rows, and not the
+    ``checkpoint`` and ``data`` entries :func:`~eqlens.training.checkpoint_evaluation.evaluate_checkpoint` adds:
+    the card says those itself)."""
+    return {k: v for k, v in report.items()
+            if k not in ("roc", "predictions", "checkpoint", "data", *SUMMARY_EXCLUDES)}
 
 
 def device_name(device: torch.device) -> str:
