@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -94,6 +95,42 @@ def card_architecture(card: ModelCard) -> dict:
     return architecture(card.build_config, card.probe_group)
 
 
+DIGEST_PREFIX = "sha256:"
+# Folders searched for the checkpoint a digest names, relative to the working directory and the repository.
+WEIGHT_ROOTS = ("checkpoints", "campaigns")
+_REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def is_digest(source) -> bool:
+    """Whether ``source`` names weights by their digest (``"sha256:<64 hex>"``, :func:`weights_digest`)."""
+    return isinstance(source, str) and source.startswith(DIGEST_PREFIX)
+
+
+def find_weights(digest: str, roots=None) -> Path:
+    """The checkpoint folder whose ``model.safetensors`` holds the weights of ``digest`` (``"sha256:..."``),
+    searched in ``roots`` (default: :data:`WEIGHT_ROOTS` under the working directory and the repository;
+    best checkpoints only, never a ``last/`` state). A digest names weights whatever path holds them, so a
+    run started from it is reproducible after the path it was first read from is replaced.
+    :class:`CheckpointError` when no file holds them, or the digest is malformed."""
+    from ..errors import CheckpointError
+
+    value = digest.removeprefix(DIGEST_PREFIX)
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise CheckpointError(f"{digest!r} is not a weights digest: expected sha256: and 64 lowercase hex digits")
+    if roots is None:
+        roots = list(dict.fromkeys(base / r for base in (Path.cwd(), _REPOSITORY) for r in WEIGHT_ROOTS))
+    for root in roots:
+        for weights in sorted(Path(root).glob(f"**/{checkpoint.WEIGHTS_FILE}")):
+            if checkpoint.LAST_DIR in weights.parent.parts:
+                continue
+            try:
+                if weights_digest(checkpoint.read_checkpoint(weights.parent)[0]) == value:
+                    return weights.parent
+            except CheckpointError:
+                continue
+    raise CheckpointError(f"no checkpoint under {', '.join(str(r) for r in roots)} holds the weights {digest}")
+
+
 def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torch.Tensor], ModelCard]:
     """``(tensors, card)`` of the checkpoint ``source`` (directory or ``.safetensors`` file), refusing
     with :class:`TrainingError` one that holds another model than ``model`` or, for a model built
@@ -101,7 +138,7 @@ def read_init_checkpoint(source, model: str, group: str) -> tuple[dict[str, torc
     pickled file."""
     from ..models import spec
 
-    tensors, card = checkpoint.read_checkpoint(source)
+    tensors, card = checkpoint.read_checkpoint(find_weights(source) if is_digest(source) else source)
     held = card.name
     if held != model:
         raise TrainingError(f"{source} holds a {held!r} model, this run trains {model!r}: train {held!r} "

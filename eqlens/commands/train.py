@@ -21,7 +21,10 @@ def register(subparsers) -> None:
     budget.add_argument("--hours", type=arg.HOURS, default=None, help="the same budget in hours")
     p.add_argument("--model-kwargs", default=None, metavar="JSON",
                    help='the builder\'s hyper-parameters as a JSON object, e.g. \'{"widths": [8, 16, 32, 48]}\'')
-    p.set_defaults(func=run)
+    p.add_argument("--config", default=None, metavar="RUN.toml",
+                   help="train the run a run file describes (runs/*.toml; docs/training.md, 'Runs'), continuing it "
+                        "where it stopped; only --hours/--minutes, --threads and --device go beside it")
+    p.set_defaults(func=run, call_defaults=lambda: vars(p.parse_args([])))
 
 
 def _architecture(args) -> dict:
@@ -136,19 +139,50 @@ def _transfer_line(record: dict) -> str:
             + (f"; re-initialised (class count differs): {skipped}" if skipped else ""))
 
 
+_BESIDE_CONFIG = ("config", "minutes", "hours", "threads", "device", "func", "call_defaults")
+
+
+def run_file_config(args):
+    """``(RunFile, TrainConfig)`` of ``--config``; :class:`EqlensError` for any run flag given beside it."""
+    from ..errors import EqlensError
+    from ..training import run_file
+
+    defaults = args.call_defaults()
+    given = sorted(k for k, v in vars(args).items() if k in defaults and k not in _BESIDE_CONFIG and defaults[k] != v)
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise EqlensError(f"--config takes the run from its file; {flags} would change it: edit the file instead")
+    run = run_file.read_run_file(args.config)
+    budget = args.minutes if args.hours is None else 60.0 * args.hours
+    device = None if args.device == defaults.get("device") else args.device
+    return run, run_file.train_config(run, time_budget_min=budget, threads=args.threads, device=device)
+
+
 def run(args) -> int:
     import os
+    import time
     from math import nan
+    from pathlib import Path
 
+    from ..training import ledger
     from ..training.trainer import train
 
-    config = config_from_args(args)
+    started = time.time()
+    run_record = None
+    if args.config is not None:
+        run_record, config = run_file_config(args)
+        resume, overwrite, default_out = True, False, False
+    else:
+        config = config_from_args(args)
+        resume, overwrite, default_out = args.resume, args.overwrite, args.out is None
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    prepare_out(config.out, resume=args.resume, overwrite=args.overwrite, default=args.out is None,
-                main_rank=main_rank)
+    prepare_out(config.out, resume=resume, overwrite=overwrite, default=default_out, main_rank=main_rank)
     result = train(config, progress_bar=True)
     if not main_rank:
         return 0
+    if run_record is not None:
+        written = ledger.append(Path(run_record.path).parent, ledger.entry_for(run_record, config, result, started))
+        print(f"ledger: {written}")
     val, test = result.val_metrics or {}, result.test_metrics or {}
     shown = ("mse", "mae", "r2") if "mse" in val else ("accuracy", "auc_macro")
     print(f"best epoch {result.best_epoch} (selected on {config.select_on}): "

@@ -12,6 +12,7 @@ value, ``(lo, hi)`` draws uniformly per image (see :mod:`eqlens.simulation.sampl
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..errors import EqlensError
@@ -20,8 +21,31 @@ SUBSTRUCTURE = {"no_sub": "none", "cdm": "subhalos", "sub": "subhalos", "axion":
 NOISE_MODELS = ("deeplense", "poisson")
 VORTEX_MODELS = ("line", "points")
 SUBHALO_PROFILES = ("point_mass", "tnfw")
+SUBHALO_COUNTS = ("fixed", "poisson")
 
 Range = tuple[float, float] | None
+MAX_SUBHALO_SLOTS = 1000  # subhalos a lens may carry: the batch holds [B, n] tensors of them
+
+# Physical bounds of a setting (a range: both ends): (low, high, low end open, high end open, what it is).
+_INF = math.inf
+_PHYSICAL_RANGES = {
+    "theta_E": (0.0, _INF, True, True, "the Einstein radius (arcsec)"),
+    "theta_E_range": (0.0, _INF, True, True, "the Einstein radius (arcsec)"),
+    "lens_axis_ratio_range": (0.0, 1.0, True, False, "the axis ratio q"),
+    "lens_ellipticity_range": (0.0, 1.0, False, True, "the ellipticity |e| = (1 - q) / (1 + q)"),
+    "source_ellipticity_range": (0.0, 1.0, False, True, "the source ellipticity |e|"),
+    "shear_range": (0.0, 1.0, False, True, "the shear |gamma|"),
+    "psf_fwhm": (0.0, _INF, False, True, "the PSF FWHM (arcsec)"),
+    "psf_fwhm_range": (0.0, _INF, True, True, "the PSF FWHM (arcsec)"),
+    "source_R_sersic": (0.0, _INF, True, True, "the Sersic radius (arcsec)"),
+    "source_R_sersic_range": (0.0, _INF, True, True, "the Sersic radius (arcsec)"),
+    "source_n_sersic": (0.0, _INF, True, True, "the Sersic index"),
+    "source_n_sersic_range": (0.0, _INF, True, True, "the Sersic index"),
+    "log10_exposure_range": (-_INF, 12.0, True, False, "log10 of the exposure (s)"),
+    "background_rms": (0.0, _INF, False, True, "the background rms"),
+    "background_rms_range": (0.0, _INF, False, True, "the background rms"),
+    "halo_mass": (0.0, _INF, True, True, "the halo mass (Msun)"),
+}
 
 
 class SimulationConfigError(EqlensError, ValueError):
@@ -70,6 +94,10 @@ class SimulationConfig:
     # "point_mass": the recipe's; "tnfw": truncated NFW subhalos of the same masses and positions, each of the
     # same total mass as its point mass (Duffy et al. 2008 concentration, tidal truncation: simulator.tnfw_subhalos)
     subhalo_profile: str = "point_mass"
+    # "fixed": every CDM lens has n_subhalos; "poisson": a Poisson(n_subhalos) count per lens, capped at max_subhalos
+    # (the slots the batch carries; P(N > 60) is 2e-9 at a mean of 25)
+    subhalo_count: str = "fixed"
+    max_subhalos: int = 60
     # axion: a vortex line through the lens centre at a uniform angle
     vortex_mass: float = 3e10
     log10_axion_mass_range: tuple[float, float] = (-24.0, -22.0)  # eV
@@ -80,12 +108,14 @@ class SimulationConfig:
     vortex_points: int = 100
     # randomisation options (None = fixed recipe value)
     theta_E_range: Range = None
-    lens_ellipticity_range: Range = None  # |e| = (1 - q) / (1 + q)
+    lens_ellipticity_range: Range = None  # |e| = (1 - q) / (1 + q), drawn uniformly
+    lens_axis_ratio_range: Range = None  # q drawn uniformly, |e| = (1 - q) / (1 + q) (not with the |e| range)
     lens_orientation_range: Range = None  # phi of the lens major axis
     shear_range: Range = None  # |gamma|, angle uniform
     source_R_sersic_range: Range = None
     source_n_sersic_range: Range = None
     source_position_range: Range = None  # replaces (-w, w) for each axis of the source centre
+    source_ellipticity_range: Range = None  # source |e|, at a uniform angle (None: source_e1, source_e2)
     psf_fwhm_range: Range = None
     background_rms_range: Range = None
 
@@ -103,10 +133,25 @@ class SimulationConfig:
             raise SimulationConfigError(f"subhalo_profile {self.subhalo_profile!r}: use one of {SUBHALO_PROFILES}")
         if self.vortex_model not in VORTEX_MODELS:
             raise SimulationConfigError(f"vortex_model {self.vortex_model!r}: use one of {VORTEX_MODELS}")
+        if self.subhalo_count not in SUBHALO_COUNTS:
+            raise SimulationConfigError(f"subhalo_count {self.subhalo_count!r}: use one of {SUBHALO_COUNTS}")
+        if not 0 <= self.n_subhalos <= MAX_SUBHALO_SLOTS or not 1 <= self.max_subhalos <= MAX_SUBHALO_SLOTS:
+            raise SimulationConfigError(f"n_subhalos and max_subhalos must lie in [0, {MAX_SUBHALO_SLOTS}] "
+                                        f"(max_subhalos >= 1), got {self.n_subhalos} and {self.max_subhalos}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.endswith("_range") and value is not None and (len(value) != 2 or value[0] > value[1]):
                 raise SimulationConfigError(f"{f.name} = {value!r}: expected (lo, hi) with lo <= hi")
+        if self.lens_axis_ratio_range is not None and self.lens_ellipticity_range is not None:
+            raise SimulationConfigError("lens_axis_ratio_range and lens_ellipticity_range both set the lens's |e|: "
+                                        "give one")
+        for name, (low, high, low_open, high_open, what) in _PHYSICAL_RANGES.items():
+            value = getattr(self, name)
+            for v in (value if name.endswith("_range") else (value,)) if value is not None else ():
+                if not math.isfinite(v) or v < low or (low_open and v == low) or v > high or (high_open and v == high):
+                    lo_bracket, hi_bracket = "(" if low_open else "[", ")" if high_open else "]"
+                    raise SimulationConfigError(f"{name} = {value!r}: {what} must lie in "
+                                                f"{lo_bracket}{low:g}, {high:g}{hi_bracket}")
 
     def same_scenes(self, other: SimulationConfig) -> bool:
         """Whether ``other`` draws the same scenes from the same seeds: every setting equal but the name and
@@ -157,6 +202,13 @@ class SimulationConfig:
 
 
 _MODEL_I = SimulationConfig()
+_MODEL_I_VARIED = dataclasses.replace(
+    _MODEL_I, name="model_i_varied",
+    theta_E_range=(1.0, 1.6), lens_axis_ratio_range=(0.7, 1.0), lens_orientation_range=(0.0, math.pi),
+    shear_range=(0.0, 0.1), source_R_sersic_range=(0.15, 0.4), source_n_sersic_range=(0.7, 2.5),
+    source_ellipticity_range=(0.0, 0.2), log10_exposure_range=(2.75, 3.75), psf_fwhm_range=(0.07, 0.11),
+    subhalo_count="poisson", n_subhalos=25,
+)
 _CONFIGS = {
     # DeepLense Model I (DeepLenseSim, lenstronomy): 150 x 150 at 0.05", the vortex as 100 point masses.
     "model_i": _MODEL_I,
@@ -168,6 +220,11 @@ _CONFIGS = {
     "model_i_tnfw": dataclasses.replace(_MODEL_I, name="model_i_tnfw", subhalo_profile="tnfw"),
     # In the spirit of Models II/III: 64 x 64, Euclid-like 0.1" pixels (6.4" field, close to Model I's
     # 7.5"), a Euclid VIS-like PSF, and 2x supersampling since these pixels are coarse.
+    # Model I's instrument, classes, subhalo mass function, vortex and noise model on a lens population that
+    # varies as real lenses do, each setting drawn independently per lens (docs/simulator.md, "Varied population").
+    "model_i_varied": _MODEL_I_VARIED,
+    # The same population with truncated-NFW subhalos (each of its point mass's total mass, recipe units).
+    "model_i_varied_tnfw": dataclasses.replace(_MODEL_I_VARIED, name="model_i_varied_tnfw", subhalo_profile="tnfw"),
     "model_ii": SimulationConfig(name="model_ii", image_size=64, pixel_scale=0.1, psf_fwhm=0.16, supersampling=2),
     # The binary sub / no_sub task of the EqCvT work; "sub" is CDM subhalos as in Model I.
     "binary": SimulationConfig(name="binary", class_names=("no_sub", "sub")),

@@ -59,6 +59,19 @@ def einstein_radius_arcsec(
     return math.sqrt(theta2) * ARCSEC_PER_RAD
 
 
+@functools.lru_cache(maxsize=64)
+def physical_mass_factor(z_lens: float, z_source: float, H0: float = 70.0, Om0: float = 0.3,
+                         convention: str = "deeplense") -> float:
+    """Physical Msun per recipe-unit Msun: a mass ``M`` of the ``convention`` bends light as a point mass of
+    ``M * factor`` Msun does with angular-diameter distances (the same Einstein radius), so
+    ``factor = (theta_E(1 Msun; convention) / theta_E(1 Msun; angular))**2``: 0.593 for Model I (z 0.5 -> 1.0,
+    H0 70, Om0 0.3), 1 for ``"angular"``. A recipe "1e12 Msun halo" is the SIE whose mass inside its Einstein
+    radius is 1e12 recipe units, 5.93e11 physical Msun."""
+    recipe = einstein_radius_arcsec(1.0, z_lens, z_source, H0, Om0, convention)
+    physical = einstein_radius_arcsec(1.0, z_lens, z_source, H0, Om0, "angular")
+    return (recipe / physical) ** 2
+
+
 def angular_diameter_distance_mpc(z: float, H0: float = 70.0, Om0: float = 0.3) -> float:
     """Angular-diameter distance (Mpc) in flat LCDM: comoving distance / (1 + z)."""
     return comoving_distance_mpc(z, H0, Om0) / (1 + z)

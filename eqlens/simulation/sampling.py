@@ -5,9 +5,11 @@ class: images with the same (seed, index) but different labels share their lens,
 instrument, and differ only by the substructure. Parameters are drawn in float64 (cheap: ~100 numbers
 per image) so float32 and float64 renderings describe the same scene.
 
-Stream slots: lens 0 theta_E, 1 |e|, 2 phi, 3 |gamma|, 4 shear angle; source 0-1 centre, 2 R_sersic,
-3 n_sersic; instrument 0 exposure, 1 PSF FWHM, 2 background rms; subhalos [0, n) mass, [n, 2n) radius,
-[2n, 3n) angle; vortex 0 log10 axion mass, 1 angle.
+Stream slots: lens 0 theta_E, 1 |e| (or the axis ratio q), 2 phi, 3 |gamma|, 4 shear angle; source 0-1
+centre, 2 R_sersic, 3 n_sersic, 4 |e|, 5 its angle; instrument 0 exposure, 1 PSF FWHM, 2 background rms;
+subhalos [0, n) mass, [n, 2n) radius, [2n, 3n) angle with n = ``n_subhalos`` (a fixed count) or
+``max_subhalos`` (a Poisson count, drawn from slot 3n); vortex 0 log10 axion mass, 1 angle. The slots are
+counter-based, so a config that draws more of them leaves the others' values unchanged.
 """
 
 from __future__ import annotations
@@ -170,14 +172,19 @@ def sample_parameters(config: SimulationConfig, seed: int, indices, labels=None,
     def draw(stream: str, n: int) -> torch.Tensor:
         return rng.uniform(rng.image_keys(seed, idx, rng.STREAMS[stream]), n, f64)
 
-    lens, src, inst = draw("lens", 5), draw("source", 4), draw("instrument", 3)
+    lens, src, inst = draw("lens", 5), draw("source", 6), draw("instrument", 3)
     zeros = torch.zeros(b, dtype=f64, device=device)
 
     # main lens: e = |e| (cos 2 phi, sin 2 phi); the fixed recipe is kept exactly when no range is set
-    if config.lens_ellipticity_range is None and config.lens_orientation_range is None:
+    fixed_modulus = config.lens_ellipticity_range is None and config.lens_axis_ratio_range is None
+    if fixed_modulus and config.lens_orientation_range is None:
         e1, e2 = zeros + config.lens_e1, zeros + config.lens_e2
     else:
-        modulus = _choose(lens[:, 1], config.lens_ellipticity_range, math.hypot(config.lens_e1, config.lens_e2))
+        if config.lens_axis_ratio_range is not None:
+            q = _between(lens[:, 1], *config.lens_axis_ratio_range)
+            modulus = (1 - q) / (1 + q)
+        else:
+            modulus = _choose(lens[:, 1], config.lens_ellipticity_range, math.hypot(config.lens_e1, config.lens_e2))
         phi = _choose(lens[:, 2], config.lens_orientation_range, 0.5 * math.atan2(config.lens_e2, config.lens_e1))
         e1, e2 = modulus * torch.cos(2 * phi), modulus * torch.sin(2 * phi)
     if config.shear_range is None:
@@ -192,7 +199,12 @@ def sample_parameters(config: SimulationConfig, seed: int, indices, labels=None,
     has_subhalos = torch.tensor([k == "subhalos" for k in kinds], device=device)[labels]
     has_vortex = torch.tensor([k == "vortex" for k in kinds], device=device)[labels]
 
-    subhalos = _sample_subhalos(config, draw("subhalos", 3 * config.n_subhalos), has_subhalos)
+    subhalos = _sample_subhalos(config, draw("subhalos", 3 * subhalo_slots(config) + 1), has_subhalos)
+    if config.source_ellipticity_range is None:
+        se1, se2 = zeros + config.source_e1, zeros + config.source_e2
+    else:
+        source_modulus, source_angle = _between(src[:, 4], *config.source_ellipticity_range), src[:, 5] * math.pi
+        se1, se2 = source_modulus * torch.cos(2 * source_angle), source_modulus * torch.sin(2 * source_angle)
     vortex = _sample_vortex(config, draw("vortex", 2), has_vortex)
 
     return LensParameters(
@@ -207,8 +219,8 @@ def sample_parameters(config: SimulationConfig, seed: int, indices, labels=None,
         source_amp=zeros + config.source_amp,
         source_R_sersic=_choose(src[:, 2], config.source_R_sersic_range, config.source_R_sersic),
         source_n_sersic=_choose(src[:, 3], config.source_n_sersic_range, config.source_n_sersic),
-        source_e1=zeros + config.source_e1,
-        source_e2=zeros + config.source_e2,
+        source_e1=se1,
+        source_e2=se2,
         source_center_x=_between(src[:, 0], *position_range),
         source_center_y=_between(src[:, 1], *position_range),
         **subhalos,
@@ -219,26 +231,44 @@ def sample_parameters(config: SimulationConfig, seed: int, indices, labels=None,
     )
 
 
+def subhalo_slots(config: SimulationConfig) -> int:
+    """Subhalo slots of a scene: the fixed count, or the cap of a Poisson count."""
+    return config.max_subhalos if config.subhalo_count == "poisson" else config.n_subhalos
+
+
+def poisson_count(u: torch.Tensor, mean: float, cap: int) -> torch.Tensor:
+    """Poisson(``mean``) counts by the inverse CDF of uniforms ``u [B]`` (float64), capped at ``cap``: ``[B]`` int64."""
+    k = torch.arange(cap + 1, dtype=torch.float64, device=u.device)
+    log_pmf = k * math.log(mean) - mean - torch.lgamma(k + 1) if mean > 0 else torch.where(k == 0, 0.0, -math.inf)
+    cdf = torch.cumsum(torch.exp(log_pmf), 0)
+    return torch.searchsorted(cdf, u.contiguous(), right=True).clamp(max=cap).to(torch.int64)
+
+
 def _sample_subhalos(config: SimulationConfig, u: torch.Tensor, present: torch.Tensor) -> dict:
-    """Masses from dN/dm ~ m^slope on the mass range (inverse CDF), radius ~ U[r_lo, r_hi], uniform angle."""
-    n = config.n_subhalos
+    """Masses from dN/dm ~ m^slope on the mass range (inverse CDF), radius ~ U[r_lo, r_hi], uniform angle;
+    the count fixed, or Poisson (its slots beyond the count hold nothing: mass, theta_E and position 0)."""
+    n = subhalo_slots(config)
     lo, hi = config.subhalo_mass_range
     a = config.subhalo_mass_slope + 1.0
-    u_mass, u_radius, u_angle = u[:, :n], u[:, n : 2 * n], u[:, 2 * n :]
+    u_mass, u_radius, u_angle = u[:, :n], u[:, n : 2 * n], u[:, 2 * n : 3 * n]
     if abs(a) < 1e-12:  # slope -1: log-uniform
         mass = lo * (hi / lo) ** u_mass
     else:
         mass = (lo**a + (hi**a - lo**a) * u_mass) ** (1.0 / a)
     radius = _between(u_radius, *config.subhalo_radius_range)
     angle = 2 * math.pi * u_angle
-    mask = present[:, None].to(u.dtype)
+    if config.subhalo_count == "poisson":
+        count = poisson_count(u[:, 3 * n], float(config.n_subhalos), n) * present.to(torch.int64)
+    else:
+        count = present.to(torch.int64) * n
+    mask = (torch.arange(n, device=u.device)[None, :] < count[:, None]).to(u.dtype)
     mass = mass * mask
     return {
         "subhalo_x": radius * torch.cos(angle) * mask,
         "subhalo_y": radius * torch.sin(angle) * mask,
         "subhalo_mass": mass,
         "subhalo_theta_E": unit_einstein_radius(config) * torch.sqrt(mass),
-        "n_subhalos": present.to(torch.int64) * n,
+        "n_subhalos": count,
     }
 
 

@@ -28,7 +28,7 @@ import torch
 
 from . import instrument
 from .configs import SimulationConfig, get_config
-from .cosmology import nfw_scale_radius_arcsec
+from .cosmology import nfw_scale_radius_arcsec, physical_mass_factor
 from .light import SersicEllipse
 from .profiles import SIE, TNFW, Shear, UniformLine
 from .sampling import LensParameters, sample_parameters
@@ -85,8 +85,10 @@ def tnfw_subhalos(params: LensParameters, config: SimulationConfig) -> tuple[tor
     """The drawn subhalos as truncated NFWs: ``(Rs, alpha_Rs, r_trunc)``, each ``[B, n]`` (arcsec), centred on
     ``(subhalo_x, subhalo_y)``. Same masses and places as the point masses; only the profile differs.
 
-    * Scale radius: Rs of an M200c NFW halo of the drawn mass with the Duffy et al. 2008 concentration
-      (:func:`.cosmology.nfw_scale_radius_arcsec`: 0.017" at 1e6 Msun, 0.12" at 1e8, 0.8" at 1e10).
+    * Scale radius: Rs of an M200c NFW halo of the drawn mass in physical Msun (recipe units times
+      :func:`.cosmology.physical_mass_factor`, 0.593 for Model I: one convention for every mass) with the Duffy
+      et al. 2008 concentration (:func:`.cosmology.nfw_scale_radius_arcsec`: 0.017" at 1e6 physical Msun, 0.12"
+      at 1e8, 0.8" at 1e10).
     * Truncation: the tidal (Jacobi) radius of a satellite on a circular orbit at distance r from the host,
       r_t = r (m / ((2 - dlnM/dlnr) M(<r)))^(1/3) (Tormen, Diaferio & Syer 1998), in an isothermal host
       (dlnM/dlnr = 1) whose 3-D mass inside r is, in Einstein-radius units, (2 / pi) theta_E r: so
@@ -98,7 +100,10 @@ def tnfw_subhalos(params: LensParameters, config: SimulationConfig) -> tuple[tor
     Absent subhalos (mass 0) get alpha_Rs = 0 and Rs = r_trunc = 1" (a zero field, no NaN)."""
     present = params.subhalo_mass > 0
     one = torch.ones_like(params.subhalo_mass)
-    Rs = torch.where(present, nfw_scale_radius_arcsec(torch.where(present, params.subhalo_mass, one),
+    # the concentration-mass relation and r200 are physical: recipe-unit masses converted first
+    to_physical = physical_mass_factor(config.z_lens, config.z_source, config.H0, config.Om0,
+                                       config.distance_convention)
+    Rs = torch.where(present, nfw_scale_radius_arcsec(torch.where(present, params.subhalo_mass, one) * to_physical,
                                                       config.z_lens, config.H0, config.Om0), one)
     theta2 = params.subhalo_theta_E * params.subhalo_theta_E
     r = torch.hypot(params.subhalo_x - params.lens_center_x[:, None],
@@ -139,6 +144,13 @@ class LensTruth:
     exposure: torch.Tensor  # [B] seconds (arbitrary units, as DeepLense)
     pixel_scale: float
     image_size: int
+    lens_e: torch.Tensor | None = None  # [B, 2] (e1, e2) of the SIE
+    shear: torch.Tensor | None = None  # [B, 2] (gamma1, gamma2)
+    source_R_sersic: torch.Tensor | None = None  # [B] arcsec
+    source_n_sersic: torch.Tensor | None = None  # [B]
+    source_e: torch.Tensor | None = None  # [B, 2] (e1, e2) of the source
+    psf_fwhm: torch.Tensor | None = None  # [B] arcsec
+    physical_mass_factor: float = 1.0  # physical Msun per recipe-unit Msun (cosmology.physical_mass_factor)
 
     @classmethod
     def from_parameters(cls, params: LensParameters, config: SimulationConfig) -> LensTruth:
@@ -161,6 +173,14 @@ class LensTruth:
             exposure=params.exposure,
             pixel_scale=float(config.pixel_scale),
             image_size=int(config.image_size),
+            lens_e=torch.stack([params.lens_e1, params.lens_e2], dim=-1),
+            shear=torch.stack([params.gamma1, params.gamma2], dim=-1),
+            source_R_sersic=params.source_R_sersic,
+            source_n_sersic=params.source_n_sersic,
+            source_e=torch.stack([params.source_e1, params.source_e2], dim=-1),
+            psf_fwhm=params.psf_fwhm,
+            physical_mass_factor=physical_mass_factor(config.z_lens, config.z_source, config.H0, config.Om0,
+                                                      config.distance_convention),
         )
 
     def __len__(self) -> int:
@@ -193,7 +213,28 @@ class LensTruth:
             "exposure": float(self.exposure[i]),
             "pixel_scale": self.pixel_scale,
             "image_size": self.image_size,
+            "physical_mass_factor": self.physical_mass_factor,
+            **self._shape_truth(i),
         }
+
+    def _shape_truth(self, i: int) -> dict:
+        """Lens and source shapes, shear and PSF of image ``i``: the spin-2 pairs with their moduli and the
+        position angles (deg, counter-clockwise from +x on the sky grid; the SIE's q = (1 - |e|) / (1 + |e|))."""
+        if self.lens_e is None:
+            return {}
+        out = {}
+        for name, pair in (("lens", self.lens_e), ("shear", self.shear), ("source", self.source_e)):
+            e1, e2 = (float(v) for v in pair[i])
+            out[f"{name}_e1" if name != "shear" else "gamma1"] = e1
+            out[f"{name}_e2" if name != "shear" else "gamma2"] = e2
+            modulus = math.hypot(e1, e2)
+            out[f"{name}_{'ellipticity' if name != 'shear' else 'modulus'}"] = modulus
+            out[f"{name}_angle_deg"] = math.degrees(0.5 * math.atan2(e2, e1)) % 180.0
+        out["lens_axis_ratio"] = (1 - out["lens_ellipticity"]) / (1 + out["lens_ellipticity"])
+        out["source_R_sersic"] = float(self.source_R_sersic[i])
+        out["source_n_sersic"] = float(self.source_n_sersic[i])
+        out["psf_fwhm"] = float(self.psf_fwhm[i])
+        return out
 
 
 @dataclass
