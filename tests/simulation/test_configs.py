@@ -11,7 +11,8 @@ from eqlens.simulation.cosmology import einstein_radius_arcsec
 
 
 def test_configs_list_their_classes_in_the_fixed_alphabetical_order():
-    assert set(config_names()) == {"model_i", "model_i_line", "model_i_tnfw", "model_ii", "binary"}
+    assert set(config_names()) == {"model_i", "model_i_line", "model_i_tnfw", "model_i_varied", "model_i_varied_tnfw",
+                                  "model_ii", "binary"}
     assert get_config("model_i").class_names == get_config("model_i_line").class_names == ("axion", "cdm", "no_sub")
     assert get_config("model_ii").class_names == ("axion", "cdm", "no_sub")
     assert get_config("binary").class_names == ("no_sub", "sub")
