@@ -675,6 +675,12 @@ def orbit_change_figure(curves: dict, exact_angles: Sequence[float], current_ang
                               exponentformat="power", range=[math.log10(ORBIT_CHANGE_FLOOR), 0.1]))
 
 
+def _physical_range(b, k: int) -> str:
+    """A mass bin's range in physical Msun, for the hover ('' for other features)."""
+    edges = b.physical_edges
+    return "" if edges is None else f" ({edges[k]:.3g} to {edges[k + 1]:.3g} Msun physical)"
+
+
 def error_anatomy_figure(bins: Sequence, class_name: str) -> go.Figure:
     """Error rate of the true class ``class_name`` against the quantile bins of each scene feature
     (:func:`eqlens.analysis.error_anatomy.error_anatomy`'s ``ErrorRateBins`` of that class): one line per
@@ -695,10 +701,10 @@ def error_anatomy_figure(bins: Sequence, class_name: str) -> go.Figure:
             type="scatter", mode="lines+markers", x=list(range(1, n + 1)), y=b.rate.tolist(),
             name=b.feature.label, line=dict(color=DISTINCT_PALETTE[i % len(DISTINCT_PALETTE)]),
             error_y=dict(type="data", array=b.stderr.tolist(), visible=True, thickness=1),
-            customdata=[[b.edges[k], b.edges[k + 1], int(b.counts[k]), int(b.errors[k]), b.feature.unit]
-                        for k in range(n)],
+            customdata=[[b.edges[k], b.edges[k + 1], int(b.counts[k]), int(b.errors[k]), b.feature.unit,
+                         _physical_range(b, k)] for k in range(n)],
             hovertemplate=(f"{b.feature.label}: %{{customdata[0]:.3g}} to %{{customdata[1]:.3g}} "
-                           "%{customdata[4]}<br>%{customdata[3]} of %{customdata[2]} lenses wrong "
+                           "%{customdata[4]}%{customdata[5]}<br>%{customdata[3]} of %{customdata[2]} lenses wrong "
                            "(%{y:.3f})<extra></extra>")))
     if overall is not None:
         traces.append(dict(type="scatter", mode="lines", x=[0.8, most + 0.2], y=[overall, overall],

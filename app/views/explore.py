@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from app import card_panel, compute, figures, lenses, regression, settings, state, widgets
+from app import scene_panel as scene_panel_tables
 from app.catalog import LoadedModel
 from app.components.scrub import scrub
 from eqlens.analysis import activations
@@ -107,23 +108,9 @@ def scene_panel(lens: lenses.LensImage) -> None:
     params = scene.scene_parameters(lens.truth)
     subhalos = scene.subhalo_rows(lens.truth)
     with st.expander(f"the scene of {lens.source} (simulator truth)", expanded=True):
-        left, right = st.columns([1, 1.2])
-        left.dataframe([{"parameter": r["parameter"], "value": r["value"] if isinstance(r["value"], str)
-                         else f"{r['value']:.4g}", "unit": r["unit"]} for r in params],
-                       hide_index=True, width="stretch",
-                       column_config={"parameter": st.column_config.TextColumn(width="medium"),
-                                      "value": st.column_config.TextColumn(width="medium"),
-                                      "unit": st.column_config.TextColumn(width="medium")})
-        if subhalos:
-            right.dataframe(subhalos, hide_index=True, width="stretch", height=320,
-                         column_config={"x_arcsec": st.column_config.NumberColumn("x (arcsec)", format="%.3f"),
-                                        "y_arcsec": st.column_config.NumberColumn("y (arcsec)", format="%.3f"),
-                                        "r_arcsec": st.column_config.NumberColumn("r (arcsec)", format="%.3f"),
-                                        "mass_msun": st.column_config.NumberColumn(f"mass, {scene.MASS_UNIT}",
-                                                                                   format="%.3e")})
-        st.caption(scene.MASS_UNIT_NOTE + ". Sky y grows with the row index (row 0 on top, as DeepLense shows it).")
+        scene_panel_tables.scene_tables(lens.truth)
         record = {"source": lens.source, "parameters": params, "subhalos": subhalos, "mass_unit": scene.MASS_UNIT,
-                  "mass_unit_note": scene.MASS_UNIT_NOTE, "truth": lens.truth}
+                  "mass_unit_note": scene.mass_note(lens.truth), "truth": lens.truth}
         st.download_button("scene (JSON)", json.dumps(record, indent=1, default=_jsonable), file_name="scene.json",
                            mime="application/json", on_click="ignore", key="explore_scene_json")
 

@@ -203,7 +203,7 @@ def opened_panel(report: dict, class_names, loaded: LoadedModel) -> None:
                                                     title="the model's probabilities"),
                             key="mis_opened_probs", width="stretch", theme=None)
         with right:
-            scene_panel.scene_panel(lens.truth, report["data"])
+            scene_panel.scene_panel(lens.truth)
             if st.button("Open in Explore", key="mis_explore_opened", type="primary"):
                 state.request_explore(loaded.key, lens)
                 st.switch_page("views/explore.py")

@@ -78,22 +78,32 @@ class SceneFeature:
     label: str
     unit: str
     value: Callable[[Mapping], float]
+    is_mass: bool = False  # in recipe units; ErrorRateBins.physical_factor converts its edges to physical Msun
 
 
 SCENE_FEATURES: tuple[SceneFeature, ...] = (
     SceneFeature("mass_near_ring", f"subhalo mass within {RING_HALF_WIDTH_ARCSEC}\" of the Einstein ring",
-                 MASS_UNIT, mass_near_ring),
-    SceneFeature("mass_inside_ring", "subhalo mass inside the ring", MASS_UNIT, mass_inside_ring),
+                 MASS_UNIT, mass_near_ring, is_mass=True),
+    SceneFeature("mass_inside_ring", "subhalo mass inside the ring", MASS_UNIT, mass_inside_ring, is_mass=True),
     SceneFeature("subhalo_mass_total", "subhalo mass, total", MASS_UNIT,
-                 lambda t: float(_masses(t).sum()) if _has_subhalos(t) else math.nan),
+                 lambda t: float(_masses(t).sum()) if _has_subhalos(t) else math.nan, is_mass=True),
     SceneFeature("subhalo_mass_largest", "subhalo mass, largest", MASS_UNIT,
-                 lambda t: float(_masses(t).max()) if _has_subhalos(t) else math.nan),
+                 lambda t: float(_masses(t).max()) if _has_subhalos(t) else math.nan, is_mass=True),
+    SceneFeature("subhalo_count", "number of subhalos", "",
+                 lambda t: float(len(t.get("subhalo_masses") or [])) if t.get("class_name") in ("cdm", "sub")
+                 else math.nan),
     SceneFeature("vortex_length", "vortex length", "arcsec", vortex_length),
     SceneFeature("log10_axion_mass", "log10 axion mass", "log10 eV", lambda t: _optional(t.get("log10_axion_mass"))),
     SceneFeature("exposure", "exposure", "s", lambda t: _optional(t.get("exposure"))),
     SceneFeature("source_offset", "source offset from the lens centre", "arcsec",
                  lambda t: float(math.hypot(*t["source_center"])) if t.get("source_center") is not None else math.nan),
     SceneFeature("theta_E", "Einstein radius", "arcsec", lambda t: _optional(t.get("theta_E"))),
+    # the varied population's lens, source and instrument (constant in Model I, so never binned there)
+    SceneFeature("lens_axis_ratio", "lens axis ratio q", "", lambda t: _optional(t.get("lens_axis_ratio"))),
+    SceneFeature("shear_modulus", "external shear |gamma|", "", lambda t: _optional(t.get("shear_modulus"))),
+    SceneFeature("source_R_sersic", "source Sersic radius", "arcsec", lambda t: _optional(t.get("source_R_sersic"))),
+    SceneFeature("source_n_sersic", "source Sersic index", "", lambda t: _optional(t.get("source_n_sersic"))),
+    SceneFeature("psf_fwhm", "PSF FWHM", "arcsec", lambda t: _optional(t.get("psf_fwhm"))),
 )
 
 
@@ -114,6 +124,12 @@ class ErrorRateBins:
     edges: np.ndarray
     counts: np.ndarray
     errors: np.ndarray
+    physical_factor: float | None = None  # physical Msun per recipe unit, for a mass feature (else None)
+
+    @property
+    def physical_edges(self) -> np.ndarray | None:
+        """A mass feature's bin edges in physical Msun ``[B+1]``; None for other features."""
+        return None if self.physical_factor is None else self.edges * self.physical_factor
 
     @property
     def rate(self) -> np.ndarray:
@@ -174,6 +190,8 @@ def error_anatomy(truths: Sequence[Mapping], labels, predicted, class_names: Seq
     if not (len(truths) == labels.shape[0] == predicted.shape[0]):
         raise ValueError(f"{len(truths)} truths, {labels.shape[0]} labels and {predicted.shape[0]} predictions")
     table = feature_table(truths)
+    factors = {t.get("physical_mass_factor") for t in truths} - {None}
+    factor = float(factors.pop()) if len(factors) == 1 else None
     result = []
     for k, name in enumerate(class_names):
         members = labels == k
@@ -185,7 +203,8 @@ def error_anatomy(truths: Sequence[Mapping], labels, predicted, class_names: Seq
             if finite.size < 2 or np.ptp(finite) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
                 continue
             edges, counts, errors = error_rate_bins(values, predicted[members] != k, bins)
-            result.append(ErrorRateBins(feature, name, edges, counts, errors))
+            result.append(ErrorRateBins(feature, name, edges, counts, errors,
+                                        physical_factor=factor if feature.is_mass else None))
     return result
 
 

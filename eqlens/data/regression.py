@@ -5,7 +5,9 @@ Two targets (:data:`TARGETS`), each defined on the lenses whose substructure car
 - ``axion_mass``: ``log10(m_a / eV)`` of axion (vortex) lenses. Simulated: the ``log10_axion_mass``
   of :class:`eqlens.simulation.LensTruth`; DeepLense folders: the mass stored in each axion file's
   ``[image, mass]`` pair (class folder ``axion``), read as eV.
-- ``subhalo_mass``: ``log10(M_sub / Msun)``, the summed mass of all CDM subhalos of a lens (the
+- ``subhalo_mass``: ``log10(M_sub / Msun)`` in recipe units (physical Msun: add the log10 of
+  :func:`eqlens.simulation.cosmology.physical_mass_factor`, -0.227 dex for Model I), the summed
+  mass of all CDM subhalos of a lens (the
   ``subhalo_masses`` of the truth). The total rather than its fraction of the main halo: it is what
   the simulator records, and with a fixed main halo (``model_i``: 1e12 Msun) the fraction is the same
   target shifted, ``log10 f_sub = log10 M_sub - 12``. DeepLense files store no subhalo masses, so
@@ -77,8 +79,8 @@ class RegressionTarget:
 TARGETS: dict[str, RegressionTarget] = {
     "axion_mass": RegressionTarget("axion_mass", "log10_axion_mass", "log10(m_a / eV)", "vortex", "axion",
                                    _log10_axion_mass),
-    "subhalo_mass": RegressionTarget("subhalo_mass", "log10_subhalo_mass", "log10(M_sub / Msun)", "subhalos", None,
-                                     _log10_total_subhalo_mass),
+    "subhalo_mass": RegressionTarget("subhalo_mass", "log10_subhalo_mass", "log10(M_sub / Msun, recipe units)",
+                                     "subhalos", None, _log10_total_subhalo_mass),
 }
 
 

@@ -31,7 +31,7 @@ from .configs import SimulationConfig, get_config
 from .cosmology import nfw_scale_radius_arcsec, physical_mass_factor
 from .light import SersicEllipse
 from .profiles import SIE, TNFW, Shear, UniformLine
-from .sampling import LensParameters, sample_parameters
+from .sampling import LensParameters, sample_parameters, unit_einstein_radius
 
 
 def _col(t: torch.Tensor) -> torch.Tensor:
@@ -151,6 +151,8 @@ class LensTruth:
     source_e: torch.Tensor | None = None  # [B, 2] (e1, e2) of the source
     psf_fwhm: torch.Tensor | None = None  # [B] arcsec
     physical_mass_factor: float = 1.0  # physical Msun per recipe-unit Msun (cosmology.physical_mass_factor)
+    unit_einstein_radius: float | None = None  # arcsec of 1 recipe-unit Msun: theta_E(M) = this * sqrt(M)
+    vortex_mass: float | None = None  # recipe-unit Msun of the whole vortex (axion lenses)
 
     @classmethod
     def from_parameters(cls, params: LensParameters, config: SimulationConfig) -> LensTruth:
@@ -181,6 +183,8 @@ class LensTruth:
             psf_fwhm=params.psf_fwhm,
             physical_mass_factor=physical_mass_factor(config.z_lens, config.z_source, config.H0, config.Om0,
                                                       config.distance_convention),
+            unit_einstein_radius=unit_einstein_radius(config),
+            vortex_mass=float(config.vortex_mass),
         )
 
     def __len__(self) -> int:
@@ -214,6 +218,8 @@ class LensTruth:
             "pixel_scale": self.pixel_scale,
             "image_size": self.image_size,
             "physical_mass_factor": self.physical_mass_factor,
+            "unit_einstein_radius": self.unit_einstein_radius,
+            "vortex_mass": None if ends is None else self.vortex_mass,
             **self._shape_truth(i),
         }
 

@@ -55,9 +55,9 @@ def test_a_misclassified_lens_opened_from_the_gallery_shows_its_scene_with_mass_
     scene[0].click().run()
     no_exception(at)
     assert any(s.value.startswith(f"Test image #{index}") for s in at.subheader)
-    what = list(at.dataframe[0].value["what"])
-    assert "Einstein radius of the main lens" in what
-    assert any("recipe units" in c.value and "luminosity" in c.value for c in at.caption)
+    what = list(at.dataframe[0].value["parameter"])
+    assert "Einstein radius theta_E (main lens)" in what and "main-lens mass inside theta_E (physical)" in what
+    assert any("recipe units" in c.value and "physical Msun" in c.value for c in at.caption)
     at.button(key="mis_explore_opened").click().run()
     assert at.title[0].value == "Explore"
     assert any(f"test image #{index}" in i.value for i in at.info)
@@ -160,20 +160,26 @@ def test_compare_says_beside_its_invariance_error_that_eqcvt_is_equivariant_only
     assert any("equivariant only in its first block" in c.value for c in at.caption)
 
 
-def test_the_scene_of_an_axion_lens_gives_its_mass_in_ev_and_every_mass_its_recipe_unit():
-    from app.scene_panel import MASS_UNIT, mass_note, scene_rows
+def test_the_scene_of_an_axion_lens_gives_its_mass_in_ev_and_every_mass_in_both_units():
     from eqlens.data.simulated import SimulatedLensDataset
+    from eqlens.simulation.scene import MASS_UNIT, PHYSICAL_MASS_UNIT, mass_note, scene_parameters, subhalo_rows
 
     data = SimulatedLensDataset("model_i", "test", size=3)
     axion, cdm = data.truth(0), data.truth(1)  # item i has class i % 3: axion, cdm, no_sub
-    rows, subhalos = scene_rows(axion, "model_i")
-    units = {r["what"]: r["unit"] for r in rows}
-    assert units["axion mass"] == "eV" and units["vortex mass (spread along the line)"] == MASS_UNIT
-    assert not subhalos
-    rows, subhalos = scene_rows(cdm, "model_i")
-    assert len(subhalos) == len(cdm["subhalo_masses"]) > 0
-    assert {r["unit"] for r in rows if "mass" in r["what"]} == {MASS_UNIT}
-    assert "1.2815" in mass_note("model_i") and "luminosity" in mass_note("model_i")
+    rows = {r["parameter"]: r for r in scene_parameters(axion)}
+    assert rows["axion mass m_a"]["unit"] == "eV"
+    assert rows["vortex mass (spread along the line)"]["unit"] == MASS_UNIT
+    assert rows["vortex mass (spread along the line)"]["value"] == 3e10
+    assert rows["vortex mass (spread along the line) (physical)"]["value"] == pytest.approx(3e10 * 0.5927, rel=1e-3)
+    assert not subhalo_rows(axion)
+    rows = scene_parameters(cdm)
+    assert len(subhalo_rows(cdm)) == len(cdm["subhalo_masses"]) > 0
+    assert {r["unit"] for r in rows if "mass" in r["parameter"]} == {MASS_UNIT, PHYSICAL_MASS_UNIT}
+    # the main lens: Model I's 1e12 halo is the mass inside its Einstein radius
+    main = {r["parameter"]: r["value"] for r in rows}
+    assert main["main-lens mass inside theta_E"] == pytest.approx(1e12, rel=1e-6)
+    assert main["main-lens mass inside theta_E (physical)"] == pytest.approx(5.927e11, rel=1e-3)
+    assert "1.2815" in mass_note(cdm) and "0.593" in mass_note(cdm)
 
 
 def test_compare_shows_a_model_trained_on_turned_renderings_the_turned_sky_first(app_test, checkpoint_dir):

@@ -112,3 +112,36 @@ def test_a_range_outside_physics_is_refused_naming_the_field(field, value, named
 def test_the_tnfw_twin_draws_the_same_scenes():
     varied, tnfw = get_config("model_i_varied"), get_config("model_i_varied_tnfw")
     assert varied.same_scenes(tnfw) and tnfw.subhalo_profile == "tnfw"
+
+
+def test_the_scene_rows_give_every_varied_parameter_and_each_mass_in_both_units():
+    from eqlens.simulation.scene import PHYSICAL_MASS_UNIT, scene_parameters, subhalo_rows
+
+    truth = LensSimulator("model_i_varied").simulate(0, [1]).truth.for_image(0)  # item 1: cdm
+    rows = {r["parameter"]: r for r in scene_parameters(truth)}
+    for name in ("lens axis ratio q", "external shear |gamma|", "source Sersic radius R_sersic",
+                 "source Sersic index n", "source ellipticity |e|", "PSF FWHM", "exposure"):
+        assert isinstance(rows[name]["value"], float), name
+    factor = truth["physical_mass_factor"]
+    inside = rows["main-lens mass inside theta_E"]["value"]
+    assert inside == pytest.approx(1e12 * (truth["theta_E"] / 1.2815) ** 2, rel=2e-3)
+    assert rows["main-lens mass inside theta_E (physical)"]["value"] == pytest.approx(inside * factor)
+    assert rows["subhalo mass, total (physical)"]["unit"] == PHYSICAL_MASS_UNIT
+    heaviest = subhalo_rows(truth)[0]
+    assert heaviest["mass_physical_msun"] == pytest.approx(heaviest["mass_msun"] * factor)
+    assert heaviest["theta_E_arcsec"] == pytest.approx(1.2815 * math.sqrt(heaviest["mass_msun"] / 1e12), rel=2e-3)
+
+
+def test_the_error_anatomy_bins_the_varied_parameters_and_gives_mass_edges_in_physical_msun():
+    from eqlens.analysis.error_anatomy import error_anatomy
+
+    sim = LensSimulator("model_i_varied")
+    truths = [sim.simulate(0, list(range(60))).truth.for_image(i) for i in range(60)]
+    labels = [t["label"] for t in truths]
+    wrong = [(label + (i % 2)) % 3 for i, label in enumerate(labels)]
+    bins = {(b.class_name, b.feature.name): b for b in error_anatomy(truths, labels, wrong, ("axion", "cdm", "no_sub"))}
+    for feature in ("theta_E", "lens_axis_ratio", "shear_modulus", "source_R_sersic", "psf_fwhm", "subhalo_count"):
+        assert ("cdm", feature) in bins, feature
+    mass = bins[("cdm", "subhalo_mass_total")]
+    assert mass.physical_edges == pytest.approx(mass.edges * 0.5927, rel=1e-3)
+    assert bins[("cdm", "theta_E")].physical_edges is None
