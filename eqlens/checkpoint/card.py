@@ -125,6 +125,23 @@ def _validate_build(build: Mapping, source: str) -> None:
     if size is not None and not (_is_int(size) and 1 <= size <= MAX_CARD_IMAGE_SIZE):
         raise CheckpointError(f"{source}: model.build_config.image_size must be an integer in "
                               f"[1, {MAX_CARD_IMAGE_SIZE}], got {_short(size)}")
+    _check_cost(build, source)
+
+
+def _check_cost(build: Mapping, source: str) -> None:
+    """A registered model's hyper-parameters, types, ranges and cost (parameters and activation memory,
+    :mod:`eqlens.models.cost`), priced from the card alone: a card over the budget is refused here, before
+    anyone builds its model. A model this eqlens does not know is left to :func:`build_model` to refuse."""
+    from ..models import names
+    from ..models.registry import check_cost
+
+    if build["name"] not in names():
+        return
+    settings = {k: v for k, v in build.items() if k != "name"}
+    try:
+        check_cost(build["name"], **settings)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{source}: model.build_config: {err}") from None
 
 
 def _validate_input(card: Mapping, build: Mapping, source: str) -> InputSpec:

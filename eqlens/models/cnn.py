@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .cost import ModelCost, counts
 from .inspection import LensModel, Tap
 from .registry import register
 
@@ -38,7 +39,18 @@ class PlainCNN(LensModel):
         return self.head(self.features(z))
 
 
-@register("cnn", description="plain CNN baseline (4 conv blocks, ~80k parameters)",
+def cnn_cost(num_classes: int, group, image_size: int, widths=(16, 32, 64, 96)) -> ModelCost:
+    """Per block: a 3x3 conv without bias and a BatchNorm (conv, norm and pooled maps); then the linear head."""
+    widths, c_in, side = counts("widths", widths), 1, image_size
+    parameters, floats = 0, 0
+    for c_out in widths:
+        parameters += c_in * c_out * 9 + 2 * c_out
+        floats += 2 * c_out * side**2 + c_out * (side // 2) ** 2
+        c_in, side = c_out, side // 2
+    return ModelCost(parameters + c_in * num_classes + num_classes, floats + c_in + num_classes)
+
+
+@register("cnn", cost=cnn_cost, description="plain CNN baseline (4 conv blocks, ~80k parameters)",
           uses_group=False, invariant=False)
 def build_cnn(num_classes: int, group, image_size: int, widths=(16, 32, 64, 96)) -> PlainCNN:
     return PlainCNN(num_classes, tuple(widths))

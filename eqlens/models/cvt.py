@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .cvt_layers import ClassifierHead, CvTStage, StageConfig
+from .cost import ModelCost, count
+from .cvt_layers import ClassifierHead, CvTStage, StageConfig, head_cost, stage_cost
 from .inspection import LensModel
 from .registry import register
 
@@ -36,7 +37,16 @@ class CvT(LensModel):
         return self.head(self.stages(x))
 
 
-@register("cvt", description="CvT baseline (2 stages, 463k parameters), no built-in symmetry",
+def cvt_cost(num_classes: int, group, image_size: int, head_hidden: int = 128) -> ModelCost:
+    """The two stages and the classifier head."""
+    total, side, c_in = ModelCost(0, 0), image_size, 1
+    for stage in CVT_STAGES:
+        cost, side = stage_cost(c_in, stage, side)
+        total, c_in = total + cost, stage.dim
+    return total + head_cost(c_in, count("head_hidden", head_hidden), num_classes)
+
+
+@register("cvt", cost=cvt_cost, description="CvT baseline (2 stages, 463k parameters), no built-in symmetry",
           uses_group=False, invariant=False)
 def build_cvt(num_classes: int, group, image_size: int, head_hidden: int = 128) -> CvT:
     return CvT(num_classes, CVT_STAGES, head_hidden)

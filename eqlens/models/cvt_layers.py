@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..groups import Group, act_on_image
+from .cost import ModelCost, conv_out
 from .inspection import AttentionRecorder, Tap
 
 
@@ -107,10 +108,7 @@ class OrbitSharedConv2d(nn.Module):
 
     def padding_for(self, size: int) -> int:
         """Zero padding on both sides of an axis of ``size`` pixels (see the class docstring)."""
-        half = self.kernel_size // 2
-        if self.stride == 1 or size % 2 == 0 or half == 0:
-            return half
-        return half if ((size + 2 * half - self.kernel_size) // 2 + 1) % 2 == 1 else half - 1
+        return centred_padding(size, self.kernel_size, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad_h, pad_w = self.padding_for(x.shape[-2]), self.padding_for(x.shape[-1])
@@ -119,6 +117,62 @@ class OrbitSharedConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"groups={self.groups}, bias={self.bias is not None}, symmetry={self.symmetry_name}")
+
+
+def centred_padding(size: int, kernel_size: int, stride: int) -> int:
+    """:meth:`OrbitSharedConv2d.padding_for`: ``k // 2``, or ``k // 2 - 1`` where that keeps a stride-2
+    output on an odd size odd."""
+    half = kernel_size // 2
+    if stride == 1 or size % 2 == 0 or half == 0:
+        return half
+    return half if ((size + 2 * half - kernel_size) // 2 + 1) % 2 == 1 else half - 1
+
+
+def orbit_count(kernel_size: int, symmetry: Group) -> int:
+    """Orbits of the taps of an odd ``k x k`` kernel under ``symmetry``'s exact elements (what
+    :func:`kernel_orbits` numbers), without building it: ``r (r + 1) + 1`` under the quarter turns,
+    ``(r + 1)(r + 2) / 2`` with the mirrors too (``r = k // 2``)."""
+    r = kernel_size // 2
+    mirrored = any(g.flip for g in symmetry.exact_elements)
+    return (r + 1) * (r + 2) // 2 if mirrored else r * (r + 1) + 1
+
+
+def spatial_conv_cost(in_channels: int, out_channels: int, kernel_size: int, size: int, *, stride: int = 1,
+                      groups: int = 1, bias: bool = True, symmetry: Group | None = None) -> tuple[ModelCost, int]:
+    """:func:`spatial_conv`'s cost on a ``size`` grid (its kernel and output) and the side of its output."""
+    taps = kernel_size**2 if symmetry is None else orbit_count(kernel_size, symmetry)
+    padding = kernel_size // 2 if symmetry is None else centred_padding(size, kernel_size, stride)
+    out = conv_out(size, kernel_size, stride, padding)
+    parameters = out_channels * (in_channels // groups) * taps + (out_channels if bias else 0)
+    expanded = 0 if symmetry is None else out_channels * (in_channels // groups) * kernel_size**2  # kernel()
+    floats = out_channels * out**2 + expanded
+    return ModelCost(parameters, floats), out
+
+
+def stage_cost(in_channels: int, config: StageConfig, size: int, symmetry: Group | None = None
+               ) -> tuple[ModelCost, int]:
+    """:class:`CvTStage`'s cost on a ``size`` grid and the side of its token grid: the embedding, and per
+    block the projections, the ``heads x N x N_kv`` attention weights, the feed-forward and the norms."""
+    dim, inner, ratio = config.dim, config.heads * config.head_dim, config.mlp_ratio
+    total, side = spatial_conv_cost(in_channels, dim, config.embed_kernel, size, stride=config.embed_stride,
+                                    symmetry=symmetry)
+    total += ModelCost(2 * dim, dim * side**2)
+    depthwise, kv_side = spatial_conv_cost(dim, dim, config.proj_kernel, side, stride=config.kv_stride, groups=dim,
+                                           bias=False, symmetry=symmetry)
+    query_depthwise, _ = spatial_conv_cost(dim, dim, config.proj_kernel, side, groups=dim, bias=False,
+                                           symmetry=symmetry)
+    n, n_kv = side**2, kv_side**2
+    parameters = (4 * dim + query_depthwise.parameters + 2 * dim + dim * inner + depthwise.parameters + 2 * dim
+                  + 2 * dim * inner + inner * dim + dim + 2 * dim * dim * ratio + dim * ratio + dim)
+    floats = (query_depthwise.activation_floats + depthwise.activation_floats + dim * (n + n_kv) + inner * n
+              + 2 * inner * n_kv + 3 * config.heads * n * n_kv + 2 * inner * n + n * dim * (6 + 2 * ratio))
+    return total + ModelCost(config.depth * parameters, config.depth * floats), side
+
+
+def head_cost(dim: int, hidden: int, num_classes: int) -> ModelCost:
+    """:class:`ClassifierHead`'s cost: mean pool, Linear, BatchNorm1d, ELU, Linear."""
+    return ModelCost(dim * hidden + hidden + 2 * hidden + hidden * num_classes + num_classes,
+                     dim + 3 * hidden + num_classes)
 
 
 def spatial_conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, groups: int = 1,

@@ -33,7 +33,8 @@ from __future__ import annotations
 import copy
 
 from ..groups import Group
-from .cvt_layers import ClassifierHead, CvTStage, StageConfig
+from .cost import ModelCost, count
+from .cvt_layers import ClassifierHead, CvTStage, StageConfig, head_cost, stage_cost
 from .inspection import LensModel, Tap
 from .registry import register
 from .steerable import GroupMaxPool, SteerableLift
@@ -67,18 +68,44 @@ class EqCvT(LensModel):
         return clone.eval()
 
 
+# Free weights of the lifting R2Conv (7x7, trivial -> one regular field) in escnn's default basis: 18 for
+# C4, C8, D4 and D8 alike; the registry tests check it against the built block for every group.
+LIFT_BASIS_PER_FIELD = 18
+
+
+def _cost(num_classes: int, group: Group, image_size: int, symmetric: bool, fields, head_hidden) -> ModelCost:
+    """SteerableLift (7x7 conv, padding 1, InnerBatchNorm, 5x5 blur: ``S -> S - 4 -> S - 8``), group
+    max-pool, the CvT stage and the head."""
+    fields, hidden = count("fields", fields), count("head_hidden", head_hidden)
+    channels, conv_side, side = fields * group.order, image_size - 4, image_size - 8
+    lift = ModelCost(fields * (LIFT_BASIS_PER_FIELD + 2),
+                     channels * 49 + 3 * channels * conv_side**2 + channels * side**2 + fields * side**2)
+    stage, _ = stage_cost(fields, EQCVT_STAGE, side, group if symmetric else None)
+    return lift + stage + head_cost(EQCVT_STAGE.dim, hidden, num_classes)
+
+
+def eqcvt_cost(num_classes: int, group: Group, image_size: int, fields: int = 10, head_hidden: int = 64) -> ModelCost:
+    return _cost(num_classes, group, image_size, False, fields, head_hidden)
+
+
+def eqcvt_inv_cost(num_classes: int, group: Group, image_size: int, fields: int = 10,
+                   head_hidden: int = 64) -> ModelCost:
+    return _cost(num_classes, group, image_size, True, fields, head_hidden)
+
+
 def _build(num_classes: int, group: Group, symmetric: bool, fields: int, head_hidden: int) -> EqCvT:
     return EqCvT(num_classes, group, fields=fields, head_hidden=head_hidden, symmetric=symmetric)
 
 
-@register("eqcvt", description="EqCvT as published: escnn block + one CvT stage (64.8k parameters), "
+@register("eqcvt", cost=eqcvt_cost, description="EqCvT as published: escnn block + one CvT stage (64.8k parameters), "
           "equivariant first block only", uses_group=True, invariant=False, min_image_size=17)
 def build_eqcvt(num_classes: int, group: Group, image_size: int, fields: int = 10, head_hidden: int = 64) -> EqCvT:
     return _build(num_classes, group, False, fields, head_hidden)
 
 
-@register("eqcvt_inv", description="EqCvT with symmetric CvT kernels, exactly invariant on odd sizes "
-          "(62.1k parameters)", uses_group=True, invariant=True, odd_size_for_exactness=True, min_image_size=17)
+@register("eqcvt_inv", cost=eqcvt_inv_cost,
+          description="EqCvT with symmetric CvT kernels, exactly invariant on odd sizes (62.1k parameters)",
+          uses_group=True, invariant=True, odd_size_for_exactness=True, min_image_size=17)
 def build_eqcvt_inv(num_classes: int, group: Group, image_size: int, fields: int = 10,
                     head_hidden: int = 64) -> EqCvT:
     return _build(num_classes, group, True, fields, head_hidden)

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..groups import Group, get_group, rotate
+from .cost import ModelCost, choice, conv_out, count, counts, odd
 from .group_conv import CentredMaxPool2d, GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from .inspection import LensModel, Tap, eval_mode
 from .registry import register
@@ -213,7 +214,46 @@ class GroupCNN(LensModel):
         return self.lift.conv.transformed_kernels().detach()
 
 
-@register("gcnn", description="group CNN from scratch (lifting + group convs, exact on 90-deg rotations/flips)",
+def _group_block_cost(group_order: int, kernel_numel: int, c_out: int, side: int, pool: bool) -> tuple[ModelCost, int]:
+    """A :class:`GroupConvBlock` on a ``side`` plane whose conv kernel holds ``kernel_numel`` values: the conv
+    and norm fields and the pooled field (the |G| moved kernels: :func:`gcnn_cost`)."""
+    out = -(-side // 2) if pool else side
+    fields = c_out * group_order
+    floats = 2 * fields * side**2 + (fields * out**2 if pool else 0)
+    return ModelCost(kernel_numel + 2 * c_out, floats), out
+
+
+def gcnn_cost(num_classes: int, group: Group, image_size: int, widths=(16, 24, 32, 32), lift_kernel_size: int = 5,
+              kernel_size: int = 3, hidden: int = 64, group_pool: str = "max", lift_stride: int = 1,
+              radial_bins: int = 0, orbit_turns: int = 1) -> ModelCost:
+    """Lifting block, group blocks, group pool, spatial (or ring) means, hidden layer and head; the forward
+    runs ``orbit_turns`` copies of the image."""
+    widths = counts("widths", widths)
+    lift_k, k = odd("lift_kernel_size", lift_kernel_size), odd("kernel_size", kernel_size)
+    hidden = count("hidden", hidden)
+    choice("group_pool", group_pool, ("max", "mean"))
+    if count("lift_stride", lift_stride, 1, 2) == 2 and image_size % 2 == 0:
+        raise ValueError(f"gcnn with lift_stride 2 needs an odd image size (a centred stride-2 grid), got {image_size}")
+    bins, turns = count("radial_bins", radial_bins, 0), count("orbit_turns", orbit_turns, 1, 64)
+    order = group.order
+    side = conv_out(image_size, lift_k, lift_stride, lift_k // 2)
+    total, side = _group_block_cost(order, widths[0] * lift_k**2, widths[0], side, pool=lift_stride == 1)
+    for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+        block, side = _group_block_cost(order, c_out * c_in * order * k**2, c_out, side, pool=True)
+        total += block
+    # each kernel's |G| moved copies (permuted, flipped, turned, stacked), built once for all the views
+    kernels = 4 * order * total.parameters
+    if bins > side**2:
+        raise ValueError(f"radial_bins {bins} exceeds the {side}x{side} final plane's pixels")
+    features = widths[-1] * (bins or 1)
+    pooled = widths[-1] * side**2 + features + bins * side**2
+    per_view = total.activation_floats + pooled + 2 * hidden + num_classes
+    parameters = total.parameters + features * hidden + hidden + hidden * num_classes + num_classes
+    return ModelCost(parameters, kernels + turns * (per_view + 2 * image_size**2))
+
+
+@register("gcnn", cost=gcnn_cost,
+          description="group CNN from scratch (lifting + group convs, exact on 90-deg rotations/flips)",
           uses_group=True, invariant=True, odd_size_for_exactness=False)
 def build_gcnn(num_classes: int, group: Group, image_size: int, widths=(16, 24, 32, 32), lift_kernel_size: int = 5,
                kernel_size: int = 3, hidden: int = 64, group_pool: str = "max", lift_stride: int = 1,

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from ..groups import Group
-from .gsa_layers import GroupAttentionBlock, GroupAveragedConv2d, LiftingSelfAttention
+from .cost import MAX_LAYERS, ModelCost, count, flag, odd
+from .gsa_layers import GroupAttentionBlock, GroupAveragedConv2d, LiftingSelfAttention, attention_cost, stem_padding
 from .inspection import LensModel, Tap
 from .registry import register
 
@@ -90,8 +91,37 @@ class GSANet(LensModel):
         return self.head(self.features(pooled))
 
 
+def gsa_cost(num_classes: int, group: Group, image_size: int, width: int = 32, heads: int = 4, depth: int = 2,
+             kernel_size: int | None = 5, stem_channels: int = 8, stem_stride: int | None = None,
+             expansion: int = 2, use_checkpoint: bool = True) -> ModelCost:
+    """Stem (symmetrised strided conv, GroupNorm, GELU), lifting attention, ``depth`` attention blocks
+    (norms, group attention, feed-forward), pooling, BatchNorm1d and head."""
+    width, heads, depth = count("width", width), count("heads", heads), count("depth", depth, 0, MAX_LAYERS)
+    kernel = None if kernel_size is None else odd("kernel_size", kernel_size)
+    stem, expansion = count("stem_channels", stem_channels), count("expansion", expansion)
+    stride = default_stem_stride(image_size) if stem_stride is None else odd("stem_stride", stem_stride)
+    flag("use_checkpoint", use_checkpoint)
+    if width % heads or width % 2:
+        raise ValueError(f"width {width} must be even and a multiple of heads {heads}")
+    order, pad = group.order, stem_padding(image_size, stride)
+    side = (image_size + 2 * pad - stride - 2) // stride + 1
+    kernel_taps = stem * (stride + 2) ** 2
+    total = ModelCost(kernel_taps + stem + 2 * stem,
+                      (image_size + 2 * pad) ** 2 + (len(group.exact_elements) + 1) * kernel_taps + 3 * stem * side**2)
+    total += attention_cost(order, stem, width, heads, kernel, 1, side)
+    fields = width * order * side**2
+    block = attention_cost(order, width, width, heads, kernel, order, side)
+    feed_forward = ModelCost(2 * expansion * width**2 + expansion * width + width,
+                             (2 * expansion + 1) * fields)
+    norms = ModelCost(4 * width, 5 * fields)  # two LayerNorms (each movedim copy and output), one sum each
+    total += ModelCost(depth * (block.parameters + feed_forward.parameters + norms.parameters),
+                       depth * (block.activation_floats + feed_forward.activation_floats + norms.activation_floats))
+    return total + ModelCost(2 * width + width * num_classes + num_classes, width * order + 2 * width + num_classes)
+
+
 @register(
     "gsa",
+    cost=gsa_cost,
     description="GSA-Net: lifting + group self-attention (GSA-Nets, exact relative positions, memory-lean), "
     "exactly invariant under 90-deg rotations (and flips for D_N), ~23k parameters",
     uses_group=True,

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..groups import Group, GroupElement, act_on_image
+from .cost import ModelCost
 from .inspection import AttentionRecorder
 
 
@@ -307,6 +308,31 @@ class GroupAttentionBlock(nn.Module):
         return x + self.ff(self.norm_ff(x))
 
 
+def stem_padding(size: int, stride: int) -> int:
+    """:class:`GroupAveragedConv2d`'s zero padding on each side of an axis of ``size`` pixels."""
+    tokens = -(-size // stride)
+    if (tokens * stride - size) % 2:
+        tokens += 1  # odd stride: one more token flips the parity of the leftover
+    return (tokens * stride - size) // 2 + 1
+
+
+def attention_cost(group_order: int, in_channels: int, channels: int, heads: int, kernel_size: int | None,
+                   key_group: int, side: int, pos_hidden: int = 16) -> ModelCost:
+    """A :class:`_WindowGroupAttention` layer on a ``side x side`` grid (``key_group``: 1 for the lifting layer,
+    |G| for a group layer): its projections, the unfolded keys and values ``[C, G_k k k, P]``, and for each of
+    the |G| output elements its ``heads x P x G_k k k`` scores and weights."""
+    pixels, k = side**2, kernel_size if kernel_size is not None else 2 * side - 1
+    keys = key_group * k * k
+    half = channels // 2
+    mlp = 2 * pos_hidden + pos_hidden**2 + pos_hidden + pos_hidden * half + half
+    parameters = 3 * in_channels * channels + 2 * mlp + channels**2 + channels
+    parameters += group_order * channels if key_group > 1 else 0  # the relative-element embedding
+    floats = (6 * channels * key_group * pixels + 2 * channels * key_group * k * k * pixels
+              + 2 * channels * keys * pixels + 2 * group_order * keys * channels + 3 * pixels * keys
+              + group_order * (6 * heads * pixels * keys + channels * pixels) + 4 * group_order * channels * pixels)
+    return ModelCost(parameters, floats)
+
+
 class GroupAveragedConv2d(nn.Module):
     """Strided convolution ``[B, C_in, H, W] -> [B, C_out, T, T']`` whose kernels are averaged over
     the group's exact elements (90-deg rotations, and flips for D_N), so it commutes with them: a free
@@ -332,10 +358,7 @@ class GroupAveragedConv2d(nn.Module):
 
     def padding(self, size: int) -> tuple[int, int]:
         """Zero padding on each side of an axis of ``size`` pixels (symmetric)."""
-        tokens = -(-size // self.stride)
-        if (tokens * self.stride - size) % 2:
-            tokens += 1  # odd stride: one more token flips the parity of the leftover
-        side = (tokens * self.stride - size) // 2 + 1
+        side = stem_padding(size, self.stride)
         return side, side
 
     def output_size(self, size: int) -> int:

@@ -7,6 +7,10 @@ the model and stores ``model.build_config``: plain data that rebuilds the same m
 hyper-parameter of the builder stated (the defaults of the day filled in), not only those passed.
 A model built for a symmetry group (``spec.uses_group``) records its ``"group"``; a plain model has
 none, so its build config has no ``"group"`` key (and its builder is handed ``group=None``).
+
+Before building, :func:`create` prices the configuration with the model's cost function
+(:mod:`eqlens.models.cost`: parameters and activation memory from the hyper-parameters alone) and refuses
+one over the budget, so no build config, however it was written, allocates more than the budget.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..groups import DEFAULT_GROUP, get_group
+from ..groups import DEFAULT_GROUP, Group, get_group
+from .cost import ModelCost, short_repr
 from .inspection import LensModel
 
 
@@ -24,6 +29,7 @@ class ModelSpec:
 
     name: str
     builder: Callable[..., LensModel]
+    cost: Callable[..., ModelCost]  # the builder's signature; prices a configuration without building it
     description: str
     uses_group: bool  # built for a symmetry group (the ``group`` argument matters; else it is not recorded)
     invariant: bool  # logits exactly invariant under the group's exact elements
@@ -34,15 +40,16 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, description: str, uses_group: bool, invariant: bool,
+def register(name: str, *, cost: Callable[..., ModelCost], description: str, uses_group: bool, invariant: bool,
              odd_size_for_exactness: bool = False, min_image_size: int = 16):
     """Decorator: ``builder(num_classes, group, image_size, **kw) -> LensModel`` (``group``: a
-    :class:`~eqlens.groups.Group`, None for a model registered with ``uses_group=False``)."""
+    :class:`~eqlens.groups.Group`, None for a model registered with ``uses_group=False``); ``cost``: a
+    function with the builder's signature returning its :class:`~eqlens.models.cost.ModelCost`."""
 
     def decorate(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description, uses_group, invariant,
+        _REGISTRY[name] = ModelSpec(name, builder, cost, description, uses_group, invariant,
                                     odd_size_for_exactness, min_image_size)
         return builder
 
@@ -72,18 +79,12 @@ def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_si
     ``group`` matters only for a model built for one (``spec(name).uses_group``); a plain model
     ignores it (the name is still checked) and its ``build_config`` names no group.
 
-    Raises ``ValueError`` for an unknown name or group, fewer than 1 class, or an image size
-    the model cannot take."""
-    model_spec = spec(name)
-    group_obj = get_group(group)
+    Raises ``ValueError`` for an unknown name or group, fewer than 1 class, an image size the model
+    cannot take, a hyper-parameter of the wrong type or range, or a configuration over the budget of
+    :mod:`eqlens.models.cost` (all before anything is built)."""
+    model_spec, group_obj = spec(name), get_group(group)
     own_group = {"group": group_obj.name} if model_spec.uses_group else {}
-    if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
-    if int(image_size) < model_spec.min_image_size:
-        raise ValueError(
-            f"model {name!r} cannot take {image_size}x{image_size} images: "
-            f"the smallest size it takes is {model_spec.min_image_size}"
-        )
+    check_cost(name, num_classes=num_classes, group=group, image_size=image_size, **kwargs)
     model = model_spec.builder(num_classes=int(num_classes), group=group_obj if own_group else None,
                                image_size=int(image_size), **kwargs)
     model.build_config = {
@@ -95,6 +96,65 @@ def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_si
         **{k: _plain(v) for k, v in kwargs.items()},
     }
     return model
+
+
+def _settings(model_spec: ModelSpec, num_classes, group: Group, image_size, kwargs: dict) -> dict:
+    """The builder's arguments checked for names and the sizes every model shares; ``ValueError`` naming one."""
+    from .cost import MAX_HYPER_PARAMETER, count
+
+    known = builder_defaults(model_spec.builder)
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"model {model_spec.name!r} has no hyper-parameter {', '.join(map(repr, unknown))} "
+                         f"(it takes: {', '.join(known) or 'none'})")
+    size = count("image_size", image_size, 1, MAX_HYPER_PARAMETER)
+    if size < model_spec.min_image_size:
+        raise ValueError(f"model {model_spec.name!r} cannot take {size}x{size} images: "
+                         f"the smallest size it takes is {model_spec.min_image_size}")
+    return {"num_classes": count("num_classes", num_classes), "group": group if model_spec.uses_group else None,
+            "image_size": size, **known, **kwargs}
+
+
+def estimate_cost(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129,
+                  **kwargs) -> ModelCost:
+    """The :class:`~eqlens.models.cost.ModelCost` of ``create(name, ...)`` with the same arguments, computed
+    from them alone (nothing built). ``ValueError`` naming the field for an unknown name, group or
+    hyper-parameter, or a value of the wrong type or range (an image size under the model's minimum
+    included)."""
+    model_spec = spec(name)
+    return model_spec.cost(**_settings(model_spec, num_classes, get_group(group), image_size, kwargs))
+
+
+def check_cost(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129,
+               **kwargs) -> ModelCost:
+    """:func:`estimate_cost`, refusing a configuration over the budget with a ``ValueError`` that says
+    by how much and names the setting that puts it there (the one whose default would bring the cost
+    down most)."""
+    cost = estimate_cost(name, num_classes, group, image_size, **kwargs)
+    reason = cost.over_budget()
+    if reason is None:
+        return cost
+    culprit = _costliest_setting(name, cost, num_classes, group, image_size, kwargs)
+    named = f" (set by {culprit})" if culprit else ""
+    raise ValueError(f"model {name!r} would take {reason}{named}: nothing was built; use smaller settings")
+
+
+def _costliest_setting(name: str, cost: ModelCost, num_classes, group, image_size, kwargs: dict) -> str | None:
+    """The setting (a hyper-parameter, or ``image_size`` / ``num_classes``) whose default lowers the cost most."""
+    defaults = {**builder_defaults(spec(name).builder), "image_size": 129, "num_classes": 3}
+    given = {**kwargs, "image_size": image_size, "num_classes": num_classes}
+    best, best_cost = None, (cost.parameters, cost.activation_floats)
+    for key, value in given.items():
+        if key not in defaults or _plain(value) == defaults[key]:
+            continue
+        trial = {**given, key: defaults[key]}
+        try:
+            other = estimate_cost(name, group=group, **trial)
+        except ValueError:
+            continue
+        if (other.parameters, other.activation_floats) < best_cost:
+            best, best_cost = key, (other.parameters, other.activation_floats)
+    return best if best is None else f"{best}={short_repr(_plain(given[best]))}"
 
 
 def builder_defaults(builder: Callable[..., LensModel]) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cost import ModelCost, conv_out, counts
 from .inspection import LensModel, Tap
 from .registry import register
 
@@ -83,7 +84,37 @@ class ResNet(LensModel):
         return self.fc(self.features(self.pool(z).flatten(1)))
 
 
-@register("resnet18", description="ResNet-18 baseline (no symmetry, ~11.2M parameters)",
+def _basic_block_cost(c_in: int, c_out: int, stride: int, side: int) -> tuple[ModelCost, int]:
+    """:class:`BasicBlock`'s cost on a ``side`` grid, and the side of its output."""
+    out = conv_out(side, 3, stride, 1)
+    projected = stride != 1 or c_in != c_out
+    parameters = c_in * c_out * 9 + c_out * c_out * 9 + 4 * c_out + (c_in * c_out + 2 * c_out if projected else 0)
+    maps = 5 + (2 if projected else 0)  # conv1, bn1, conv2, bn2, sum (+ shortcut conv, bn)
+    return ModelCost(parameters, maps * c_out * out**2), out
+
+
+def resnet_cost(num_classes: int, image_size: int, widths, blocks) -> ModelCost:
+    """Stem (7x7 stride-2 conv, BN, 3x3 stride-2 max-pool), the stages of basic blocks, the linear head."""
+    side = conv_out(image_size, 7, 2, 3)
+    total = ModelCost(widths[0] * 49 + 2 * widths[0], 2 * widths[0] * side**2)
+    side = conv_out(side, 3, 2, 1)
+    total += ModelCost(0, widths[0] * side**2)
+    c_in = widths[0]
+    for i, (width, depth) in enumerate(zip(widths, blocks, strict=True)):
+        for j in range(depth):
+            block, side = _basic_block_cost(c_in, width, 2 if i > 0 and j == 0 else 1, side)
+            total, c_in = total + block, width
+    return total + ModelCost(c_in * num_classes + num_classes, c_in + num_classes)
+
+
+def resnet18_cost(num_classes: int, group, image_size: int, widths=(64, 128, 256, 512)) -> ModelCost:
+    widths = counts("widths", widths, max_len=4)
+    if len(widths) != 4:
+        raise ValueError(f"widths must hold one width for each of the 4 stages, got {len(widths)}")
+    return resnet_cost(num_classes, image_size, widths, (2, 2, 2, 2))
+
+
+@register("resnet18", cost=resnet18_cost, description="ResNet-18 baseline (no symmetry, ~11.2M parameters)",
           uses_group=False, invariant=False)
 def build_resnet18(num_classes: int, group, image_size: int, widths=(64, 128, 256, 512)) -> ResNet:
     return ResNet(num_classes, widths=tuple(widths), blocks=(2, 2, 2, 2))

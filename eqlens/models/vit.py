@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cost import MAX_LAYERS, ModelCost, count
 from .inspection import AttentionRecorder, LensModel, Tap
 from .registry import register
 
@@ -166,7 +167,25 @@ class ViT(LensModel):
         return self.head(self.features(self.norm(z[:, 0])))
 
 
-@register("vit", description="plain ViT baseline (8x8 patches, dim 48, depth 4, ~93k parameters), "
+def vit_cost(num_classes: int, group, image_size: int, patch_size: int = 8, dim: int = 48, depth: int = 4,
+             heads: int = 3, mlp_ratio: int = 2) -> ModelCost:
+    """Patch embedding, position table, class token, ``depth`` blocks (their ``heads x N x N`` attention
+    weights counted), final norm and head; ``N = 1 + h * w`` tokens."""
+    patch, dim, depth = count("patch_size", patch_size), count("dim", dim), count("depth", depth, 1, MAX_LAYERS)
+    heads, ratio = count("heads", heads), count("mlp_ratio", mlp_ratio)
+    if dim % heads:
+        raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+    h, w = patch_grid(image_size, image_size, patch)
+    tokens, wide = 1 + h * w, dim * ratio
+    block = (4 * dim + 3 * dim * dim + 3 * dim + dim * dim + dim + 2 * dim * wide + wide + dim)
+    parameters = dim * patch**2 + dim + h * w * dim + dim + depth * block + 2 * dim + dim * num_classes + num_classes
+    attention = 3 * heads * tokens**2  # scores, scaled, softmax
+    per_block = tokens * (10 * dim + 2 * wide) + attention
+    floats = (h * patch) * (w * patch) + 3 * tokens * dim + depth * per_block + 2 * dim + num_classes
+    return ModelCost(parameters, floats)
+
+
+@register("vit", cost=vit_cost, description="plain ViT baseline (8x8 patches, dim 48, depth 4, ~93k parameters), "
           "no built-in symmetry", uses_group=False, invariant=False)
 def build_vit(num_classes: int, group, image_size: int, patch_size: int = 8, dim: int = 48, depth: int = 4,
               heads: int = 3, mlp_ratio: int = 2) -> ViT:
