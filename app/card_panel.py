@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from app import markup
 from app.catalog import LoadedModel
 
 # A layer counts as equivariant when its relative error at the group's exact elements (the card's
@@ -157,13 +158,15 @@ def input_line(facts: CardFacts) -> str:
 
 
 def data_line(facts: CardFacts) -> str:
-    source = f"`{facts.data_spec}`" if facts.data_kind != "simulated" else f"simulated `{facts.data_spec}`"
+    source = markup.code(facts.data_spec)
+    source = source if facts.data_kind != "simulated" else f"simulated {source}"
     if facts.data_seed is not None:
         source += f", data seed {facts.data_seed}"
     sizes = facts.split_sizes
     parts = [f"train {'fresh images every step' if sizes.get('train') == 'stream' else sizes.get('train')}"]
     parts += [f"{split} {sizes[split]}" for split in ("val", "test") if split in sizes]
-    return source + (f" ({', '.join(parts)})" if sizes else "") + f"; classes {', '.join(facts.class_names)}"
+    classes = markup.text(", ".join(facts.class_names))
+    return source + (f" ({', '.join(parts)})" if sizes else "") + f"; classes {classes}"
 
 
 def test_line(facts: CardFacts) -> str:
@@ -193,7 +196,7 @@ def equivariance_line(facts: CardFacts) -> str:
     names = list(taps)
 
     def listed(keys):
-        return ", ".join(f"`{_tap_name(k)}` {taps[k]:.1e}" for k in keys)
+        return ", ".join(f"{markup.code(_tap_name(k))} {taps[k]:.1e}" for k in keys)
 
     if not broken:
         text = f"every layer ({listed(names)})"
@@ -211,7 +214,8 @@ def equivariance_line(facts: CardFacts) -> str:
         text += f"; pooled features {verdict} ({invariance:.1e})"
     measured = f" on {facts.robustness_images} test images" if facts.robustness_images else ""
     if facts.group is None and facts.probe_group:  # a plain model: the turns are the probe's, not its own group's
-        return text + f". Relative errors at the exact rotations of the probe group {facts.probe_group}{measured}."
+        probe = markup.text(facts.probe_group)
+        return text + f". Relative errors at the exact rotations of the probe group {probe}{measured}."
     return text + f". Relative errors at the group's exact rotations{measured}."
 
 
@@ -241,7 +245,7 @@ def training_line(facts: CardFacts) -> str:
     if facts.wall_time_s is not None:
         parts.append(f"{_duration(facts.wall_time_s)} {'wall time' if facts.wall_clock else 'training time'}")
     if facts.augment_mode is not None:
-        parts.append(_ROTATIONS_SEEN.get(facts.augment_mode, f"augmentation {facts.augment_mode}"))
+        parts.append(_ROTATIONS_SEEN.get(facts.augment_mode, f"augmentation {markup.text(facts.augment_mode)}"))
     parts.append("complete" if facts.complete else "**partial** (stopped before its last epoch)")
     if facts.derived:
         parts.append("then the orbit average added to those weights, without training")
@@ -272,14 +276,14 @@ def group_text(model: str | None, group: str | None) -> str:
 
     if is_plain(model):
         return "no group (a plain model)"
-    return f"group {group or 'not on the card'}"
+    return f"group {markup.text(group) if group else 'not on the card'}"
 
 
 def card_lines(facts: CardFacts) -> list[tuple[str, str]]:
     """(what, text) rows of the panel."""
     size = f"{facts.parameters:,} parameters" if facts.parameters is not None else "parameters not on the card"
     return [
-        ("model", f"`{facts.model}`, {group_text(facts.model, facts.group)}, {size}{orbit_text(facts)}"),
+        ("model", f"{markup.code(facts.model)}, {group_text(facts.model, facts.group)}, {size}{orbit_text(facts)}"),
         ("input", input_line(facts)),
         ("data", data_line(facts)),
         ("test", test_line(facts)),
@@ -294,10 +298,10 @@ def card_panel(loaded: LoadedModel | None, title: str | None = None) -> CardFact
         return None
     facts = card_facts(loaded.card) if loaded.trained else None
     with st.container(border=True):
-        st.markdown(f"**{title or loaded.label}**: model card")
+        st.markdown(f"**{markup.text(title or loaded.label)}**: model card")
         if facts is None:
             group = group_text(loaded.name, loaded.group.name)
-            st.caption(f"untrained `{loaded.name}` ({group}, {loaded.image_size} px input, seed-0 "
+            st.caption(f"untrained {markup.code(loaded.name)} ({group}, {loaded.image_size} px input, seed-0 "
                        "weights): no card, no metrics")
             return None
         st.markdown("\n".join(f"- *{what}*: {text}" for what, text in card_lines(facts)))

@@ -19,7 +19,7 @@ import torch
 from app import settings
 from app.regression import RegressionTask, regression_task
 from eqlens.checkpoint import ModelCard
-from eqlens.errors import CheckpointError
+from eqlens.errors import CheckpointError, EqlensError
 from eqlens.groups import DEFAULT_GROUP, Group, get_group
 
 DEFAULT_CLASS_NAMES = ("axion", "cdm", "no_sub")  # eqlens.simulation order (alphabetical)
@@ -27,10 +27,22 @@ DEFAULT_CLASS_NAMES = ("axion", "cdm", "no_sub")  # eqlens.simulation order (alp
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A choice in a model selector; ``key`` identifies it across reruns and pages."""
+    """A choice in a model selector; ``key`` identifies it across reruns and pages. ``broken``: why the
+    entry cannot be loaded (its card unreadable), None for a good one; a broken entry stays in the list."""
 
     key: str
     label: str
+    broken: str | None = None
+
+
+MAX_REASON_CHARS = 240
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line on why an entry failed: an eqlens refusal in its own words, anything else with its type."""
+    text = str(err) if isinstance(err, EqlensError) else f"{type(err).__name__}: {err}"
+    text = " ".join(text.split()) or type(err).__name__
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS - 3] + "..."
 
 
 @dataclass(eq=False)
@@ -155,9 +167,12 @@ def untrained_key(name: str, group: str) -> str:
 
 
 def shipped_key(name: str) -> str | None:
-    """The entry key of the checkpoint folder ``name`` in the checkpoints folder, None when it is not there."""
+    """The entry key of the checkpoint folder ``name`` in the checkpoints folder, None when it is not there or
+    is broken (the pages that open on it then fall back as when it is missing)."""
     path = Path(settings.CHECKPOINT_DIR) / name
-    return f"ckpt:{path}" if (path / "model_card.json").is_file() else None
+    if not (path / "model_card.json").is_file() or checkpoint_entry(path).broken is not None:
+        return None
+    return f"ckpt:{path}"
 
 
 def flagship_key() -> str | None:
@@ -176,7 +191,7 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
 
     preference = {name: rank for rank, name in enumerate(settings.DEFAULT_CHECKPOINTS)}
     paths = sorted(checkpoint_paths(), key=lambda p: preference.get(p.stem, len(preference)))  # stable
-    found = [ModelEntry(f"ckpt:{p}", f"{p.stem} ({run_status(p).label})") for p in paths]
+    found = [checkpoint_entry(p) for p in paths]
     found += [ModelEntry(key, f"{name} (uploaded)") for key, (name, _) in (uploaded or {}).items()]
     for name in names():
         group = DEFAULT_GROUP if spec(name).uses_group else "C1"
@@ -184,13 +199,30 @@ def entries(uploaded: dict | None = None) -> list[ModelEntry]:
     return found
 
 
+def checkpoint_entry(path: Path) -> ModelEntry:
+    """The entry of one checkpoint on disk. Whatever goes wrong reading it (a CheckpointError, a
+    ValueError of a card holding a 5000-digit integer, any other exception) stays in this entry: it is
+    listed as broken, with the reason, and every other entry is offered as usual."""
+    from eqlens.checkpoint import read_card
+
+    try:
+        if path.is_dir():
+            read_card(path)
+        label = run_status(path).label
+    except Exception as err:  # noqa: BLE001 - one entry's failure is that entry's, not the page's
+        reason = failure_reason(err)
+        return ModelEntry(f"ckpt:{path}", f"{path.stem} (broken: {reason})", broken=reason)
+    return ModelEntry(f"ckpt:{path}", f"{path.stem} ({label})")
+
+
 def _card_on_disk(path: Path) -> ModelCard | None:
-    """The model card beside a checkpoint folder's weights (None for a single file or an unreadable card)."""
+    """The model card beside a checkpoint folder's weights (None for a single file or a card that cannot
+    be read, for whatever reason)."""
     from eqlens.checkpoint import read_card
 
     try:
         return read_card(path) if path.is_dir() else None
-    except CheckpointError:
+    except Exception:  # noqa: BLE001 - a broken card is that entry's problem (checkpoint_entry says why)
         return None
 
 
@@ -245,7 +277,16 @@ def _build_untrained(name: str, group: str, image_size: int, num_classes: int) -
 
 def load(key: str, uploaded: dict | None = None) -> LoadedModel:
     """The model behind an entry key. Raises CheckpointError (with a message for the user) for a
-    checkpoint that cannot be read."""
+    checkpoint that cannot be read or built, whatever the exception underneath."""
+    try:
+        return _load(key, uploaded)
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a broken entry: its reason, and the page goes on
+        raise CheckpointError(failure_reason(err)) from err
+
+
+def _load(key: str, uploaded: dict | None) -> LoadedModel:
     kind, _, rest = key.partition(":")
     if kind == "ckpt":
         path = Path(rest)

@@ -53,6 +53,18 @@ def prepared(lens: LensImage, image_size: int, crop: int | None = None) -> torch
     return prepare_batch(torch.as_tensor(np.asarray(lens.image, dtype=np.float32))[None], image_size, crop)
 
 
+def resized(lens: LensImage, size: int) -> LensImage:
+    """``lens`` resampled to ``size x size`` by eqlens' own resize (antialiased bilinear): for an image smaller
+    than a model's native crop. Its pixels are then no longer the instrument's, so it keeps no truth overlay
+    (pixel positions) and no scene to turn."""
+    from eqlens.data.transforms import resize_image
+
+    h, w = lens.image.shape
+    image = resize_image(torch.as_tensor(np.asarray(lens.image, dtype=np.float32))[None], size)[0]
+    return LensImage(image.numpy().astype(np.float32), f"{lens.source}, resampled from {h}x{w} to {size}x{size} px",
+                     lens.label)
+
+
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _simulator(config_name: str):
     from eqlens.simulation import LensSimulator, get_config

@@ -9,7 +9,7 @@ import zipfile
 
 import streamlit as st
 
-from app import catalog, lenses, settings, state
+from app import catalog, lenses, markup, settings, state
 from eqlens.errors import CheckpointError, DataError, EqlensError
 
 
@@ -28,7 +28,7 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
             try:
                 data = checkpoint_upload(file.getvalue(), file.name)
             except CheckpointError as err:
-                st.error(f"Cannot load this model: {user_message(err)}")
+                st.error(f"Cannot load this model: {markup.text(user_message(err))}")
             else:
                 uploaded.setdefault(catalog.upload_key(data), (file.name, data))
                 while len(uploaded) > MAX_UPLOADED_CHECKPOINTS:
@@ -44,7 +44,7 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
         st.session_state[select_key] = keys[min(default, len(keys) - 1)]
     chosen = st.selectbox(label, keys, format_func=labels.get, key=select_key)
     if len(labels.get(chosen, "")) > 26:  # the sidebar's selector cuts longer names
-        st.caption(labels[chosen])
+        st.caption(markup.text(labels[chosen]))
     if chosen.startswith("untrained:"):
         name, group = chosen.split(":")[1:3]
         if name in names() and spec(name).uses_group:
@@ -55,7 +55,7 @@ def model_selector(prefix: str, label: str = "Model", default: int = 0) -> catal
     try:
         loaded = catalog.load(chosen, uploaded)
     except (CheckpointError, EqlensError, ValueError, OSError) as err:
-        st.error(f"Cannot load this model: {user_message(err)}")
+        st.error(f"Cannot load this model: {markup.text(user_message(err))}")
         return None
     if not loaded.trained:
         st.caption(f"untrained weights (seed 0), {loaded.image_size}x{loaded.image_size} input: "
@@ -135,7 +135,7 @@ def lens_selector(prefix: str, follow: catalog.LoadedModel | None = None) -> len
         else:
             lens = _upload_controls(prefix)
     except (DataError, EqlensError, ValueError, OSError) as err:
-        st.error(f"Cannot use this image: {err}")
+        st.error(f"Cannot use this image: {markup.text(err)}")
         # The refused file replaces the image shown: the page must not go on showing the previous
         # image's panels and prediction as if they were this file's.
         st.session_state.pop(lens_key, None)
@@ -174,7 +174,7 @@ def _folder_controls(prefix: str) -> lenses.LensImage | None:
                          help=f"a DeepLense folder (one sub-folder per class of .npy files) inside the data "
                               f"folders: {roots}; a relative path is taken inside them")
     if not root:
-        st.info(f"Type the path of a DeepLense folder inside {roots}.")
+        st.info(f"Type the path of a DeepLense folder inside {markup.text(roots)}.")
         return None
     dataset = lenses.folder_index(root)
     n = len(dataset.files)
@@ -190,6 +190,27 @@ def _upload_controls(prefix: str) -> lenses.LensImage | None:
         st.info("Upload a square lens image.")
         return None
     return lenses.from_upload(file.getvalue(), file.name)
+
+
+def fit_to_crop(prefix: str, lens: lenses.LensImage | None, *models: catalog.LoadedModel | None
+                ) -> lenses.LensImage | None:
+    """``lens`` as the models can take it. A model whose card asks for a native central crop larger than the
+    image (an 81 px crop of a 64x64 upload or a Model II lens) cannot read it as trained: the page says so and
+    offers to resample the image up to the crop (stated as a resampling). Returns the lens, its resampled copy
+    when the reader asked for one, or None (the page then waits)."""
+    if lens is None:
+        return None
+    h, w = lens.image.shape
+    needs = [(m.crop, m.label) for m in models if m is not None and m.crop is not None and m.crop > min(h, w)]
+    if not needs:
+        return lens
+    crop, label = max(needs)
+    st.warning(f"This image is {h}x{w} px, smaller than the {crop}x{crop} native pixels that "
+               f"{markup.text(label)} takes (its card's crop): the model cannot read it as it was trained.")
+    if not st.checkbox(f"Resample the image to {crop}x{crop} px (bilinear interpolation: its pixels are then not "
+                       f"the instrument's, and it keeps no truth overlay)", key=f"{prefix}_fit_crop"):
+        return None
+    return lenses.resized(lens, crop)
 
 
 def image_size_note(loaded: catalog.LoadedModel, lens: lenses.LensImage) -> None:
@@ -228,4 +249,4 @@ def export_buttons(key: str, picture, numbers: dict, name: str | None = None) ->
                        mime="application/json", on_click="ignore", key=f"{key}_json")
 
 
-__all__ = ["export_buttons", "image_size_note", "lens_selector", "model_selector", "settings"]
+__all__ = ["export_buttons", "fit_to_crop", "image_size_note", "lens_selector", "model_selector", "settings"]

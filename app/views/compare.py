@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import card_panel, catalog, compute, figures, lenses, settings, state, widgets
+from app import card_panel, catalog, compute, figures, lenses, markup, settings, state, widgets
 from app.catalog import LoadedModel
 from eqlens.data.transforms import apply_circular_mask
 
@@ -78,7 +78,7 @@ def model_column(loaded: LoadedModel, result, x_now: torch.Tensor, quarter_turn_
     top = int(np.argmax(probs))
     now = result.probabilities[:, top]
     scope = card_panel.equivariance_scope(card_panel.card_facts(loaded.card) if loaded.trained else None)
-    st.caption(f"predicted {loaded.class_names[top]}: probability over the orbit "
+    st.caption(f"predicted {markup.text(loaded.class_names[top])}: probability over the orbit "
                f"from {now.min():.3f} to {now.max():.3f}" + (f"; {scope}" if scope else ""))
 
 
@@ -157,8 +157,9 @@ def live(first: LoadedModel, second: LoadedModel, lens: lenses.LensImage, mask: 
                                     colorbar_label="normalised"),
                  caption="the sky turned and rendered again" if sky else "the picture turned (resampled)")
     if first.class_names != second.class_names:
-        st.warning(f"The two models have different classes (A: {', '.join(first.class_names)}; B: "
-                   f"{', '.join(second.class_names)}): each curve below carries its own model's class names.")
+        st.warning(f"The two models have different classes (A: {markup.text(', '.join(first.class_names))}; B: "
+                   f"{markup.text(', '.join(second.class_names))}): each curve below carries its own model's class "
+                   "names.")
     exact = exact_angles(first, second)
     quantity = st.radio("Orbit of", ["probabilities", "logits"], horizontal=True, key="compare_quantity")
     curves, change = st.columns(2)
@@ -192,11 +193,13 @@ with st.sidebar:
                     disabled=lens is None or not lens.can_turn_scene,
                     help="simulated lenses: re-render the scene at each angle (the instrument's own pixels and "
                          "noise) instead of resampling the picture")
+lens = widgets.fit_to_crop("compare", lens, first, second)
 regressors = [m for m in (first, second) if m is not None and m.regression is not None]
 if first is None or second is None or lens is None:
     st.info("Choose two models and an image in the sidebar.")
 elif regressors:
-    st.info(f"{regressors[0].label} is a regression checkpoint (it predicts {regressors[0].regression.name}), not a "
+    st.info(f"{markup.text(regressors[0].label)} is a regression checkpoint (it predicts "
+            f"{markup.text(regressors[0].regression.name)}), not a "
             "classifier: Compare overlays class probabilities. Open it in Explore to see its value over the orbit.")
 else:
     live(first, second, lens, mask, bool(sky and lens.can_turn_scene))

@@ -16,7 +16,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from app import card_panel, compute, figures, lenses, regression, settings, state, widgets
+from app import card_panel, compute, figures, lenses, markup, regression, settings, state, widgets
 from app import scene_panel as scene_panel_tables
 from app.catalog import LoadedModel
 from app.components.scrub import scrub
@@ -94,7 +94,7 @@ def lens_panel(loaded: LoadedModel, lens: lenses.LensImage, x_rot: torch.Tensor,
     st.plotly_chart(figures.lens_figure(picture, title, lens.pixel_scale, shown.truth if show_truth else None,
                                         truth_angle, flip, how=how, colorbar_label=f"{how} stretch"),
                     key="explore_lens_fig", width="stretch", theme=None, config=PLOT_CONFIG)
-    st.caption(f"{shown.source}" + (f" (true: {lens.label})" if lens.label else ""))
+    st.caption(markup.text(shown.source) + (f" (true: {markup.text(lens.label)})" if lens.label else ""))
     in_scale = input_pixel_scale(loaded, lens)
     crop = f"{loaded.crop}-px crop" if loaded.crop else "whole frame"
     title = f"model input: {crop} at {loaded.image_size} px" + (f", {in_scale:.3g}\"/px" if in_scale else "")
@@ -129,9 +129,9 @@ def prediction_panel(loaded: LoadedModel, logits: torch.Tensor) -> np.ndarray:
                     width="stretch", theme=None, config=PLOT_CONFIG)
     top = int(np.argmax(probs))
     with st.container(key="explore_prediction"):
-        st.markdown(f"**prediction:** `{loaded.class_names[top]}` &nbsp; p = `{probs[top]:.4f}`")
-        st.caption("logits: " + ", ".join(f"{n} {z:+.4f}" for n, z in zip(loaded.class_names, logits[0].tolist(),
-                                                                          strict=True)))
+        st.markdown(f"**prediction:** {markup.code(loaded.class_names[top])} &nbsp; p = `{probs[top]:.4f}`")
+        st.caption("logits: " + ", ".join(f"{markup.text(n)} {z:+.4f}"
+                                          for n, z in zip(loaded.class_names, logits[0].tolist(), strict=True)))
     return probs
 
 
@@ -141,12 +141,12 @@ def regression_panel(loaded: LoadedModel, logits: torch.Tensor, truth: float | N
     task = loaded.regression
     value = float(task.values(logits)[0])
     with st.container(key="explore_prediction"):
-        st.metric(f"predicted {task.name} ({task.unit})", f"{value:.6f}",
+        st.metric(markup.text(f"predicted {task.name} ({task.unit})"), f"{value:.6f}",
                   delta=None if truth is None else f"{value - truth:+.4f} vs truth", delta_color="off")
         if truth is None:
-            st.caption(f"no true {task.name} for this lens (only simulated lenses of its class carry one)")
+            st.caption(f"no true {markup.text(task.name)} for this lens (only simulated lenses of its class carry one)")
         else:
-            st.metric(f"true {task.name} ({task.unit})", f"{truth:.6f}")
+            st.metric(markup.text(f"true {task.name} ({task.unit})"), f"{truth:.6f}")
         st.caption(f"regression checkpoint ({task.task}): raw output {float(logits.reshape(-1)[0]):+.4f}, "
                    f"decoded as {task.scaler.mean:.4g} + {task.scaler.std:.4g} x output")
 
@@ -181,7 +181,7 @@ def regression_orbit_panel(loaded: LoadedModel, result, angle: float, truth: flo
     st.plotly_chart(figures.regression_orbit_figure(result.angles, values, task.name, task.unit, angle, exact, truth),
                     key="explore_orbit", width="stretch", theme=None, config=PLOT_CONFIG)
     change = None if sky else regression.exact_change(result.angles, values)
-    st.caption(f"over the orbit: {values.min():.4f} to {values.max():.4f} {task.unit}"
+    st.caption(f"over the orbit: {values.min():.4f} to {values.max():.4f} {markup.text(task.unit)}"
                + ("" if change is None else f"; largest change at the exact 90-deg angles {change:.2e}")
                + (f". {SKY_NOTE}" if sky else ""))
 
@@ -295,7 +295,7 @@ def group_channels_tab(loaded: LoadedModel, insp, angle: float, flip: bool, upri
     try:
         steady = activations.stabilise(features, loaded.group, angle, flip)
     except ValueError as err:
-        st.info(str(err))
+        st.info(markup.text(err))
         return
     still = [m[0].numpy() for _, m in activations.channel_orbit(steady, int(field), loaded.group)]
     picture = figures.image_grid(list(zip(labels, still, strict=True)), cmap="magma", cell=110,
@@ -336,7 +336,7 @@ def attribution_tab(loaded: LoadedModel, lens, x_rot, x_up, angle: float, flip: 
             err = attribution_lib.attribution_invariance_error(upright[None], turned_back[None], exact=exact)
             maps.update({"rotated back": turned_back, "upright": upright})
     except (ValueError, RuntimeError) as exc:
-        st.warning(f"{attribution_lib.METHODS[method]} is not available for this model: {exc}")
+        st.warning(f"{attribution_lib.METHODS[method]} is not available for this model: {markup.text(exc)}")
         return
     limit = attribution_lib.display_limit(*maps.values())
     pct = f"{attribution_lib.DISPLAY_PERCENTILE:g}th"
@@ -525,7 +525,8 @@ def chosen_lens(loaded) -> lenses.LensImage | None:
     """The lens another page sent (pinned until dismissed), else the sidebar's choice."""
     if PIN in st.session_state:
         lens = st.session_state[PIN]
-        st.info(f"Showing {lens.source}" + (f" (true class: {lens.label})" if lens.label else ""))
+        truth = f" (true class: {markup.text(lens.label)})" if lens.label else ""
+        st.info(f"Showing {markup.text(lens.source)}{truth}")
         if st.button("Choose another image", key="explore_unpin"):
             del st.session_state[PIN]
             st.rerun()
@@ -565,6 +566,7 @@ with st.sidebar:
                     disabled=lens is None or not lens.can_turn_scene,
                     help="simulated lenses: re-render the scene at each angle (the instrument's own pixels and "
                          "noise) instead of resampling the picture, which also smooths its noise")
+lens = widgets.fit_to_crop("explore", lens, loaded)
 if loaded is None or lens is None:
     st.info("Choose a model and an image in the sidebar.")
 else:

@@ -150,4 +150,7 @@ if lens is None:
 x = lenses.prepared(lens, settings.UNTRAINED_IMAGE_SIZE)
 section_group_acts(x, group)
 section_lifting(x, group, group.elements[pick])
-section_cnn(lens)
+twins = widgets.fit_to_crop("learn", lens, *map(catalog.load, twin_pair()[0]))
+if twins is None:
+    st.stop()
+section_cnn(twins)

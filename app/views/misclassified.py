@@ -12,7 +12,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app import card_panel, figures, lenses, scene_panel, settings, state, widgets
+from app import card_panel, figures, lenses, markup, scene_panel, settings, state, widgets
 from app.catalog import LoadedModel
 from app.lenses import LensImage
 from eqlens.errors import EqlensError
@@ -304,12 +304,14 @@ if loaded is None:
     st.info("Choose a model in the sidebar.")
     st.stop()
 if loaded.regression is not None:
-    st.info(f"{loaded.label} is a regression checkpoint (it predicts {loaded.regression.name}), not a classifier: "
+    st.info(f"{markup.text(loaded.label)} is a regression checkpoint (it predicts "
+            f"{markup.text(loaded.regression.name)}), not a classifier: "
             "it has no misclassified lenses. `eqlens evaluate` reports its errors; Explore shows it over the orbit.")
     st.stop()
 card_panel.card_panel(loaded)
 if not offered:
-    st.info(f"No built-in simulation has this model's classes ({', '.join(loaded.class_names)}): evaluate it on its "
+    st.info(f"No built-in simulation has this model's classes ({markup.text(', '.join(loaded.class_names))}): "
+            "evaluate it on its "
             "own data with `eqlens evaluate`.")
     st.stop()
 if go:
@@ -320,7 +322,7 @@ if go:
         st.session_state.pop(state.CONFUSION_CELL, None)
         st.session_state.pop(OPENED, None)
     except (EqlensError, ValueError) as err:
-        st.error(f"Cannot evaluate: {err}")
+        st.error(f"Cannot evaluate: {markup.text(err)}")
 report = st.session_state.get(state.EVALUATION)
 if report is None or report.get("model_key") != loaded.key:
     st.info("Press Evaluate to run the model on a simulated test set.")
@@ -332,7 +334,7 @@ m2.metric("macro AUC", f"{report['auc_macro']:.3f}")
 m3.metric("test images", report["n"])
 m4.metric("calibration error (ECE)", f"{report['calibration']['ece']:.3f}",
           help="expected calibration error: the image-weighted mean gap between confidence and accuracy per bin")
-st.caption(f"{report['data']} test split, data seed {report.get('data_seed', 0)}, {report['n']} images")
+st.caption(f"{markup.text(report['data'])} test split, data seed {report.get('data_seed', 0)}, {report['n']} images")
 left, middle, right = st.columns(3)
 with left:
     st.plotly_chart(figures.normalised_confusion_figure(np.asarray(report["confusion"]), names),
