@@ -13,6 +13,10 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 
 import streamlit as st  # noqa: E402
 
+from app import hostcheck  # noqa: E402
+
+hostcheck.install()  # every HTTP request under a Host not in server.allowedHosts is refused (DNS rebinding)
+
 st.set_page_config(page_title="eqlens", page_icon="🔭", layout="wide")
 
 VIEWS = Path(__file__).resolve().parent / "views"
