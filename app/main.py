@@ -1,6 +1,6 @@
 """eqlens app entry point: ``streamlit run app/main.py``.
 
-Five pages under ``app/views/``; shared helpers in ``app/`` (catalog of models, lens sources,
+Seven pages under ``app/views/``; shared helpers in ``app/`` (catalog of models, lens sources,
 figures, the background training job). The app only calls the ``eqlens`` package.
 """
 
@@ -26,5 +26,7 @@ PAGES = [
     st.Page(VIEWS / "train.py", title="Train", icon=":material/model_training:"),
     st.Page(VIEWS / "misclassified.py", title="Misclassified", icon=":material/error:"),
     st.Page(VIEWS / "learn.py", title="Learn", icon=":material/school:"),
+    st.Page(VIEWS / "gallery.py", title="Gallery", icon=":material/photo_library:"),
+    st.Page(VIEWS / "whatif.py", title="What if", icon=":material/tune:"),
 ]
 st.navigation(PAGES).run()

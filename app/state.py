@@ -10,6 +10,7 @@ import streamlit as st
 
 UPLOADED_CHECKPOINTS = "uploaded_checkpoints"  # key -> (file name, bytes)
 EXPLORE_REQUEST = "explore_request"  # set by other pages, consumed by Explore
+WHATIF_REQUEST = "whatif_request"  # a simulated lens (config, class index, seed) for the What-if page
 TRAIN_JOB = "train_job"
 EVALUATION = "evaluation"
 CONFUSION_CELL = "confusion_cell"
@@ -26,3 +27,12 @@ def request_explore(model_key: str, lens, angle: float = 0.0) -> None:
 
 def take_explore_request() -> dict | None:
     return st.session_state.pop(EXPLORE_REQUEST, None)
+
+
+def request_whatif(config_name: str, class_index: int, seed: int) -> None:
+    """Ask the What-if page to edit simulated lens ``(config, class, seed)`` (read once on arrival)."""
+    st.session_state[WHATIF_REQUEST] = (str(config_name), int(class_index), int(seed))
+
+
+def take_whatif_request() -> tuple[str, int, int] | None:
+    return st.session_state.pop(WHATIF_REQUEST, None)
