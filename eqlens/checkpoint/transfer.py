@@ -14,6 +14,7 @@ group or patch grid) is refused instead of silently starting most layers fresh.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,6 +107,12 @@ def is_digest(source) -> bool:
     return isinstance(source, str) and source.startswith(DIGEST_PREFIX)
 
 
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """:func:`weights_digest` of the checkpoint at ``path``, cached while the file keeps its time and size."""
+    return weights_digest(checkpoint.read_checkpoint(Path(path).parent)[0])
+
+
 def find_weights(digest: str, roots=None) -> Path:
     """The checkpoint folder whose ``model.safetensors`` holds the weights of ``digest`` (``"sha256:..."``),
     searched in ``roots`` (default: :data:`WEIGHT_ROOTS` under the working directory and the repository;
@@ -124,9 +131,10 @@ def find_weights(digest: str, roots=None) -> Path:
             if checkpoint.LAST_DIR in weights.parent.parts:
                 continue
             try:
-                if weights_digest(checkpoint.read_checkpoint(weights.parent)[0]) == value:
+                stat = weights.stat()
+                if _file_digest(str(weights.resolve()), stat.st_mtime_ns, stat.st_size) == value:
                     return weights.parent
-            except CheckpointError:
+            except (CheckpointError, OSError):
                 continue
     raise CheckpointError(f"no checkpoint under {', '.join(str(r) for r in roots)} holds the weights {digest}")
 

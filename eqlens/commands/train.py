@@ -23,7 +23,8 @@ def register(subparsers) -> None:
                    help='the builder\'s hyper-parameters as a JSON object, e.g. \'{"widths": [8, 16, 32, 48]}\'')
     p.add_argument("--config", default=None, metavar="RUN.toml",
                    help="train the run a run file describes (runs/*.toml; docs/training.md, 'Runs'), continuing it "
-                        "where it stopped; only --hours/--minutes, --threads and --device go beside it")
+                        "where it stopped; only --hours/--minutes, --threads, --device and --out (reproduce a "
+                        "finished run in another folder) go beside it")
     p.set_defaults(func=run, call_defaults=lambda: vars(p.parse_args([])))
 
 
@@ -139,7 +140,7 @@ def _transfer_line(record: dict) -> str:
             + (f"; re-initialised (class count differs): {skipped}" if skipped else ""))
 
 
-_BESIDE_CONFIG = ("config", "minutes", "hours", "threads", "device", "func", "call_defaults")
+_BESIDE_CONFIG = ("config", "minutes", "hours", "threads", "device", "out", "func", "call_defaults")
 
 
 def run_file_config(args):
@@ -155,7 +156,7 @@ def run_file_config(args):
     run = run_file.read_run_file(args.config)
     budget = args.minutes if args.hours is None else 60.0 * args.hours
     device = None if args.device == defaults.get("device") else args.device
-    return run, run_file.train_config(run, time_budget_min=budget, threads=args.threads, device=device)
+    return run, run_file.train_config(run, time_budget_min=budget, threads=args.threads, device=device, out=args.out)
 
 
 def run(args) -> int:

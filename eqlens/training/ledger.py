@@ -32,6 +32,7 @@ class LedgerEntry:
     images_per_s: float
     device: str
     checkpoint: str | None
+    written_from: str = "call"  # "call": by eqlens train --config; "card": read back from a finished run's card
 
 
 def _headline(metrics: dict | None) -> dict | None:
@@ -53,6 +54,27 @@ def entry_for(run, config, result, started: float) -> LedgerEntry:
         test=_headline(result.test_metrics) if done >= config.epochs else None,
         images_per_s=round(float(result.images_per_s), 2), device=str(result.device),
         checkpoint=None if result.checkpoint is None else str(result.checkpoint))
+
+
+def entry_from_card(run, card) -> LedgerEntry:
+    """The entry of a run finished before the ledger existed, read from its best checkpoint's
+    :class:`~eqlens.checkpoint.ModelCard`: the whole run as one line (its hours the card's wall time over all
+    calls, its start the card's creation time minus them: approximate when the calls had gaps),
+    ``written_from="card"``."""
+    import datetime as dt
+
+    training = card.training
+    wall_s = float(training.get("wall_time_s", 0.0))
+    ended = dt.datetime.fromisoformat(str(card.created))
+    started = (ended - dt.timedelta(seconds=wall_s)).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return LedgerEntry(
+        run=run.name, file_sha256=run.file_sha256, init_weights=run.init_weights, started_utc=started,
+        hours=round(wall_s / 3600.0, 4),
+        epochs_done=int(training.get("epochs_done", 0)), epochs=int(training["config"]["epochs"]),
+        best_epoch=training.get("best_epoch"), val=_headline(card.metrics.get("val")),
+        test=_headline(card.metrics.get("test")) if training.get("complete") else None,
+        images_per_s=round(float(training.get("images_per_s", 0.0)), 2), device=str(training.get("device", "")),
+        checkpoint=run.out, written_from="card")
 
 
 def append(directory, entry: LedgerEntry) -> Path:

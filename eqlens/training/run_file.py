@@ -110,10 +110,10 @@ def read_run_file(path) -> RunFile:
 
 
 def train_config(run: RunFile, *, time_budget_min: float | None = None, threads: int | None = None,
-                 device: str | None = None) -> TrainConfig:
+                 device: str | None = None, out: str | None = None) -> TrainConfig:
     """The run's :class:`TrainConfig`: the file's settings, ``init_from`` the digest, the architecture the
-    init checkpoint's where the file gives none, ``out`` and ``resume`` as the module says, and the call's
-    budget, threads and device."""
+    init checkpoint's where the file gives none, ``out`` (the run's own folder unless another is given, e.g.
+    to reproduce a finished run) and ``resume`` as the module says, and the call's budget, threads and device."""
     from .. import checkpoint
     from ..checkpoint.transfer import card_architecture, find_weights
 
@@ -130,4 +130,4 @@ def train_config(run: RunFile, *, time_budget_min: float | None = None, threads:
     call = {"time_budget_min": time_budget_min, "threads": threads}
     if device is not None:
         call["device"] = device
-    return TrainConfig(**{**settings, "out": run.out, "resume": True, **call})
+    return TrainConfig(**{**settings, "out": out or run.out, "resume": True, **call})

@@ -1,7 +1,9 @@
 """Runs as files (eqlens.training.run_file): a run file is the whole run; its init weights are found by
 digest wherever they lie; the CLI refuses flags that would change it; every call appends to the ledger."""
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from eqlens.checkpoint.transfer import find_weights, weights_digest
 from eqlens.cli import main
 from eqlens.errors import CheckpointError, TrainingError
 from eqlens.training import ledger
+from eqlens.training.config import TrainConfig
 from eqlens.training.run_file import read_run_file, train_config
 
 TINY = """
@@ -84,13 +87,53 @@ def test_init_weights_are_found_by_digest_after_their_path_is_replaced(tmp_path)
         find_weights("sha256:xyz", roots=[tmp_path / "store"])
 
 
-def test_the_shipped_run_files_parse_and_name_weights_that_exist():
-    from pathlib import Path
+REPOSITORY = Path(__file__).resolve().parents[2]
 
-    files = sorted(Path(__file__).resolve().parents[2].glob("runs/*.toml"))
-    assert files, "runs/*.toml"
+
+def test_the_shipped_run_files_parse_and_name_weights_that_exist():
+    files = sorted(REPOSITORY.glob("runs/*.toml"))
+    assert len(files) >= 20, "runs/*.toml"
     for path in files:
         run = read_run_file(path)
         config = train_config(run)
-        assert config.out == f"campaigns/{run.name}" and config.resume and config.fresh_data
-        assert config.init_from == run.init_weights and find_weights(run.init_weights).is_dir()
+        assert config.out == run.train.get("out", f"campaigns/{run.name}") and config.resume and config.fresh_data
+        assert config.init_from == run.init_weights
+        if run.init_weights is not None:
+            assert find_weights(run.init_weights).is_dir()
+
+
+def test_each_finished_campaigns_run_file_is_the_run_its_card_recorded():
+    """The run files written from the campaigns' cards give back every run-defining setting the trainer
+    recorded, and the digest of the weights the run started from (the card's, or its source's)."""
+    from eqlens.training.resume import RUN_DEFINING
+
+    cards = sorted(REPOSITORY.glob("campaigns/*/model_card.json")) + sorted(
+        REPOSITORY.glob("campaigns/inputs/*/model_card.json"))
+    checked = 0
+    for card_path in cards:
+        nested = card_path.parent.parent.name == "inputs"
+        run_path = REPOSITORY / "runs" / f"{'inputs_' if nested else ''}{card_path.parent.name}.toml"
+        if not run_path.exists():
+            continue  # a checkpoint derived without training (ring_orbit4), or the input comparison's runs
+        recorded = json.loads(card_path.read_text())["training"]["config"]
+        config = train_config(read_run_file(run_path)).to_dict()
+        for key in RUN_DEFINING:
+            if key == "init_from":
+                assert (config[key] is None) == (recorded[key] is None), card_path
+            elif key == "data" and config[key] == "model_i_line":
+                assert recorded[key] == "model_i" and "simulation_config" not in recorded  # the line vortex then
+            else:  # a setting added after the run has its default there (resume.check_settings's rule)
+                expected = recorded.get(key, TrainConfig.__dataclass_fields__[key].default)
+                assert config[key] == expected, (card_path.parent.name, key)
+        checked += 1
+    assert checked >= 18
+
+
+def test_the_ledger_holds_every_finished_campaign_once_with_its_cards_result():
+    entries = ledger.read(REPOSITORY / "runs")
+    names = [e.run for e in entries if e.written_from == "card"]
+    assert len(names) == len(set(names)) >= 18
+    orbit = next(e for e in entries if e.run == "flagship_orbit")
+    card = checkpoint.read_card(REPOSITORY / "campaigns" / "flagship_orbit")
+    assert orbit.test["accuracy"] == card.metrics["test"]["accuracy"] and orbit.epochs_done == orbit.epochs == 16
+    assert orbit.file_sha256 == read_run_file(REPOSITORY / "runs" / "flagship_orbit.toml").file_sha256
