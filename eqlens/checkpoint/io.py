@@ -71,7 +71,7 @@ def embedded_card(data: bytes, source: str = "checkpoint") -> dict | None:
         raise CheckpointError(f"{source}: truncated or corrupt (safetensors header runs past the end)")
     try:
         header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         raise CheckpointError(f"{source}: corrupt (unreadable safetensors header)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{source}: corrupt (safetensors header is not a table)")
@@ -83,8 +83,8 @@ def embedded_card(data: bytes, source: str = "checkpoint") -> dict | None:
         raise CheckpointError(f"{source}: corrupt (the embedded model card is not text)")
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        raise CheckpointError(f"{source}: corrupt (unreadable embedded model card)") from None
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"{source}: corrupt (unreadable embedded model card: {_reason(err)})") from None
 
 
 def _is_pickle(data: bytes) -> bool:
@@ -227,11 +227,23 @@ def read_card(path) -> ModelCard:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: no readable model card ({type(err).__name__})") from None
+    return ModelCard.from_json(_parse_card(text, path), str(path))
+
+
+def _reason(err: Exception) -> str:
+    """The first line of a JSON parser's complaint, short (a RecursionError says nesting)."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+
+
+def _parse_card(text: str, path) -> object:
+    """JSON of a side card; :class:`CheckpointError` with the parser's reason when it is not JSON Python can
+    read (malformed, nested too deeply, an integer of over 4300 digits)."""
     try:
-        record = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        raise CheckpointError(f"{path}: corrupt model card (not JSON)") from None
-    return ModelCard.from_json(record, str(path))
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"{path}: corrupt model card (not JSON: {_reason(err)})") from None
 
 
 def _read_source(source) -> tuple[bytes, dict | None, str]:
@@ -249,9 +261,10 @@ def _read_source(source) -> tuple[bytes, dict | None, str]:
     side = None
     if (path.parent / CARD_FILE).is_file():
         try:
-            side = json.loads((path.parent / CARD_FILE).read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise CheckpointError(f"{path.parent / CARD_FILE}: corrupt model card (not JSON)") from None
+            text = (path.parent / CARD_FILE).read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path.parent / CARD_FILE}: unreadable model card ({type(err).__name__})") from None
+        side = _parse_card(text, path.parent / CARD_FILE)
     return path.read_bytes(), side, str(path)
 
 
