@@ -214,7 +214,10 @@ def test_the_rollout_row_over_the_image_equals_the_row_of_the_full_rollout():
     second = AttentionMap(softmax_rows(2, 3, 16, 4), (4, 4), (2, 2))
     position = (20.0, 9.0)
     full, grid = attention.rollout([first, second])
-    expected = attention._to_image(full[:, attention.token_at(position, (33, 33), (4, 4))], grid, (33, 33))
+    row = full[:, attention.token_at(position, (33, 33), (4, 4))]  # [B, N] over the last grid's tokens
+    # the row's tokens on their grid, spread over the image bilinearly (a token covers its cell)
+    expected = torch.nn.functional.interpolate(row.reshape(2, 1, *grid).float(), size=(33, 33), mode="bilinear",
+                                               align_corners=False)[:, 0]
     torch.testing.assert_close(attention.rollout_map([first, second], position, (33, 33)), expected)
 
 
