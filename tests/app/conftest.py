@@ -8,6 +8,8 @@ from pathlib import Path
 # Before app.settings is imported anywhere in this process: tiny models, images and test sets.
 os.environ["EQLENS_APP_TINY"] = "1"
 os.environ.setdefault("STREAMLIT_SERVER_FILE_WATCHER_TYPE", "none")
+# The app shows users no error details (.streamlit/config.toml); a failing test shows its own in full.
+os.environ.setdefault("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "full")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
