@@ -11,8 +11,10 @@ that agree on those, then scored with the checkpoint's own input mask (the ``ori
 masks every turned copy, as :func:`eqlens.analysis.equivariance.predictions_over_angles` does).
 
 Rows (``report["rows"]``, one per checkpoint and shift, the unshifted ``"none"`` first):
-``label, source, model, group, augment, shift, n, accuracy, auc_macro, accuracy_drop, auc_drop``
-(drops are the unshifted value minus the shifted one); ``orientation`` and ``orientation_sky`` rows
+``label, source, model, group, augment, shift, n, accuracy, accuracy_se, auc_macro, accuracy_drop, auc_drop``
+(drops are the unshifted value minus the shifted one; ``accuracy_se`` the binomial standard error), and
+for the simulation shifts ``correct`` (per lens) and ``lenses`` (a key of the test lenses, for paired
+tests); ``orientation`` and ``orientation_sky`` rows
 add ``angles_deg``, ``accuracy_by_angle`` and ``worst_angle_accuracy``, their ``accuracy`` being the
 mean over the angles and ``auc_macro`` the macro AUC of all turned copies pooled (:func:`angle_scores`).
 """
@@ -31,6 +33,7 @@ from ..checkpoint.card import ModelCard
 from ..errors import DataError
 from ..simulation import SimulationConfig, get_config
 from .shifts import NONE, ORIENTATION, ORIENTATION_SKY, ROTATIONS, get_shift, parse_shifts, shifted_config
+from .statistics import binomial_se, mcnemar
 
 TWINS = (("gcnn", "cnn"), ("eqcvt_inv", "cvt"))
 """(equivariant model, its plain twin): the pairs the orientation summary compares."""
@@ -109,13 +112,47 @@ def render_test_split(config: SimulationConfig, size: int, image_size: int, data
                                 device=device, cache=True, crop=crop)
 
 
+def fitted_crop(base: SimulationConfig, shifted: SimulationConfig, crop: int | None) -> tuple[int | None, str | None]:
+    """The native crop to take from images of ``shifted`` for a card whose ``crop`` was cut from ``base``'s
+    images, and a note saying what was done (None: nothing changed).
+
+    The same pixels when the pixel scale is unchanged and the crop fits; otherwise the same field of view
+    in arcsec, in whole pixels of ``shifted`` centred on its grid (``H - crop`` even), which the dataset
+    then resizes to the model's input. Raises :class:`DataError` when even that field does not fit."""
+    if crop is None or (shifted.pixel_scale == base.pixel_scale and crop <= shifted.image_size):
+        return crop, None
+    field = crop * base.pixel_scale
+    side = shifted.image_size
+    pixels = side % 2 + 2 * round((field / shifted.pixel_scale - side % 2) / 2)
+    if not 1 <= pixels <= side:
+        raise DataError(f"the card's {crop} px crop ({field:.2f}\") does not fit the {side} px "
+                        f"({side * shifted.pixel_scale:.2f}\") images of {shifted.name}")
+    return pixels, (f"the card's {crop} px crop of {base.pixel_scale:g}\" pixels ({field:.2f}\") taken as the "
+                    f"central {pixels} px of {shifted.pixel_scale:g}\" ({pixels * shifted.pixel_scale:.2f}\"), "
+                    f"resized to the model's input")
+
+
+def lenses_key(config: SimulationConfig, data_seed: int, size: int) -> str:
+    """A short digest naming the test lenses of a row: rows with equal keys scored the same lenses and noise
+    (the same config but for its name, the same stream and size), whatever each model's crop or input size."""
+    import hashlib
+    import json
+
+    record = {k: v for k, v in config.to_dict().items() if k != "name"}
+    text = json.dumps([record, int(data_seed), int(size)], sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def score(ckpt: LoadedCheckpoint, dataset, batch_size: int, device) -> dict:
-    """``{"n", "accuracy", "auc_macro"}`` of the checkpoint on ``dataset`` (its own input mask)."""
+    """``{"n", "accuracy", "accuracy_se", "auc_macro", "correct"}`` of the checkpoint on ``dataset`` (its own
+    input mask); ``correct``: one bool per lens, in order, for paired tests (:func:`paired_tests`)."""
     from ..training.evaluate import evaluate_model
 
     report = evaluate_model(ckpt.model, dataset, list(ckpt.card.class_names), batch_size=batch_size, device=device,
-                            mask=ckpt.mask, robustness_size=0, with_predictions=False, with_roc=False)
-    return {"n": report["n"], "accuracy": report["accuracy"], "auc_macro": report["auc_macro"]}
+                            mask=ckpt.mask, robustness_size=0, with_predictions=True, with_roc=False)
+    accuracy = report["accuracy"]
+    return {"n": report["n"], "accuracy": accuracy, "accuracy_se": binomial_se(accuracy, report["n"]),
+            "auc_macro": report["auc_macro"], "correct": [p["correct"] for p in report["predictions"]]}
 
 
 def angle_scores(probs: torch.Tensor, labels: torch.Tensor, angles: Sequence[float]) -> dict:
@@ -132,6 +169,8 @@ def angle_scores(probs: torch.Tensor, labels: torch.Tensor, angles: Sequence[flo
         "accuracy_by_angle": by_angle,
         "worst_angle_accuracy": float(min(by_angle)),
         "accuracy": float(np.mean(by_angle)),
+        # the copies of one lens are correlated: the s.e. of one angle's accuracy, not smaller
+        "accuracy_se": binomial_se(float(np.mean(by_angle)), int(labels.numel())),
         "auc_macro": macro_auc(probs.reshape(-1, probs.shape[-1]), labels.repeat(len(by_angle))),
     }
 
@@ -191,8 +230,13 @@ def evaluate_shifts(checkpoints: Sequence, shifts: str | Iterable[str] = "all", 
 
     ``size``: test images per shift; ``angles``: the orientation shift's angles (deg); ``base``: the
     training config to shift, for checkpoints whose card does not name one. A shift that leaves a
-    checkpoint's config unchanged (``model_ii_resized`` of a Model II checkpoint) is skipped and listed
-    under ``report["skipped"]``. Returns ``{"settings", "shifts", "rows", "skipped"}``."""
+    checkpoint's config unchanged (``model_ii_resized`` of a Model II checkpoint), or does not apply to it
+    (theta_E +-1 % of a population that already draws theta_E, a population of other classes, a field of
+    view the card's crop does not fit) is skipped and listed under ``report["skipped"]`` with the reason.
+    A crop checkpoint meets images of other pixels with its crop's field of view in arcsec, resized
+    (:func:`fitted_crop`; the row's ``input_note`` says so). Rows carry ``accuracy_se`` (binomial),
+    ``correct`` (per lens, for :func:`paired_tests`) and ``lenses`` (equal keys: the same test lenses).
+    Returns ``{"settings", "shifts", "configs", "rows", "skipped"}``."""
     from ..training.distributed import resolve_device
 
     if size < 1:
@@ -208,9 +252,9 @@ def evaluate_shifts(checkpoints: Sequence, shifts: str | Iterable[str] = "all", 
     bar = _progress(len(names) * len(loaded), progress_bar)
     for shift in names:
         for (config, image_size, seed, crop), members in groups.items():
-            if shift not in (NONE, *ROTATIONS) and not get_shift(shift).changes(config):
-                skipped.extend({"label": c.label, "shift": shift, "reason": "leaves the training config unchanged"}
-                               for c in members)
+            reason = _not_run(shift, config, crop)
+            if reason:
+                skipped.extend({"label": c.label, "shift": shift, "reason": reason} for c in members)
                 _advance(bar, len(members))
                 continue
             if shift == ORIENTATION_SKY:
@@ -219,14 +263,17 @@ def evaluate_shifts(checkpoints: Sequence, shifts: str | Iterable[str] = "all", 
                 rows.update({(c.label, shift): _row(c, shift, scores[c.label]) for c in members})
                 _advance(bar, len(members))
                 continue
-            dataset = render_test_split(shifted_config(config, shift), size, image_size, seed, device, crop)
+            shifted = shifted_config(config, shift)
+            native_crop, note = fitted_crop(config, shifted, crop)
+            dataset = render_test_split(shifted, size, image_size, seed, device, native_crop)
+            extra = {"lenses": lenses_key(shifted, seed, size), **({"input_note": note} if note else {})}
             for c in members:
                 if shift == ORIENTATION:
                     x, y = dataset.batch(range(len(dataset)))
                     scores = score_orientation(c.model, x, y, angles, batch_size)
                 else:
                     scores = score(c, dataset, batch_size, device)
-                rows[(c.label, shift)] = _row(c, shift, scores)
+                rows[(c.label, shift)] = _row(c, shift, {**scores, **extra})
                 _advance(bar, 1)
     if bar is not None:
         bar.close()
@@ -243,6 +290,38 @@ def evaluate_shifts(checkpoints: Sequence, shifts: str | Iterable[str] = "all", 
         "rows": ordered,
         "skipped": skipped,
     }
+
+
+def _not_run(shift: str, config: SimulationConfig, crop: int | None) -> str | None:
+    """Why ``shift`` is not scored for checkpoints trained on ``config`` (None: it is)."""
+    if shift in (NONE, *ROTATIONS):
+        return None
+    reason = get_shift(shift).reason_not_applicable(config)
+    if reason:
+        return f"not applicable: {reason}"
+    if not get_shift(shift).changes(config):
+        return "leaves the training config unchanged"
+    try:
+        fitted_crop(config, shifted_config(config, shift), crop)
+    except DataError as err:
+        return f"not applicable: {err}"
+    return None
+
+
+def paired_tests(rows: Sequence[dict], pairs: Iterable[tuple[str, str]]) -> list[dict]:
+    """McNemar tests (:func:`eqlens.experiments.statistics.mcnemar`) of each ``(label_a, label_b)`` pair on
+    every shift where both were scored on the same lenses (equal ``lenses`` keys, per-lens results kept):
+    one dict per (pair, shift) with ``a``, ``b``, ``shift`` and the test's fields."""
+    by_key = {(r["label"], r["shift"]): r for r in rows}
+    shifts = list(dict.fromkeys(r["shift"] for r in rows))
+    tests = []
+    for a, b in pairs:
+        for shift in shifts:
+            ra, rb = by_key.get((a, shift)), by_key.get((b, shift))
+            if not ra or not rb or "correct" not in ra or "correct" not in rb or ra.get("lenses") != rb.get("lenses"):
+                continue
+            tests.append({"a": a, "b": b, "shift": shift, **mcnemar(ra["correct"], rb["correct"])})
+    return tests
 
 
 def _progress(total: int, enabled: bool):
@@ -276,12 +355,12 @@ def _aug(value) -> str:
 
 def shift_table(rows: Sequence[dict]) -> str:
     """One row per (model, shift): accuracy and macro AUC, and their change from the unshifted split."""
-    lines = ["| model | group | augmented | shift | n | accuracy | change | macro AUC | change |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model | group | augmented | shift | n | accuracy | s.e. | change | macro AUC | change |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['label']} | {r['group'] or 'none'} | {_aug(r['augment'])} | {r['shift']} | {r['n']} | "
-                     f"{_f(r['accuracy'])} | {_signed(r['accuracy_drop'])} | {_f(r['auc_macro'])} | "
-                     f"{_signed(r['auc_drop'])} |")
+                     f"{_f(r['accuracy'])} | {_f(r.get('accuracy_se'))} | {_signed(r['accuracy_drop'])} | "
+                     f"{_f(r['auc_macro'])} | {_signed(r['auc_drop'])} |")
     return "\n".join(lines)
 
 

@@ -40,6 +40,13 @@ class Shift:
     name: str
     description: str
     change: Callable[[SimulationConfig], SimulationConfig] | None
+    # why the shift means nothing for a base (None: it applies), e.g. theta_E +-1 % of a population that
+    # already draws theta_E over a wide range, or a population swap for other classes
+    not_applicable: Callable[[SimulationConfig], str | None] | None = None
+
+    def reason_not_applicable(self, base: SimulationConfig) -> str | None:
+        """Why this shift does not apply to ``base`` (None: it does)."""
+        return None if self.not_applicable is None else self.not_applicable(base)
 
     @property
     def rotates_images(self) -> bool:
@@ -82,7 +89,9 @@ def _einstein_radius_range(c: SimulationConfig) -> SimulationConfig:
 
 
 def _random_ellipticity(c: SimulationConfig) -> SimulationConfig:
-    return dataclasses.replace(c, lens_ellipticity_range=(0.0, 0.3), lens_orientation_range=(0.0, math.pi))
+    # |e| replaces an axis-ratio range (the two set the same modulus and may not both be given)
+    return dataclasses.replace(c, lens_ellipticity_range=(0.0, 0.3), lens_axis_ratio_range=None,
+                               lens_orientation_range=(0.0, math.pi))
 
 
 def _random_shear(c: SimulationConfig) -> SimulationConfig:
@@ -91,6 +100,67 @@ def _random_shear(c: SimulationConfig) -> SimulationConfig:
 
 def _source_sizes(c: SimulationConfig) -> SimulationConfig:
     return dataclasses.replace(c, source_R_sersic_range=(0.1, 0.6))
+
+
+def _theta_e_jitter(fraction: float) -> Callable[[SimulationConfig], SimulationConfig]:
+    def change(c: SimulationConfig) -> SimulationConfig:
+        theta = main_lens_theta_E(c)
+        return dataclasses.replace(c, theta_E_range=((1 - fraction) * theta, (1 + fraction) * theta))
+
+    return change
+
+
+def _draws_already(field: str, what: str) -> Callable[[SimulationConfig], str | None]:
+    def reason(c: SimulationConfig) -> str | None:
+        value = getattr(c, field)
+        return None if value is None else f"the population already draws {what} over U({value[0]:g}, {value[1]:g})"
+
+    return reason
+
+
+def _narrow_source_sizes(c: SimulationConfig) -> SimulationConfig:
+    return dataclasses.replace(c, source_R_sersic_range=(0.2, 0.3))
+
+
+def _free_lens_angle(c: SimulationConfig) -> SimulationConfig:
+    # the recipe's |e| (0.1 for Model I) kept, its position angle uniform
+    return dataclasses.replace(c, lens_orientation_range=(0.0, math.pi))
+
+
+def _tnfw_subhalos(c: SimulationConfig) -> SimulationConfig:
+    return dataclasses.replace(c, subhalo_profile="tnfw")
+
+
+def _without_subhalos(c: SimulationConfig) -> str | None:
+    return None if c.subhalo_form else "no class of this population has subhalos"
+
+
+VARIED = "model_i_varied"
+
+
+def _population_fields() -> tuple[str, ...]:
+    # the lens-population fields in which model_i_varied differs from model_i, read off the two recipes
+    model_i, varied = get_config("model_i"), get_config(VARIED)
+    return tuple(f.name for f in dataclasses.fields(model_i)
+                 if f.name != "name" and getattr(model_i, f.name) != getattr(varied, f.name))
+
+
+def _population(target: str) -> Callable[[SimulationConfig], SimulationConfig]:
+    # the base with ``target``'s lens population: instrument size, classes and how a vortex or a subhalo is
+    # drawn stay the base's, so a model_i_line checkpoint meets the varied lenses with its own vortex form
+    def change(c: SimulationConfig) -> SimulationConfig:
+        population = get_config(target)
+        return dataclasses.replace(c, **{f: getattr(population, f) for f in _population_fields()})
+
+    return change
+
+
+def _other_classes(target: str) -> Callable[[SimulationConfig], str | None]:
+    def reason(c: SimulationConfig) -> str | None:
+        classes = get_config(target).class_names
+        return None if c.class_names == classes else f"classes {', '.join(c.class_names)} are not {target}'s"
+
+    return reason
 
 
 def _model_ii_instrument(c: SimulationConfig) -> SimulationConfig:
@@ -118,6 +188,26 @@ _SHIFTS = (
           "sources make thin arcs, large ones smooth out small-scale perturbations.", _source_sizes),
     Shift("model_ii_resized", "the 64x64 Model II instrument (0.1\" pixels, Euclid-like 0.16\" PSF, 2x "
           "supersampling), same lenses, resized to the model's input size: another telescope.", _model_ii_instrument),
+    Shift("theta_e_1pct", "Einstein radius drawn per image from U(0.99, 1.01)x the recipe's value, the rest "
+          "of the scene equal: a 1 % larger or smaller ring.", _theta_e_jitter(0.01),
+          _draws_already("theta_E_range", "theta_E")),
+    Shift("theta_e_3pct", "Einstein radius drawn per image from U(0.97, 1.03)x the recipe's value, the rest "
+          "of the scene equal.", _theta_e_jitter(0.03), _draws_already("theta_E_range", "theta_E")),
+    Shift("theta_e_10pct", "Einstein radius drawn per image from U(0.90, 1.10)x the recipe's value, the rest "
+          "of the scene equal.", _theta_e_jitter(0.10), _draws_already("theta_E_range", "theta_E")),
+    Shift("source_size_narrow", "source R_sersic ~ U(0.2\", 0.3\") (training: 0.25\"): a mild spread of source "
+          "sizes.", _narrow_source_sizes, _draws_already("source_R_sersic_range", "R_sersic")),
+    Shift("lens_angle", "lens position angle uniform, its |e| kept (Model I: 0.1 along x): the same lens "
+          "turned on the sky, the shear and source not.", _free_lens_angle),
+    Shift("tnfw", "CDM subhalos as truncated NFWs of the same masses and places (model_i_tnfw for Model I, "
+          "model_i_varied_tnfw for the varied population): extended instead of point-like.", _tnfw_subhalos,
+          _without_subhalos),
+    Shift("model_i", "Model I's one fixed lens (theta_E 1.28\", e1 0.1, shear 0.05 along x, one source shape), "
+          "the base's instrument and drawing: for a model trained on another population.", _population("model_i"),
+          _other_classes("model_i")),
+    Shift(VARIED, "the varied lens population (theta_E U(1.0, 1.6)\", q U(0.7, 1), shear, source shape, "
+          "exposure, PSF, Poisson subhalo counts): lenses as real ones vary.", _population(VARIED),
+          _other_classes(VARIED)),
     Shift(ORIENTATION, "the unshifted test images rotated by a set of angles (resampled, cut to the inscribed "
           "disk): run on models trained without rotation augmentation, it shows the robustness the architecture "
           "alone gives, mixed with the blur of resampling.", None),

@@ -34,7 +34,9 @@ def report(checkpoints):
 
 
 def test_the_table_has_one_row_per_model_and_shift_with_accuracy_and_auc(report):
-    shifts = ["none", *SHIFTS]
+    skipped = {s["shift"] for s in report["skipped"]}
+    assert skipped == {"model_i"}  # TINY already has Model I's lens population
+    shifts = ["none", *(s for s in SHIFTS if s not in skipped)]
     assert [(r["model"], r["shift"]) for r in report["rows"]] == [(m, s) for m in ("cnn", "gcnn") for s in shifts]
     for r in report["rows"]:
         assert r["n"] == 6 and 0 <= r["accuracy"] <= 1 and (math.isnan(r["auc_macro"]) or 0 <= r["auc_macro"] <= 1)

@@ -14,13 +14,14 @@ from eqlens.simulation.instrument import noise_variance
 from .conftest import SIZE, TINY
 
 SIMULATION_SHIFTS = [name for name, s in SHIFTS.items() if not s.rotates_images]
+CHANGING_TINY = [name for name in SIMULATION_SHIFTS if name != "model_i"]  # TINY has Model I's lens population
 
 
 def render(config, n=3):
     return SimulatedLensDataset(config, split="test", size=n, image_size=SIZE).batch(range(n))
 
 
-@pytest.mark.parametrize("name", SIMULATION_SHIFTS)
+@pytest.mark.parametrize("name", CHANGING_TINY)
 def test_every_simulation_shift_renders_finite_images_unlike_the_unshifted_ones(name):
     shifted = shifted_config(TINY, name)
     assert isinstance(shifted, SimulationConfig) and shifted.class_names == TINY.class_names
