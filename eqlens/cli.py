@@ -13,7 +13,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ("simulate", "train", "evaluate", "bench", "shift", "fewshot", "signal", "models")
+COMMANDS = ("simulate", "train", "evaluate", "bench", "shift", "fewshot", "signal", "models", "detectability")
 
 
 def build_parser() -> argparse.ArgumentParser:
