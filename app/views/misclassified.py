@@ -12,7 +12,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app import card_panel, figures, lenses, markup, scene_panel, settings, state, widgets
+from app import card_panel, figures, lenses, markup, robustness_chart, scene_panel, settings, state, widgets
 from app.catalog import LoadedModel
 from app.lenses import LensImage
 from eqlens.errors import EqlensError
@@ -309,6 +309,7 @@ if loaded.regression is not None:
             "it has no misclassified lenses. `eqlens evaluate` reports its errors; Explore shows it over the orbit.")
     st.stop()
 card_panel.card_panel(loaded)
+robustness_chart.robustness_section(loaded.key)  # where the model stops working (docs/robustness.json)
 if not offered:
     st.info(f"No built-in simulation has this model's classes ({markup.text(', '.join(loaded.class_names))}): "
             "evaluate it on its "
