@@ -6,8 +6,9 @@ lensing researcher reads errors by: the subhalo mass within :data:`RING_HALF_WID
 ring (where substructure bends the arcs), the total and largest subhalo mass, the vortex's length, the axion
 mass, the exposure, the source's offset from the lens centre. :func:`error_anatomy` bins the lenses of each
 true class into quantiles of every feature that varies within that class and reports the error rate per bin
-with its binomial standard error (:class:`ErrorRateBins`): e.g. the session-8 Model I flagship misses 30 % of the CDM
-lenses with the least subhalo mass near the ring and 2 % of those with the most (docs/benchmarks.md).
+with its binomial standard error (:class:`ErrorRateBins`): e.g. a Model I flagship without ring means missed
+30 % of the CDM lenses with the least subhalo mass near the ring and 2 % of those with the most
+(docs/benchmarks.md).
 
 Rotating a scene about the lens centre leaves every feature unchanged (they depend on radii and lengths
 only), so the anatomy of an invariant model is the anatomy of its whole orbit.
