@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..data.images import MAX_CLASSES
 from ..data.transforms import MAX_CARD_IMAGE_SIZE, InputSpec
 from ..errors import CheckpointError, DataError
 from ..training.jsonio import dumps, jsonable
@@ -37,7 +38,6 @@ FORMAT_VERSION = 1
 # A card's model input side above MAX_CARD_IMAGE_SIZE (data/transforms.py) is refused: the app's orbits and
 # attributions grow with its square (800 px took the app from 0.9 to 2.7 GB). Training refuses larger sizes
 # too, so every card it writes loads.
-MAX_CLASSES = 1000
 MAX_BUILD_CONFIG_CHARS = 20_000
 # Every card training ever wrote states its mask, and training's default has always been the mask
 # (TrainConfig.circular_mask): a card that says nothing was masked.

@@ -43,7 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .images import SUPPORTED_SUFFIXES, DecodedImage, decode_image
+from .images import MAX_CLASSES, SUPPORTED_SUFFIXES, DecodedImage, decode_image
 from .transforms import center_crop, prepare_batch, resize_image
 
 CANONICAL_CLASS_ORDERS: dict[str, tuple[str, ...]] = {
@@ -423,11 +423,15 @@ def _checked_class_choice(classes: Sequence[str], present: list[str], root: Path
 
 
 def _appended_label(decoded: DecodedImage) -> int:
+    """A loose file's label, a class index below :data:`eqlens.data.images.MAX_CLASSES` (the decoder's bound,
+    checked again for any decoder), so the class list it implies stays small."""
     if decoded.label is None:
         raise DataError(
             f"{decoded.name}: a loose file must be a flat n*n image with its label appended (got layout "
             f"{decoded.layout}); put unlabelled images into class folders"
         )
+    if not 0 <= decoded.label < MAX_CLASSES:
+        raise DataError(f"{decoded.name}: the appended label {decoded.label} is not a class index below {MAX_CLASSES}")
     return decoded.label
 
 

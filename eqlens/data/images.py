@@ -40,6 +40,9 @@ import numpy as np
 from ..errors import DataError
 
 MAX_FILE_BYTES = 64 * 2**20
+# Labels index classes: an appended label is refused from MAX_CLASSES on (a card holds at most that many
+# class names, eqlens.checkpoint.card), so no label makes a reader build a list of its size.
+MAX_CLASSES = 1000
 MIN_SIDE = 16
 MAX_SIDE = 4096
 NPY_SUFFIXES = (".npy",)
@@ -92,8 +95,20 @@ def load_image(source: ImageSource, filename: str | None = None, *, max_bytes: i
 
 
 def decode_image(source: ImageSource, filename: str | None = None, *, max_bytes: int = MAX_FILE_BYTES) -> DecodedImage:
-    """Like :func:`load_image`, also reporting the layout, the axion mass and an appended label."""
+    """Like :func:`load_image`, also reporting the layout, the axion mass and an appended label.
+
+    Every failure is a :class:`DataError` naming the file: a decoder's own ``OverflowError`` or ``ValueError``
+    (a number too large for a float, a malformed field) included."""
     data, name = _read_source(source, filename, max_bytes)
+    try:
+        return _decode(data, name)
+    except DataError:
+        raise
+    except (OverflowError, ValueError, TypeError, IndexError, KeyError) as err:
+        raise DataError(f"{name}: cannot decode ({type(err).__name__}: {_short(err)})") from None
+
+
+def _decode(data: bytes, name: str) -> DecodedImage:
     if data.startswith(b"\x93NUMPY"):
         return _decode_npy(data, name)
     if data.startswith(b"SIMPLE  ="):
@@ -199,11 +214,29 @@ def _read_axion_pair(payload: bytes, shape: tuple[int, ...], name: str) -> tuple
     image, mass = pair.items
     if not (isinstance(image, _ArrayRecipe) and image.array is not None and image.array.dtype.kind in "iuf"):
         raise DataError(f"{name}: the first item of the pair is not a numeric image array")
-    is_number = type(mass) in (int, float)
-    if not is_number or not math.isfinite(float(mass)):
-        shown = repr(mass) if type(mass) in (str, bool, float, int) and len(repr(mass)) < 40 else type(mass).__name__
-        raise DataError(f"{name}: the second item of the pair is not a finite number (got {shown})")
-    return image.array, float(mass)
+    value = _finite_float(mass) if type(mass) in (int, float) else None
+    if value is None:
+        raise DataError(f"{name}: the second item of the pair is not a finite number (got {_shown(mass)})")
+    return image.array, value
+
+
+def _finite_float(number: int | float) -> float | None:
+    """``number`` as a finite float, None when it is not one (an integer too large for a float: 2**5000)."""
+    try:
+        value = float(number)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _shown(value) -> str:
+    """A pickled item for messages: a short repr of plain values, else its type (an integer too long to print:
+    its size in bits)."""
+    if type(value) is int and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    if type(value) in (str, bool, float, int) and len(repr(value)) < 40:
+        return repr(value)
+    return type(value).__name__
 
 
 # ------------------------------------------------------------------------------------ the pickle reader
@@ -443,6 +476,9 @@ def _decode_flat(array: np.ndarray, name: str) -> DecodedImage:
     label = float(array[-1])
     if not (math.isfinite(label) and label >= 0 and label == int(label)):
         raise DataError(f"{name}: the appended label {label!r} is not a non-negative integer")
+    if label >= MAX_CLASSES:
+        raise DataError(f"{name}: the appended label {label:g} is not a class index: eqlens takes at most "
+                        f"{MAX_CLASSES} classes (labels 0 to {MAX_CLASSES - 1})")
     image = _checked(array[:-1].reshape(side, side), name)
     return DecodedImage(image, name, "npy_flat_labeled", label=int(label))
 

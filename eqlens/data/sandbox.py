@@ -52,7 +52,7 @@ def decode_untrusted(data: bytes, filename: str, *, memory_bytes: int = DEFAULT_
     ``decoder``: the ``"module:function"`` the child runs (tests pass misbehaving ones). ``max_pixels``:
     an image with more pixels is refused from the child's answered shape, before its pixels are read
     (the caller never holds a larger image than it accepts)."""
-    from .images import MAX_FILE_BYTES, MAX_SIDE, DecodedImage, _checked
+    from .images import MAX_CLASSES, MAX_FILE_BYTES, MAX_SIDE, DecodedImage, _checked, _finite_float
 
     name = filename or "<uploaded bytes>"
     if len(data) > MAX_FILE_BYTES:
@@ -72,8 +72,8 @@ def decode_untrusted(data: bytes, filename: str, *, memory_bytes: int = DEFAULT_
         image,
         name,
         layout if isinstance(layout, str) else "unknown",
-        axion_mass=float(mass) if type(mass) in (int, float) else None,
-        label=label if type(label) is int else None,
+        axion_mass=_finite_float(mass) if type(mass) in (int, float) else None,
+        label=label if type(label) is int and 0 <= label < MAX_CLASSES else None,
     )
 
 
