@@ -34,6 +34,11 @@ REGRESSION_SELECTION = ("val_mse", "val_loss")  # the same ranking: val_loss is 
 SELECTION_METRICS = CLASSIFICATION_SELECTION + ("val_mse",)
 MAX_RECALIBRATE_BN = 1000  # training batches
 MAX_STREAM_START = 2**39  # items: half the training stream (eqlens.data.simulated.STREAM_SIZE), the rest to draw
+# Sizes that become allocations: a simulated split is rendered into memory (its bytes are checked against
+# MAX_SPLIT_BYTES once the image size is known, eqlens.training.run_setup), and an epoch of steps is a loop.
+MAX_SPLIT_SIZE = 10_000_000  # images of one simulated split (or of the robustness report)
+MAX_SPLIT_BYTES = 8 * 2**30  # the rendered float32 train, validation and test splits together
+MAX_STEPS_PER_EPOCH = 1_000_000  # batches: 32 M images an epoch at the default batch size
 
 
 def _setting(help: str, *, range: tuple | None = None, low_open: bool = False, choices: tuple | None = None,
@@ -124,9 +129,9 @@ class TrainConfig:
     data_seed: int = field(default=0, metadata=_setting("which simulated images", range=(0, MAX_SEED)))
     device: str = field(default="auto", metadata=_setting("auto, cpu, cuda, cuda:1, ..."))
     amp: bool = field(default=False, metadata=_setting("bfloat16 autocast on CUDA"))
-    train_size: int = field(default=9000, metadata=_setting("simulated training images", range=(1, None)))
-    val_size: int = field(default=1000, metadata=_setting("simulated validation images", range=(1, None)))
-    test_size: int = field(default=1000, metadata=_setting("simulated test images", range=(0, None)))
+    train_size: int = field(default=9000, metadata=_setting("simulated training images", range=(1, MAX_SPLIT_SIZE)))
+    val_size: int = field(default=1000, metadata=_setting("simulated validation images", range=(1, MAX_SPLIT_SIZE)))
+    test_size: int = field(default=1000, metadata=_setting("simulated test images", range=(0, MAX_SPLIT_SIZE)))
     val_fraction: float = field(default=0.1, metadata=_setting("a folder's share carved out for validation",
                                                                cli=False))
     test_fraction: float = field(default=0.1, metadata=_setting("a folder's share carved out for testing",
@@ -143,7 +148,7 @@ class TrainConfig:
     eval_batch_size: int = field(default=64, metadata=_setting("batch size of validation and test",
                                                                range=(1, MAX_BATCH_SIZE), cli=False))
     robustness_size: int = field(default=64, metadata=_setting("test images for the final robustness report (0: skip)",
-                                                               range=(0, None)))
+                                                               range=(0, MAX_SPLIT_SIZE)))
     model_kwargs: dict = field(default_factory=dict, metadata=_setting(
         "the builder's hyper-parameters (the command line takes them as a JSON object)", cli=False))
     init_from: str | None = field(default=None, metadata=_setting(
@@ -151,7 +156,7 @@ class TrainConfig:
         "group, architecture and image size default to its own", metavar="CKPT"))
     steps_per_epoch: int | None = field(default=None, metadata=_setting(
         "batches per epoch, cycling through the training set as often as needed (default: one pass); validation "
-        "and checkpoints follow every epoch", range=(1, None), metavar="N"))
+        "and checkpoints follow every epoch", range=(1, MAX_STEPS_PER_EPOCH), metavar="N"))
     crop: int | None = field(default=None, metadata=_setting(
         "native central crop of the data's images before any resizing (e.g. 81 of Model I's 150: the Einstein ring "
         "at full resolution); recorded in the card, used by evaluate and the app", range=(1, MAX_INPUT_SIZE),
@@ -227,8 +232,10 @@ class TrainConfig:
         if self.augment_mode not in AUGMENT_MODES:
             raise TrainingError(f"unknown augment_mode {self.augment_mode!r}; use one of {', '.join(AUGMENT_MODES)}")
         steps = self.steps_per_epoch
-        if steps is not None and (not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1):
-            raise TrainingError(f"steps_per_epoch must be a positive integer or None, got {steps!r}")
+        if steps is not None and (not isinstance(steps, Integral) or isinstance(steps, bool)
+                                  or not 1 <= steps <= MAX_STEPS_PER_EPOCH):
+            raise TrainingError(f"steps_per_epoch must be an integer in [1, {MAX_STEPS_PER_EPOCH:,}] or None, "
+                                f"got {steps!r}")
         self._validate_init_from()
         self._validate_campaign()
 

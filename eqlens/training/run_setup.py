@@ -17,10 +17,17 @@ import torch
 
 from ..checkpoint import transfer
 from ..data.augment import SCENE_MODES
-from ..data.splits import DataSplits, can_turn_scenes, dataset_targets, native_image_size, resolve_data
+from ..data.splits import (
+    DataSplits,
+    can_turn_scenes,
+    dataset_targets,
+    is_folder_spec,
+    native_image_size,
+    resolve_data,
+)
 from ..errors import DataError, TrainingError
 from ..simulation import SimulationConfig
-from .config import TrainConfig
+from .config import MAX_SPLIT_BYTES, TrainConfig
 from .targets import TargetScaler, is_regression
 
 # torch's default generator (model initialisation) and numpy's and Python's global ones are shared by every
@@ -64,6 +71,7 @@ def resolve_splits(config: TrainConfig, device: torch.device, data: DataSplits |
         if c.crop is not None and c.crop > native:
             raise TrainingError(f"crop {c.crop} is larger than the {native} px images of {c.data!r}")
         size = choose_image_size(c.image_size, c.crop or native, model_spec)
+        check_split_memory(c, size, native, simulated=not is_folder_spec(source))
         data = resolve_data(source, size, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size,
                             val_fraction=c.val_fraction, test_fraction=c.test_fraction, data_seed=c.data_seed,
                             device=device, task=c.task, crop=c.crop, fresh_data=c.fresh_data)
@@ -83,6 +91,22 @@ def resolve_splits(config: TrainConfig, device: torch.device, data: DataSplits |
     if not is_regression(c.task) and len(data.class_names) < 2:
         raise DataError(f"need at least two classes, found {data.class_names}")
     return data
+
+
+def check_split_memory(config: TrainConfig, image_size: int, native: int, simulated: bool = True) -> int:
+    """Bytes the simulated splits take once rendered (float32, at the larger of the native and the model size;
+    a fresh-data training split is a stream, not held); :class:`TrainingError` over
+    :data:`eqlens.training.config.MAX_SPLIT_BYTES`, before anything is rendered. A folder is not counted here:
+    its files are read one by one."""
+    if not simulated:
+        return 0
+    images = (0 if config.fresh_data else config.train_size) + config.val_size + config.test_size
+    needed = images * max(image_size, native) ** 2 * 4
+    if needed > MAX_SPLIT_BYTES:
+        raise TrainingError(f"train_size + val_size + test_size = {images:,} simulated images of {image_size} px would "
+                            f"take {needed / 2**30:.1f} GiB, over the {MAX_SPLIT_BYTES / 2**30:g} GiB eqlens renders "
+                            f"into memory; use fewer images (or fresh_data with steps_per_epoch)")
+    return needed
 
 
 def fit_scaler(task: str, splits: DataSplits) -> TargetScaler | None:
