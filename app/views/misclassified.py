@@ -235,8 +235,8 @@ def anatomy_section(report: dict, class_names) -> None:
     classes = [n for n in class_names if n in first]
     errors = {n: int(first[n].errors.sum()) for n in classes}
     lenses = {n: int(first[n].counts.sum()) for n in classes}
-    # The counts go in the caption, not the options' labels: after a second evaluation the browser went on
-    # showing the first evaluation's count in the selected label (docs/screenshots, session 11).
+    # The counts go in the caption, not the options' labels: after a second evaluation the browser keeps
+    # showing the first evaluation's count in the selected label (seen in the screenshots).
     chosen = st.selectbox("True class", classes, index=classes.index(max(classes, key=errors.get)),
                           key="mis_anatomy_class")
     st.caption(f"{errors[chosen]} of {lenses[chosen]} true {chosen} lenses misclassified; every class: "
