@@ -51,7 +51,7 @@ class CardFacts:
     epochs: int | None = None
     task: str = "classification"
     augment_mode: str | None = None  # "scene": turned renderings; "image": resampled pictures; "mixed": both
-    orbit_turns: int = 1  # > 1: the probabilities are averaged over that many finer turns (gcnn orbit_turns)
+    averaged_turns: tuple[float, ...] = ()  # the turns (deg) the probabilities are averaged over; (): one view
     derived: bool = False  # the weights of another checkpoint, orbit averaging added without training
 
 
@@ -87,6 +87,7 @@ def card_facts(card) -> CardFacts | None:
     from eqlens.checkpoint import ModelCard
     from eqlens.data.splits import data_spec_now
     from eqlens.errors import EqlensError
+    from eqlens.models import averaged_turns
 
     if card is None:
         return None
@@ -132,7 +133,7 @@ def card_facts(card) -> CardFacts | None:
         epochs=None if config is None else config.epochs,
         task=card.task,
         augment_mode=config.augment_mode if config is not None and config.augment else None,
-        orbit_turns=max(1, _int(card.build_config.get("orbit_turns")) or 1),
+        averaged_turns=tuple(averaged_turns(card.build_config)),
         derived=bool(_dict(training.get("derived_from"))),
     )
 
@@ -254,12 +255,10 @@ def training_line(facts: CardFacts) -> str:
 
 def orbit_text(facts: CardFacts) -> str:
     """How the model line names orbit averaging ('' for a model that reads one view)."""
-    if facts.orbit_turns <= 1 or facts.group is None:  # only a group model (gcnn) averages over turns
+    if not facts.averaged_turns:
         return ""
-    from eqlens.models.gcnn import orbit_turn_angles
-
-    turns = ", ".join(f"{angle:g}" for angle in orbit_turn_angles(facts.group, facts.orbit_turns))
-    return f", probabilities averaged over the picture turned by {turns} deg ({facts.orbit_turns} forwards)"
+    turns = ", ".join(f"{angle:g}" for angle in facts.averaged_turns)
+    return f", probabilities averaged over the picture turned by {turns} deg ({len(facts.averaged_turns)} forwards)"
 
 
 def _duration(seconds: float) -> str:

@@ -84,10 +84,11 @@ def architecture(build_config: Mapping, augment_group: str = DEFAULT_GROUP) -> d
     """The :class:`~eqlens.training.TrainConfig` settings that rebuild ``build_config``'s model with
     any number of outputs: ``model``, ``group``, ``image_size`` and ``model_kwargs``. ``group`` is the
     model's own; a plain model has none, so the run's ``group`` (its augmentation's) is
-    ``augment_group``."""
+    ``augment_group``. A named variant is not carried over: a fine-tune may change a hyper-parameter (e.g.
+    ``orbit_turns``), and its card then names the variant its own settings match, if any."""
     return {"model": build_config["name"], "group": build_config.get("group") or augment_group,
             "image_size": int(build_config["image_size"]),
-            "model_kwargs": {k: v for k, v in build_config.items() if k not in _BUILD_SETTINGS}}
+            "model_kwargs": {k: v for k, v in build_config.items() if k not in _BUILD_SETTINGS and k != "variant"}}
 
 
 def card_architecture(card: ModelCard) -> dict:

@@ -252,9 +252,13 @@ def gcnn_cost(num_classes: int, group: Group, image_size: int, widths=(16, 24, 3
     return ModelCost(parameters, kernels + turns * (per_view + 2 * image_size**2))
 
 
+def _averaged_turns(build_config: dict) -> list[float]:
+    return orbit_turn_angles(build_config.get("group", "C4"), int(build_config.get("orbit_turns", 1)))
+
+
 @register("gcnn", cost=gcnn_cost,
           description="group CNN from scratch (lifting + group convs, exact on 90-deg rotations/flips)",
-          uses_group=True, invariant=True, odd_size_for_exactness=False)
+          uses_group=True, invariant=True, odd_size_for_exactness=False, averaged_turns=_averaged_turns)
 def build_gcnn(num_classes: int, group: Group, image_size: int, widths=(16, 24, 32, 32), lift_kernel_size: int = 5,
                kernel_size: int = 3, hidden: int = 64, group_pool: str = "max", lift_stride: int = 1,
                radial_bins: int = 0, orbit_turns: int = 1) -> GroupCNN:

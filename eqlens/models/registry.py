@@ -35,13 +35,16 @@ class ModelSpec:
     invariant: bool  # logits exactly invariant under the group's exact elements
     odd_size_for_exactness: bool = False  # exact invariance needs odd H and W
     min_image_size: int = 16
+    # build config -> the turns (deg) the model averages its probabilities over; None: one view, always
+    averaged_turns: Callable[[dict], list[float]] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, *, cost: Callable[..., ModelCost], description: str, uses_group: bool, invariant: bool,
-             odd_size_for_exactness: bool = False, min_image_size: int = 16):
+             odd_size_for_exactness: bool = False, min_image_size: int = 16,
+             averaged_turns: Callable[[dict], list[float]] | None = None):
     """Decorator: ``builder(num_classes, group, image_size, **kw) -> LensModel`` (``group``: a
     :class:`~eqlens.groups.Group`, None for a model registered with ``uses_group=False``); ``cost``: a
     function with the builder's signature returning its :class:`~eqlens.models.cost.ModelCost`."""
@@ -50,7 +53,7 @@ def register(name: str, *, cost: Callable[..., ModelCost], description: str, use
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelSpec(name, builder, cost, description, uses_group, invariant,
-                                    odd_size_for_exactness, min_image_size)
+                                    odd_size_for_exactness, min_image_size, averaged_turns)
         return builder
 
     return decorate
@@ -62,9 +65,25 @@ def names() -> list[str]:
 
 
 def spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of a registered model, or of the model a named variant builds."""
+    from .variants import is_variant, variant
+
+    if is_variant(name):
+        name = variant(name).model
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
     return _REGISTRY[name]
+
+
+def averaged_turns(build_config: dict) -> list[float]:
+    """The turns (deg) a built model averages its class probabilities over, ``[0.0, 22.5, 45.0, 67.5]`` for
+    the Model I flagship; ``[]`` for a model that reads one view (every model but an orbit-averaged gcnn).
+    The app and the card panel read this fact here, never a hyper-parameter by name."""
+    name = build_config.get("name")
+    if name not in _REGISTRY or _REGISTRY[name].averaged_turns is None:
+        return []
+    turns = _REGISTRY[name].averaged_turns(dict(build_config))
+    return turns if len(turns) > 1 else []
 
 
 def is_plain(name) -> bool:
@@ -73,21 +92,32 @@ def is_plain(name) -> bool:
     return name in _REGISTRY and not _REGISTRY[name].uses_group
 
 
-def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129, **kwargs) -> LensModel:
+def create(name: str, num_classes: int = 3, group: str | None = None, image_size: int = 129, *,
+           variant: str | None = None, **kwargs) -> LensModel:
     """Build model ``name`` for ``[B, 1, image_size, image_size]`` inputs and ``num_classes`` outputs.
 
-    ``group`` matters only for a model built for one (``spec(name).uses_group``); a plain model
-    ignores it (the name is still checked) and its ``build_config`` names no group.
+    ``name``: a registered model or a named variant (:mod:`eqlens.models.variants`: every hyper-parameter
+    and the group pinned); ``variant``: the variant a build config records (its settings are checked against
+    ``kwargs``). ``group`` (default: the variant's, else :data:`~eqlens.groups.DEFAULT_GROUP`) matters only
+    for a model built for one (``spec(name).uses_group``); a plain model ignores it (the name is still
+    checked) and its ``build_config`` names no group.
 
     Raises ``ValueError`` for an unknown name or group, fewer than 1 class, an image size the model
-    cannot take, a hyper-parameter of the wrong type or range, or a configuration over the budget of
-    :mod:`eqlens.models.cost` (all before anything is built)."""
+    cannot take, a hyper-parameter of the wrong type or range, settings a named variant does not have, or a
+    configuration over the budget of :mod:`eqlens.models.cost` (all before anything is built)."""
+    from .variants import check_settings, resolve
+
+    given = dict(kwargs)
+    name, variant_group, variant, pinned = resolve(name, group, variant)
+    kwargs = {**pinned, **kwargs}
+    group = group or variant_group or DEFAULT_GROUP
     model_spec, group_obj = spec(name), get_group(group)
     own_group = {"group": group_obj.name} if model_spec.uses_group else {}
     check_cost(name, num_classes=num_classes, group=group, image_size=image_size, **kwargs)
+    check_settings(variant, given)
     model = model_spec.builder(num_classes=int(num_classes), group=group_obj if own_group else None,
                                image_size=int(image_size), **kwargs)
-    model.build_config = {
+    config = {
         "name": name,
         "num_classes": int(num_classes),
         **own_group,
@@ -95,6 +125,12 @@ def create(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_si
         **builder_defaults(model_spec.builder),
         **{k: _plain(v) for k, v in kwargs.items()},
     }
+    # the variant it was built as, or the one its settings are (a variant's name is a fact, not an input)
+    from .variants import matching_variant
+
+    variant = variant or matching_variant(config)
+    model.build_config = {"name": name, **({"variant": variant} if variant else {}),
+                          **{k: v for k, v in config.items() if k != "name"}}
     return model
 
 
@@ -115,26 +151,37 @@ def _settings(model_spec: ModelSpec, num_classes, group: Group, image_size, kwar
             "image_size": size, **known, **kwargs}
 
 
-def estimate_cost(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129,
+def estimate_cost(name: str, num_classes: int = 3, group: str | None = None, image_size: int = 129,
                   **kwargs) -> ModelCost:
     """The :class:`~eqlens.models.cost.ModelCost` of ``create(name, ...)`` with the same arguments, computed
     from them alone (nothing built). ``ValueError`` naming the field for an unknown name, group or
     hyper-parameter, or a value of the wrong type or range (an image size under the model's minimum
-    included)."""
+    included). A named variant (``name``, or ``variant=`` as a build config records it) supplies its settings;
+    those given override them here (:func:`check_cost` then refuses a contradiction, after the budget)."""
+    from .variants import resolve
+
+    name, variant_group, _, pinned = resolve(name, group, kwargs.pop("variant", None))
+    kwargs = {**pinned, **kwargs}
     model_spec = spec(name)
+    group = group or variant_group or DEFAULT_GROUP
     return model_spec.cost(**_settings(model_spec, num_classes, get_group(group), image_size, kwargs))
 
 
-def check_cost(name: str, num_classes: int = 3, group: str = DEFAULT_GROUP, image_size: int = 129,
+def check_cost(name: str, num_classes: int = 3, group: str | None = None, image_size: int = 129,
                **kwargs) -> ModelCost:
     """:func:`estimate_cost`, refusing a configuration over the budget with a ``ValueError`` that says
     by how much and names the setting that puts it there (the one whose default would bring the cost
-    down most)."""
+    down most); within the budget, refusing settings that contradict a named variant's."""
+    from .variants import check_settings, resolve
+
     cost = estimate_cost(name, num_classes, group, image_size, **kwargs)
     reason = cost.over_budget()
     if reason is None:
+        check_settings(resolve(name, group, kwargs.get("variant"))[2],
+                       {k: v for k, v in kwargs.items() if k != "variant"})
         return cost
-    culprit = _costliest_setting(name, cost, num_classes, group, image_size, kwargs)
+    culprit = _costliest_setting(name, cost, num_classes, group, image_size,
+                                 {k: v for k, v in kwargs.items() if k != "variant"})
     named = f" (set by {culprit})" if culprit else ""
     raise ValueError(f"model {name!r} would take {reason}{named}: nothing was built; use smaller settings")
 
