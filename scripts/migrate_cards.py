@@ -2,9 +2,9 @@
 
     .venv/bin/python scripts/migrate_cards.py [checkpoints]
 
-Cards written before 2026-12-02 recorded only the arguments passed to ``registry.create`` (name,
-classes, group, size); the rest was whatever the builder's default is today. Loading such a card
-rebuilds the model with today's defaults, which ``create`` now writes into ``build_config``; this
+A card that records only the arguments passed to ``registry.create`` (name, classes, group, size)
+leaves the rest to the builder's current defaults. Loading such a card rebuilds the model with those
+defaults, which ``create`` writes into ``build_config``; this
 script saves that back (weights untouched: the same tensors, bit for bit) and checks that the
 rewritten checkpoint gives the same logits as before on random images.
 """

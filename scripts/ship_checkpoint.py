@@ -4,8 +4,8 @@
 
 The run's best epoch (``RUN/model.safetensors``, picked on validation) is evaluated once on the
 held-out test split its card names (the same stream, size and simulation config, ``eqlens evaluate``'s
-default: a card written before 2026-12-02 records no config and is rendered with the line vortex it was
-trained on, see eqlens.data.splits.recorded_simulation_config), with
+default: a card that records no config is rendered with the line vortex it was trained on, see
+eqlens.data.splits.recorded_simulation_config), with
 the robustness report; those test metrics go into the shipped card (``metrics.test``), next to the
 validation metrics that selected it. A run stopped before its last epoch keeps
 ``training.complete: false`` in the shipped card, so nobody mistakes it for a finished one. Weights

@@ -387,8 +387,8 @@ class ModelCard:
     @property
     def simulation_config(self):
         """The :class:`eqlens.simulation.SimulationConfig` the model's data was rendered with, None for data
-        that is not simulated: ``data.simulation_config`` when the card records it, else (cards written
-        before 2026-12-02) the named config with the vortex form of that day, the closed-form line
+        that is not simulated: ``data.simulation_config`` when the card records it, else the named config
+        with the closed-form line vortex, the form a card without that record was rendered with
         (:func:`eqlens.data.splits.data_simulation_config`, the one owner of that rule)."""
         from ..data.splits import data_simulation_config
 

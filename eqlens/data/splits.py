@@ -13,7 +13,7 @@ DeepLense folder (read by :class:`eqlens.data.deeplense.DeepLenseFolderDataset`)
 A simulated spec may also be a :class:`eqlens.simulation.SimulationConfig` itself. A simulated run's
 description records the config it rendered with, every setting (``simulation_config``), beside its
 name (``spec``); :func:`recorded_simulation_config` is the one reader of that record, and resolves a
-record without it (written before 2026-12-02) to the vortex form of its day, the closed-form line.
+record without it to the closed-form line vortex (``model_i_line``), the form such records were rendered with.
 
 Carving is stratified by class and fixed by ``data_seed``. The test split never takes part in
 model selection. Every dataset yields ``(image [1, S, S] normalised, label)``; a dataset with a
@@ -129,8 +129,8 @@ def data_simulation_config(data: Mapping) -> SimulationConfig | None:
 
 
 def data_spec_now(data: Mapping) -> str | None:
-    """The spec that gives a card's ``data`` record's images today: for simulated data the registered config
-    that renders them (``model_i_line`` for a ``model_i`` card written before 2026-12-02, whose vortex was the
+    """The spec that renders a card's ``data`` record's images: for simulated data the registered config
+    that renders them (``model_i_line`` for a ``model_i`` card without ``simulation_config``, whose vortex is the
     line), else the recorded ``spec`` (a folder; a config no registered name renders)."""
     from ..simulation import registered_name
 

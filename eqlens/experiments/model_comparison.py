@@ -49,8 +49,9 @@ def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "
     ``config`` holds further :class:`TrainConfig` fields shared by all runs (``epochs``,
     ``train_size``, ``image_size``, ``device``...). ``out_dir``: keep each run's checkpoint in
     ``out_dir/<data>/<model>/seed<k>``. ``on_run(data, model, seed, run)`` is called after each run, ``data``
-    the data its images are (:func:`rendered_data`): runs resumed on other data than today's config of that name
-    (the line vortex of a run begun before 2026-12-02) make a row of their own, with a warning."""
+    the data its images are (:func:`rendered_data`): runs resumed on other data than the config of that name
+    renders (the line vortex of a run whose record has no ``simulation_config``) make a row of their own, with a
+    warning."""
     from .. import models as registry
     from ..errors import TrainingError
     from ..training.trainer import train
@@ -91,10 +92,10 @@ def run_comparison(models: Sequence[str], datasets: Sequence[str] = ("binary", "
 
 
 def rendered_data(card_data: Mapping, requested: str) -> str:
-    """The data a run's images are, named as today renders them: :func:`eqlens.data.splits.data_spec_now` of
-    its card's data record (``model_i_line`` for a ``model_i`` run begun before 2026-12-02, which a resumed bench
-    reads back and goes on with on the line vortex); ``requested`` for a folder, or a record naming none. Runs of
-    one table row must share it: a mean over seeds of different data would be no comparison."""
+    """The data a run's images are, named by the config that renders them: :func:`eqlens.data.splits.data_spec_now`
+    of its card's data record (``model_i_line`` for a ``model_i`` record without ``simulation_config``, which a
+    resumed bench reads back and goes on with on the line vortex); ``requested`` for a folder, or a record naming
+    none. Runs of one table row must share it: a mean over seeds of different data would be no comparison."""
     from ..data.splits import data_spec_now, is_folder_spec
 
     return requested if is_folder_spec(requested) else data_spec_now(card_data) or requested

@@ -103,7 +103,7 @@ class SimulationConfig:
     log10_axion_mass_range: tuple[float, float] = (-24.0, -22.0)  # eV
     vortex_half_length_at_1e22: float = 0.03  # half-length = this * 1e-22 eV / m
     # "points": the recipe's vortex_points equal point masses; "line": the closed-form uniform segment of the same
-    # mass (the default before 2026-12-02; data records without a simulation_config were rendered with it)
+    # mass (data records without a simulation_config were rendered with it: model_i_line)
     vortex_model: str = "points"
     vortex_points: int = 100
     # randomisation options (None = fixed recipe value)
