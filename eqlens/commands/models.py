@@ -1,4 +1,4 @@
-"""``eqlens models``: list the registry (name, group use, invariance, parameters)."""
+"""``eqlens models``: list the registry (name, group use, invariance, parameters) and the named variants."""
 
 from __future__ import annotations
 
@@ -28,4 +28,13 @@ def run(args) -> int:
             params = f"{models.count_parameters(net):,}"
         group = args.group if s.uses_group else "-"
         print(f"{name:<12} {group:<6} {str(s.invariant):<10} {params:>10}  {s.description}")
+    print(f"\n{'variant':<20} {'model':<10} {'group':<6} {'params':>10}  description (every hyper-parameter pinned)")
+    for name in models.variant_names():
+        v = models.variant(name)
+        params = ""
+        if not args.no_params:
+            size = max(args.image_size, models.spec(v.model).min_image_size)
+            size += size % 2 == 0 and v.settings.get("lift_stride") == 2  # a stride-2 lifting layer takes odd sizes
+            params = f"{models.count_parameters(models.create(name, num_classes=args.num_classes, image_size=size)):,}"
+        print(f"{name:<20} {v.model:<10} {v.group or '-':<6} {params:>10}  {v.description}")
     return 0
