@@ -17,8 +17,8 @@ from app import catalog, figures, lenses, state
 from eqlens.analysis.gallery import Section
 
 GALLERY_FILE = Path(__file__).resolve().parents[1] / "gallery.json"
-THUMB_PX = 170
-COLUMNS = {"classes": 3, "population": 3, "vortices": 4}  # rows that read across (a seed in every class)
+THUMB_PX = 200
+COLUMNS = {"vortices": 4}  # else 6: two seeds in every class per row (classes, population)
 
 
 @st.cache_data(show_spinner=False)
@@ -50,19 +50,18 @@ def explore_model_key() -> str:
 
 
 def pick_cell(section: Section, i: int, pick, class_names, model_key: str, model_name: str) -> None:
-    st.image(thumbnail(pick.config, pick.class_index, pick.seed),
+    st.image(thumbnail(pick.config, pick.class_index, pick.seed), width="stretch",
              caption=f"{pick.config} / {pick.class_name} / seed {pick.seed}")
-    said = pick.predicted(class_names) if class_names else None
+    said = pick.predicted(class_names) if class_names and section.key != "errors" else None  # errors: in the reason
     verdict = "" if said is None else (f" {model_name} says **{said}** ({max(pick.probabilities):.2f})."
                                        + (" ✗" if said != pick.class_name else ""))
     st.markdown(f"<small>{pick.reason}.{verdict}</small>", unsafe_allow_html=True)
-    left, right = st.columns(2)
-    if left.button("Explore", key=f"gallery_open_{section.key}_{i}", help="open this lens in Explore",
-                   width="stretch"):
+    if st.button("Explore", key=f"gallery_open_{section.key}_{i}", help="open this lens in Explore",
+                 icon=":material/rotate_right:", width="stretch"):
         state.request_explore(model_key, lenses.simulate(pick.config, pick.class_index, pick.seed))
         st.switch_page("views/explore.py")
-    if right.button("What if", key=f"gallery_whatif_{section.key}_{i}", help="edit this lens's scene",
-                    width="stretch"):
+    if st.button("What if", key=f"gallery_whatif_{section.key}_{i}", help="edit this lens's scene",
+                 icon=":material/tune:", width="stretch"):
         state.request_whatif(pick.config, pick.class_index, pick.seed)
         st.switch_page("views/whatif.py")
 
@@ -91,7 +90,8 @@ st.caption(f"{sum(len(s.picks) for s in chosen)} simulated lenses, each image {r
            f"`{model_key.rpartition('/')[2]}`; **What if** edits its scene.")
 names = model.get("class_names")
 titles = [s.title for s in chosen]
-shown = st.segmented_control("Section", ["all"] + titles, default="all", key="gallery_section",
+# one section at a time by default (a dozen thumbnails draw fast on a loaded machine); "all" for browsing
+shown = st.segmented_control("Section", titles + ["all"], default=titles[0], key="gallery_section",
                              label_visibility="collapsed")
 for section in chosen:
     if shown in (None, "all", section.title):

@@ -9,6 +9,7 @@ everything they drive run in one fragment: a move reruns only that (one renderin
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import streamlit as st
@@ -21,6 +22,7 @@ from eqlens.simulation import whatif as whatif_lib
 CONFIGS = tuple(dict.fromkeys(("model_i", "model_i_varied", *lenses.SIM_CONFIGS)))
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 LENS = "whatif_lens"  # (config, class index, seed) whose sliders are shown
+DRAWN = "whatif_drawn"  # (model key, lens) -> the drawn scene's truth and the model's reading of it
 # slider name -> (scene edit, slider lo, hi, step, format, how the slider maps to the edit's value)
 SLIDERS = {
     "theta_E": ("theta_E", 0.6, 2.2, 0.0005, "%.4f", None),
@@ -125,8 +127,6 @@ def rendered(config_name: str, class_index: int, seed: int, changes: dict):
     return batch.images[0].numpy(), truth, params
 
 
-def _mass(value: float, factor: float) -> str:
-    return f"{value:.3e} recipe = {value * factor:.3e} physical"
 
 
 def scene_rows(before: dict, after: dict) -> list[dict]:
@@ -137,9 +137,12 @@ def scene_rows(before: dict, after: dict) -> list[dict]:
         a, b = fn(before), fn(after)
         return dict(parameter=what, drawn=a, edited=b, changed="●" if a != b else "", unit=unit)
 
+    def masses(what, fn):  # one row in recipe units, one in physical Msun
+        return [row(what, "Msun, recipe", lambda t: f"{fn(t):.3e}"),
+                row(what, "Msun, physical", lambda t: f"{fn(t) * factor:.3e}")]
+
     rows = [row("Einstein radius theta_E", "arcsec", lambda t: f"{t['theta_E']:.4f}"),
-            row("main halo mass within theta_E", "Msun", lambda t: _mass(
-                (t["theta_E"] / t["unit_einstein_radius"]) ** 2, factor) if t.get("unit_einstein_radius") else "-"),
+            *masses("main halo mass within theta_E", lambda t: (t["theta_E"] / t["unit_einstein_radius"]) ** 2),
             row("source R_sersic", "arcsec", lambda t: f"{t.get('source_R_sersic', float('nan')):.3f}"),
             row("source centre (x, y)", "arcsec",
                 lambda t: f"({t['source_center'][0]:+.3f}, {t['source_center'][1]:+.3f})"),
@@ -148,13 +151,28 @@ def scene_rows(before: dict, after: dict) -> list[dict]:
             row("exposure", "s", lambda t: f"{t['exposure']:.0f}")]
     if after.get("subhalo_masses"):
         rows.append(row("subhalos: count", "", lambda t: str(len(t["subhalo_masses"]))))
-        rows.append(row("subhalo mass, total", "Msun", lambda t: _mass(sum(t["subhalo_masses"]), factor)))
-        rows.append(row("subhalo mass, largest", "Msun", lambda t: _mass(max(t["subhalo_masses"]), factor)))
+        rows += masses("subhalo mass, total", lambda t: sum(t["subhalo_masses"]))
+        rows += masses("subhalo mass, largest", lambda t: max(t["subhalo_masses"]))
     if after.get("vortex_endpoints"):
         rows.append(row("axion mass", "eV", lambda t: f"{t['axion_mass_ev']:.3e}"))
         rows.append(row("vortex length", "arcsec", lambda t: f"{math.dist(*t['vortex_endpoints']):.3f}"))
-        rows.append(row("vortex mass", "Msun", lambda t: _mass(t["vortex_mass"], factor)))
+        rows += masses("vortex mass", lambda t: t["vortex_mass"])
     return rows
+
+
+def probability_figure(names, values: np.ndarray, drawn_values: np.ndarray):
+    """The class probabilities on the edited lens (bars) and on the drawn one (open markers)."""
+    import plotly.graph_objects as go
+
+    colors = list(figures.PALETTE[: len(names)])
+    fig = go.Figure([go.Bar(x=list(names), y=values.tolist(), marker_color=colors, name="edited",
+                            text=[f"{p:.4f}" for p in values], textposition="outside", cliponaxis=False),
+                     go.Scatter(x=list(names), y=drawn_values.tolist(), mode="markers", name="drawn scene",
+                                marker=dict(symbol="line-ew-open", size=34, color="white", line=dict(width=2)))])
+    fig.update_layout(title="the model on the edited lens (white: on the drawn scene)", height=320,
+                      template="plotly_dark", margin=dict(l=50, r=10, t=50, b=40), showlegend=False,
+                      yaxis=dict(range=[0, 1.15], title="probability"))
+    return fig
 
 
 def reading(loaded, values: np.ndarray, drawn_values: np.ndarray, truth: dict) -> None:
@@ -169,15 +187,61 @@ def reading(loaded, values: np.ndarray, drawn_values: np.ndarray, truth: dict) -
                    + ("none (another class)" if true is None else f"{true:.5g} {task.unit}"))
         return
     names = loaded.class_names
-    logits = np.log(np.clip(values, 1e-30, None))
-    st.plotly_chart(figures.probability_bar(names, values, logits, title="the model on the edited lens"),
-                    key="whatif_probs", width="stretch", theme=None, config=PLOT_CONFIG)
+    st.plotly_chart(probability_figure(names, values, drawn_values), key="whatif_probs", width="stretch", theme=None,
+                    config=PLOT_CONFIG)
     top, was = int(np.argmax(values)), int(np.argmax(drawn_values))
     with st.container(key="whatif_prediction"):
         st.markdown(f"**truth:** `{truth_class}` &nbsp; **prediction:** `{names[top]}` p = `{values[top]:.4f}`"
                     + (" ✗" if names[top] != truth_class else " ✓"))
         st.caption("on the drawn scene: " + ", ".join(f"{n} {p:.4f}" for n, p in zip(names, drawn_values, strict=True))
                    + (f"; the edit turned `{names[was]}` into `{names[top]}`" if top != was else ""))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def simulator64(config_name: str):
+    """The ideal observer's renderer: float64, as eqlens.analysis.detectability measures."""
+    from eqlens.simulation import LensSimulator
+
+    return LensSimulator(config_name, device="cpu", dtype=torch.float64)
+
+
+def detectability_module():
+    try:
+        from eqlens.analysis import detectability
+    except ImportError:  # the ideal observer ships separately; without it the page shows the model alone
+        return None
+    return detectability
+
+
+def ideal_observer(loaded, config_name: str, class_index: int, seed: int, changes: dict) -> None:
+    """The ideal observer's distance D beside the model: live, D_sub (the edited scene against itself without
+    its substructure, one render); on request, the full search of the closest alternative scenes."""
+    detect = detectability_module()
+    if detect is None:
+        return
+    crop = loaded.crop
+    edited = whatif_lib.edit_scene(drawn_scene(config_name, class_index, seed), **changes)
+    sim = simulator64(config_name)
+    where = f"over the disk of the central {crop} px" if crop else "over the whole frame's disk"
+    if bool(edited.n_subhalos[0] > 0) or bool(~torch.isnan(edited.log10_axion_mass[0])):
+        d = detect.lens_detectability(edited, config_name, crop=crop, alternatives=("sub",), simulator=sim).D_sub
+        st.metric("ideal observer: D_sub", f"{d:.1f}", help="the whitened distance between the edited lens and the "
+                  "same scene without its substructure, under the recipe's noise " + where + "; two fully known "
+                  "scenes are told apart with error rate Phi(-D/2) (eqlens.analysis.detectability)")
+    key = ("whatif_detect", config_name, class_index, seed, tuple(sorted(changes.items())), crop)
+    if st.button("search the closest alternative scenes (about 20 s)", key="whatif_detect_search",
+                 help="D against a smooth lens (source and theta_E free) and the closest axion scene (vortex angle, "
+                      "axion mass, source, theta_E free): eqlens.analysis.detectability.lens_detectability"):
+        with st.spinner("fitting the alternative scenes..."):
+            st.session_state[key] = detect.lens_detectability(edited, config_name, crop=crop, simulator=sim)
+    found = st.session_state.get(key)
+    if found is not None:
+        rows = [dict(alternative=name, D=round(getattr(found, f"D_{name}"), 2),
+                     error_rate=f"{0.5 * math.erfc(getattr(found, f'D_{name}') / (2 * math.sqrt(2))):.2e}")
+                for name in detect.ALTERNATIVES if math.isfinite(getattr(found, f"D_{name}"))]
+        st.dataframe(rows, hide_index=True, width="stretch")
+        st.caption(f"{found.renders} renders, {found.seconds:.1f} CPU s; error_rate = Phi(-D/2), the ideal "
+                   "observer's between this scene and that alternative")
 
 
 @st.fragment
@@ -192,14 +256,20 @@ def editor(loaded, config_name: str, class_index: int, seed: int) -> None:
     c1.button("Reset to the drawn scene", key="whatif_reset", on_click=reset, args=(params,))
     c2.caption("edited: " + (", ".join(f"{k} = {v:.4g}" for k, v in changes.items()) if changes else "nothing yet")
                + ". The noise keeps the lens's own draws (seed, image 0): only the physics moves.")
+    began = time.perf_counter()
     try:
         image, truth, _ = rendered(config_name, class_index, seed, changes)
     except whatif_lib.SceneEditError as err:
         st.error(str(err))
         return
-    drawn_image, drawn_truth, _ = rendered(config_name, class_index, seed, {})
-    values, drawn_values = predict_image(loaded, image), predict_image(loaded, drawn_image)
-    left, middle, right = st.columns([1.2, 1, 1.3])
+    values = predict_image(loaded, image)
+    seconds = time.perf_counter() - began
+    drawn_key = (loaded.key, config_name, class_index, seed)
+    if st.session_state.get(DRAWN, (None,))[0] != drawn_key:  # the drawn scene's reading, once per lens and model
+        drawn_image, drawn_truth, _ = rendered(config_name, class_index, seed, {})
+        st.session_state[DRAWN] = (drawn_key, drawn_truth, predict_image(loaded, drawn_image))
+    _, drawn_truth, drawn_values = st.session_state[DRAWN]
+    left, middle, right = st.columns([1.1, 0.9, 1.5])
     with left:
         st.plotly_chart(figures.lens_figure(image, "the edited lens", truth.get("pixel_scale"), truth,
                                             colorbar_label="log stretch"),
@@ -208,11 +278,15 @@ def editor(loaded, config_name: str, class_index: int, seed: int) -> None:
                    "ring, cyan: subhalos, pink: the vortex")
     with middle:
         reading(loaded, values, drawn_values, truth)
+        ideal_observer(loaded, config_name, class_index, seed, changes)
     with right:
         st.dataframe(scene_rows(drawn_truth, truth), hide_index=True, width="stretch", key="whatif_scene")
         st.caption(f"Masses in recipe units (DeepLenseSim's Msun, luminosity distances) and physical Msun (x "
                    f"{float(truth['physical_mass_factor']):.3f}, angular-diameter distances: "
                    "eqlens.simulation.cosmology.physical_mass_factor). The main halo's mass is that inside theta_E.")
+    with st.container(key="whatif_timing"):
+        st.caption(f"rendered and read in {seconds * 1e3:.0f} ms on the server ("
+                   + (", ".join(f"{k} {v:.5g}" for k, v in changes.items()) or "the drawn scene") + ")")
 
 
 def arrive() -> None:

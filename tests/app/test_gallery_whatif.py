@@ -4,6 +4,7 @@ theta_E shortcut a researcher should see."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -67,7 +68,11 @@ def test_a_gallery_thumbnail_opens_its_lens_in_explore(app_test):
     at = app_test("views/gallery.py")
     no_exception(at)
     assert at.title[0].value == "Gallery"
-    assert {s.value for s in at.subheader} >= {s["title"] for s in recorded()["sections"]}
+    sections = recorded()["sections"]
+    assert [s.value for s in at.subheader] == [sections[0]["title"]]  # one section at a time
+    at.session_state["gallery_section"] = "all"
+    at.run()
+    assert [s.value for s in at.subheader] == [s["title"] for s in sections]
     first = recorded()["sections"][0]["picks"][0]
     at.button(key="gallery_open_classes_0").click().run()
     no_exception(at)
@@ -78,7 +83,10 @@ def test_a_gallery_thumbnail_opens_its_lens_in_explore(app_test):
 
 def test_a_gallery_lens_opens_in_the_what_if_editor(app_test):
     at = app_test("views/gallery.py")
-    pick = next(s for s in recorded()["sections"] if s["key"] == "population")["picks"][0]
+    population = next(s for s in recorded()["sections"] if s["key"] == "population")
+    pick = population["picks"][0]
+    at.session_state["gallery_section"] = population["title"]
+    at.run()
     at.button(key="gallery_whatif_population_0").click().run()
     no_exception(at)
     assert at.title[0].value == "What if"
@@ -86,9 +94,10 @@ def test_a_gallery_lens_opens_in_the_what_if_editor(app_test):
     assert any(f"seed {pick['seed']}, edited" in c.value for c in at.caption)
 
 
-def scene_row(at, parameter: str) -> dict:
+def scene_row(at, parameter: str, unit: str | None = None) -> dict:
     table = at.dataframe[0].value  # the page's one table: the scene, drawn beside edited
-    return table[table["parameter"] == parameter].iloc[0].to_dict()
+    rows = table[(table["parameter"] == parameter) & ((table["unit"] == unit) if unit else True)]
+    return rows.iloc[0].to_dict()
 
 
 def test_dragging_theta_e_re_renders_the_scene_and_the_model_follows(app_test):
@@ -102,8 +111,12 @@ def test_dragging_theta_e_re_renders_the_scene_and_the_model_follows(app_test):
     row = scene_row(at, "Einstein radius theta_E")
     assert row["changed"] == "●" and float(row["edited"]) == pytest.approx(before * 1.2, abs=1e-3)
     assert scene_row(at, "exposure")["changed"] == ""  # only what was dragged
-    assert "physical" in scene_row(at, "main halo mass within theta_E")["edited"]
+    recipe = float(scene_row(at, "main halo mass within theta_E", "Msun, recipe")["edited"])
+    physical = float(scene_row(at, "main halo mass within theta_E", "Msun, physical")["edited"])
+    assert physical == pytest.approx(0.593 * recipe, rel=2e-3)  # physical_mass_factor of Model I
     assert at.get("plotly_chart")[1].proto.spec != probs
+    if importlib.util.find_spec("eqlens.analysis.detectability") is not None:  # the ideal observer beside it
+        assert float(next(m.value for m in at.metric if m.label == "ideal observer: D_sub")) > 0
     at.button(key="whatif_reset").click().run()
     assert scene_row(at, "Einstein radius theta_E")["changed"] == ""
 
