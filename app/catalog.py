@@ -95,8 +95,24 @@ def _wrap(key: str, label: str, model, card: ModelCard | None, trained: bool, pr
 
 
 def checkpoint_paths(folder: Path | None = None) -> list[Path]:
-    """Checkpoints in ``folder``: sub-folders holding a ``model_card.json`` and single files."""
-    folder = Path(folder or settings.CHECKPOINT_DIR)
+    """Checkpoints in ``folder``: sub-folders holding a ``model_card.json`` and single files. No folder: the
+    shipped checkpoints (``settings.CHECKPOINT_DIR``), then the app's runs (``settings.RUNS_DIR``)."""
+    if folder is None:
+        shipped = _paths_in(Path(settings.CHECKPOINT_DIR))
+        seen = {p.resolve() for p in shipped}
+        return shipped + [p for p in _paths_in(Path(settings.RUNS_DIR)) if p.resolve() not in seen]
+    return _paths_in(Path(folder))
+
+
+def is_app_run(path: Path) -> bool:
+    """Whether ``path`` is a run the Train page wrote (in ``settings.RUNS_DIR``), not a shipped checkpoint."""
+    try:
+        return Path(path).resolve().parent == Path(settings.RUNS_DIR).resolve()
+    except OSError:
+        return False
+
+
+def _paths_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = []
@@ -212,7 +228,7 @@ def checkpoint_entry(path: Path) -> ModelEntry:
     except Exception as err:  # noqa: BLE001 - one entry's failure is that entry's, not the page's
         reason = failure_reason(err)
         return ModelEntry(f"ckpt:{path}", f"{path.stem} (broken: {reason})", broken=reason)
-    return ModelEntry(f"ckpt:{path}", f"{path.stem} ({label})")
+    return ModelEntry(f"ckpt:{path}", f"{path.stem} ({'app run, ' if is_app_run(path) else ''}{label})")
 
 
 def _card_on_disk(path: Path) -> ModelCard | None:

@@ -8,11 +8,17 @@ no two running jobs share an output folder (:class:`JobConflict`), and each run'
 depend on its seed alone: the trainer seeds and builds its model under
 :data:`eqlens.training.trainer.GLOBAL_RNG_LOCK`, and shuffling and augmentation draw from generators
 of the run's own seed.
+
+Jobs belong to the server, not to the browser tab that started them: every started job is kept in a
+process-wide registry under a token (:func:`find`, :func:`server_jobs`). The Train page puts the token in
+its address (``?job=...``) and shows it, so a reload, or another browser given the token, finds the job
+again with its progress and Cancel.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 import time
 import traceback
@@ -121,6 +127,8 @@ class TrainingJob:
         self._started = time.perf_counter()
         self._ended: float | None = None  # the clock stops when the run does
         self._out_key: str | None = None
+        self.token = secrets.token_urlsafe(12)  # finds the job again (registry), shown to who started it
+        self.origin: dict = {}  # what the page that started it needs to show it again (its tab)
 
     def start(self) -> TrainingJob:
         """Start the thread. Raises :class:`JobConflict` when a running job writes into the same folder."""
@@ -136,6 +144,7 @@ class TrainingJob:
         except BaseException:
             self._release()
             raise
+        _register(self)
         return self
 
     def _release(self) -> None:
@@ -229,3 +238,31 @@ class TrainingJob:
             Path(out).rmdir()  # only an empty folder goes
         except OSError:
             pass
+
+
+_JOBS_LOCK = threading.Lock()
+_JOBS: dict[str, TrainingJob] = {}  # token -> every job this process started, oldest first
+MAX_FINISHED_KEPT = 32  # finished jobs stay findable (their results) until this many newer ones have ended
+
+
+def _register(job: TrainingJob) -> None:
+    with _JOBS_LOCK:
+        _JOBS[job.token] = job
+        finished = [token for token, j in _JOBS.items() if j.snapshot().finished]
+        for token in finished[:max(0, len(finished) - MAX_FINISHED_KEPT)]:
+            del _JOBS[token]
+
+
+def find(token: str | None) -> TrainingJob | None:
+    """The job started under ``token`` in this process (running or recently finished), else None."""
+    if not token:
+        return None
+    with _JOBS_LOCK:
+        return _JOBS.get(str(token))
+
+
+def server_jobs() -> list[TrainingJob]:
+    """The jobs running in this process now, whichever session started them, oldest first."""
+    with _JOBS_LOCK:
+        jobs = list(_JOBS.values())
+    return [job for job in jobs if not job.snapshot().finished]

@@ -156,11 +156,14 @@ def read_run(path: Path) -> Run | None:
 
 
 def list_runs(folder: Path | None = None) -> list[Run]:
-    """Every run folder in ``folder`` (default: the app's checkpoints), newest first."""
-    folder = Path(folder or settings.CHECKPOINT_DIR)
-    if not folder.is_dir():
-        return []
-    found = [run for p in sorted(folder.iterdir()) if not p.name.startswith(".") and (run := read_run(p))]
+    """Every run folder in ``folder`` (default: the shipped checkpoints and the app's runs), newest first."""
+    folders = [Path(folder)] if folder is not None else [Path(settings.CHECKPOINT_DIR), Path(settings.RUNS_DIR)]
+    paths: dict[Path, Path] = {}  # one run once, under the first name it is listed by
+    for f in folders:
+        for p in sorted(f.iterdir()) if f.is_dir() else ():
+            if not p.name.startswith("."):
+                paths.setdefault(p.resolve(), p)
+    found = [run for p in paths.values() if (run := read_run(p))]
     return sorted(found, key=lambda r: r.created, reverse=True)
 
 

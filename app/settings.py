@@ -1,8 +1,9 @@
 """App-wide settings read once from the environment (no st.* here).
 
 ``EQLENS_APP_TINY=1`` (the tests) shrinks everything: 33-px untrained models, few test lenses,
-few orbit angles, a training run of a few steps. ``EQLENS_CHECKPOINT_DIR`` points at the
-checkpoints to offer (default ``checkpoints/`` beside ``app/``).
+few orbit angles, a training run of a few steps. ``EQLENS_CHECKPOINT_DIR`` points at the shipped
+checkpoints to offer (default ``checkpoints/`` beside ``app/``), ``EQLENS_RUNS_DIR`` at the runs the Train
+page writes (default ``runs/app/``, git-ignored), offered beside them.
 
 Untrusted input (see docs/security.md): folder fields accept only folders inside ``DATA_ROOTS``, the
 project's ``data/`` plus any listed in ``EQLENS_DATA_ROOTS`` (separated by ``:``), and scan at
@@ -20,6 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 TINY = os.environ.get("EQLENS_APP_TINY") == "1"
 CHECKPOINT_DIR = Path(os.environ.get("EQLENS_CHECKPOINT_DIR", ROOT / "checkpoints"))
+# Where the Train page writes its runs (git-ignored): the checkpoints folder holds only shipped models. Every
+# page offers these runs beside the shipped checkpoints, marked as app runs.
+RUNS_DIR = Path(os.environ.get("EQLENS_RUNS_DIR", ROOT / "runs" / "app"))
 # offered first, in this order of preference, when present: the Model I flagship (docs/models.md), else the
 # small gcnn; a 3-class model_i checkpoint matches the default simulated lens
 DEFAULT_CHECKPOINTS = ("model_i_flagship", "model_i_gcnn")

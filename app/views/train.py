@@ -12,12 +12,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import card_panel, catalog, figures, lenses, runs, settings, state
+from app import card_panel, catalog, figures, jobs, lenses, markup, runs, settings, state
 from app.jobs import JobConflict, TrainingJob, claim_output_folder
 from eqlens.errors import EqlensError
 
 SIM_DATA = ("model_i", "model_i_line", "binary", "model_ii")  # model_i_line: the line vortex of old cards
 TABS = ("New run", "Continue a run", "Fine-tune a checkpoint", "Run history")
+JOB_PARAM = "job"  # the address's query parameter holding the session's job token
 START_ERROR = "train_start_error"  # (tab, message): a Start refused before any job ran
 JOB_ORIGIN = "train_job_origin"  # {"tab": ..., "form": {key: value}}: where the session's job was started from
 KEPT_TAB = "train_tab_kept"
@@ -123,7 +124,8 @@ def new_run_form(locked: bool) -> None:
     rotations_field("train_rotations", simulated)
     campaign_fields("train", simulated, crop=True)
     device = "GPU (cuda)" if settings.DEVICE == "cuda" else "CPU"
-    st.caption(f"runs on {device}; the checkpoint goes to {settings.CHECKPOINT_DIR}")
+    st.caption(f"runs on {device}; the run goes to {markup.code(settings.RUNS_DIR)} (offered on every page as an app "
+               "run; the checkpoints folder keeps only shipped models)")
     st.button("Start training", type="primary", key="train_start", disabled=locked or not data, on_click=_start,
               args=("new",))
 
@@ -159,7 +161,7 @@ def new_run_config():
     small = max(2, train_size // 8)
     config = TrainConfig(model=model, group=group, data=data, epochs=int(_value("train_epochs")), batch_size=batch,
                          image_size=int(_value("train_image_size")), train_size=train_size, val_size=small,
-                         test_size=small, out=str(settings.CHECKPOINT_DIR / f"{model}_{group}_{_stamp()}"),
+                         test_size=small, out=str(settings.RUNS_DIR / f"{model}_{group}_{_stamp()}"),
                          device="auto", robustness_size=min(small, 8), eval_batch_size=batch,
                          augment_mode=_augment_mode("train_rotations", simulated),
                          **_campaign("train", simulated, crop=True))
@@ -187,9 +189,61 @@ def _augment_mode(key: str, simulated: bool) -> str:
 
 
 def launch(config, tab: str, fresh_folder: bool = False) -> None:
-    st.session_state[state.TRAIN_JOB] = TrainingJob(config, remove_empty_out=fresh_folder).start()
+    job = TrainingJob(config, remove_empty_out=fresh_folder)
+    job.origin = {"tab": tab}
+    st.session_state[state.TRAIN_JOB] = job.start()
     st.session_state[JOB_ORIGIN] = {"tab": tab, "form": _form_values(tab)}
     st.session_state["train_seen_end"] = False
+    st.query_params[JOB_PARAM] = job.token  # a reload of this address finds the job again
+
+
+def adopt(job: TrainingJob) -> None:
+    """Make ``job`` (found by its token) this session's: its panel, progress and Cancel under its tab."""
+    tab = job.origin.get("tab", "new")
+    st.session_state[state.TRAIN_JOB] = job
+    st.session_state[JOB_ORIGIN] = {"tab": tab, "form": None}
+    st.session_state["train_seen_end"] = job.snapshot().finished
+    st.session_state[KEPT_TAB] = TABS[("new", "continue", "finetune").index(tab)] if tab in (
+        "new", "continue", "finetune") else TABS[0]
+    st.query_params[JOB_PARAM] = job.token
+
+
+def find_own_job() -> None:
+    """After a reload (a new session), the job the address names (``?job=<token>``) is this session's again."""
+    if st.session_state.get(state.TRAIN_JOB) is None:
+        job = jobs.find(st.query_params.get(JOB_PARAM))
+        if job is not None:
+            adopt(job)
+
+
+def _take_over() -> None:
+    job = jobs.find((st.session_state.get("train_adopt_token") or "").strip())
+    if job is None:
+        st.session_state[START_ERROR] = ("server", "No job of this server has that token.")
+        return
+    adopt(job)
+
+
+def server_jobs_panel(refused) -> None:
+    """The trainings this server runs for other sessions (or for this browser before a reload): what they
+    train and how far; the token a job was started with makes it this session's, with its Cancel."""
+    mine = st.session_state.get(state.TRAIN_JOB)
+    others = [job for job in jobs.server_jobs() if job is not mine]
+    if not others and not (refused and refused[0] == "server"):
+        return
+    with st.expander(f"Trainings running on this server: {len(others)}", expanded=mine is None):
+        for job in others:
+            snap = job.snapshot()
+            out = Path(str(job.config.out)).name if getattr(job.config, "out", None) else "unsaved"
+            st.caption(f"{markup.code(out)}: {markup.text(_describe(job.config))}; {snap.state}, "
+                       f"{100 * snap.fraction:.0f}%, {snap.elapsed_s:.0f} s")
+        c1, c2 = st.columns([3, 1])
+        c1.text_input("Job token", key="train_adopt_token", type="password",
+                      help="shown under the run by the page that started it (and in its address, ?job=...): "
+                           "it opens the run here, with its progress and Cancel")
+        c2.button("Open the run", key="train_adopt", on_click=_take_over)
+        if refused and refused[0] == "server":
+            st.error(refused[1])
 
 
 def _start(tab: str) -> None:
@@ -230,7 +284,8 @@ def continue_form(locked: bool) -> None:
                               help="partial runs (stopped, out of time budget, killed) first")
     run = by_path.get(choice) or offered[0]
     config = run.config or {}
-    st.caption(f"{runs.model_and_group(config.get('model'), config.get('group'))} on {config.get('data')}, "
+    st.caption(f"{markup.text(runs.model_and_group(config.get('model'), config.get('group')))} on "
+               f"{markup.text(config.get('data'))}, "
                f"{run.epochs_done} of "
                f"{run.epochs} epochs done, {config.get('schedule', 'constant')} learning rate "
                f"{config.get('lr')}, batch {config.get('batch_size')}")
@@ -275,7 +330,8 @@ def finetune_form(locked: bool) -> None:
                "are fine (the classifier then starts fresh).")
     sources = [r for r in runs.list_runs() if r.best]  # one being trained stays listed: the choice holds still
     if not sources:
-        st.info(f"No checkpoint in {settings.CHECKPOINT_DIR} to start from.")
+        st.info(f"No checkpoint in {markup.code(settings.CHECKPOINT_DIR)} or {markup.code(settings.RUNS_DIR)} to "
+                "start from.")
         return
     preference = {name: rank for rank, name in enumerate(settings.DEFAULT_CHECKPOINTS)}
     sources.sort(key=lambda r: preference.get(r.name, len(preference)))  # stable: newest first after those
@@ -284,7 +340,8 @@ def finetune_form(locked: bool) -> None:
                               format_func=lambda p: by_path[p].label)
     source = by_path.get(choice) or sources[0]
     facts = card_panel.card_facts(source.best)
-    st.caption(f"**{facts.model} {facts.group or ''}**, input: {card_panel.input_line(facts)}. Trained on "
+    what = markup.text(f"{facts.model} {facts.group or ''}".strip())
+    st.caption(f"**{what}**, input: {card_panel.input_line(facts)}. Trained on "
                f"{card_panel.data_line(facts)}. Test: {card_panel.test_line(facts)}.")
     c1, c2 = st.columns([1, 2])
     data, simulated = data_fields("train_ft", c1, default_sim=facts.data_spec)
@@ -310,7 +367,7 @@ def finetune_config():
     if source is None or not source.best:
         raise EqlensError("the checkpoint is gone from the checkpoints folder")
     data, simulated = _data("train_ft")
-    out = settings.CHECKPOINT_DIR / f"{source.name}_ft_{_stamp()}"
+    out = settings.RUNS_DIR / f"{source.name}_ft_{_stamp()}"
     config = runs.finetune_config(source.path, source.best, out=str(out), data=data,
                                   epochs=int(_value("train_ft_epochs")), lr=float(_value("train_ft_lr")),
                                   batch_size=int(_value("train_ft_batch")), train_size=int(_value("train_ft_size")),
@@ -323,7 +380,7 @@ def history_view() -> None:
     """Every run in the checkpoints folder, from its cards: a table, and chosen runs' curves overlaid."""
     found = runs.list_runs()
     if not found:
-        st.info(f"No runs in {settings.CHECKPOINT_DIR} yet.")
+        st.info(f"No runs in {markup.code(settings.CHECKPOINT_DIR)} or {markup.code(settings.RUNS_DIR)} yet.")
         return
     st.dataframe([r.summary() for r in found], hide_index=True, key="train_history_table",
                  column_config={"val accuracy": st.column_config.NumberColumn(format="%.3f"),
@@ -386,8 +443,11 @@ def job_panel() -> None:
         return
     snap = job.snapshot()
     out = str(job.config.out) if getattr(job.config, "out", None) else None
-    st.markdown(f"**Run `{Path(out).name if out else 'unsaved'}`**")
-    st.caption(_describe(job.config))
+    st.markdown(f"**Run {markup.code(Path(out).name if out else 'unsaved')}**")
+    st.caption(markup.text(_describe(job.config)))
+    st.caption(f"Job token {markup.code(job.token)}: this page's address holds it (?job=...), so a reload finds "
+               "the run again; typed under \"Trainings running on this server\" in another browser, it opens the run "
+               "there.")
     latest = snap.latest
     step_text = f"step {latest.get('step', 0)}" + (f" / {latest['steps']}" if latest.get("steps") else "")
     epoch_text = f"epoch {latest.get('epoch', 0)}" + (f" / {latest['epochs']}" if latest.get("epochs") else "")
@@ -402,13 +462,13 @@ def job_panel() -> None:
         st.button("Cancel", key="train_cancel", on_click=_cancel)
         return
     if snap.state == "failed":
-        st.error(f"Training failed: {snap.message}")
+        st.error(f"Training failed: {markup.text(snap.message)}")
     else:
-        (st.success if snap.state == "done" else st.warning)(f"Training {snap.message}.")
+        (st.success if snap.state == "done" else st.warning)(f"Training {markup.text(snap.message)}.")
         saved = getattr(snap.result, "checkpoint", None)
         offered = {str(p) for p in catalog.checkpoint_paths()}
         if saved is not None and out in offered:
-            st.write(f"Checkpoint saved: `{out}`: it is now offered on every page.")
+            st.write(f"Checkpoint saved: {markup.code(out)}: it is now offered on every page.")
             if snap.state == "cancelled" or getattr(snap.result, "budget_spent", False):
                 st.caption("The run stopped early: it is listed as partial and can be continued "
                            "(Continue a run).")
@@ -434,7 +494,8 @@ def job_here(tab: str, running: bool) -> None:
         return
     if not running and origin["form"] is not None and origin["form"] != _form_values(tab):
         name = Path(str(job.config.out)).name if getattr(job.config, "out", None) else "the last run"
-        st.caption(f"The form has changed since `{name}` was started from it: its results are under Run history.")
+        st.caption(f"The form has changed since {markup.code(name)} was started from it: its results are under Run "
+                   "history.")
         return
     st.fragment(job_panel, run_every=1.0 if running else None)()
 
@@ -449,16 +510,18 @@ def _running() -> bool:
 
 
 st.title("Train")
+find_own_job()
 running = _running()
 new_tab, continue_tab, finetune_tab, history_tab = st.tabs(
     TABS, key="train_tab", on_change=_keep_tab, default=st.session_state.get(KEPT_TAB) or TABS[0])
 refused = st.session_state.pop(START_ERROR, None)
+server_jobs_panel(refused)
 for tab, name, form in ((new_tab, "new", new_run_form), (continue_tab, "continue", continue_form),
                         (finetune_tab, "finetune", finetune_form)):
     with tab:
         form(running)
         if refused and refused[0] == name:
-            st.error(refused[1])
+            st.error(markup.text(refused[1]))
         job_here(name, running)
 with history_tab:
     history_view()

@@ -20,13 +20,23 @@ MAIN = str(ROOT / "app" / "main.py")
 
 @pytest.fixture
 def checkpoint_dir(tmp_path, monkeypatch):
-    """An empty checkpoint folder for the app (training in tests never writes into the repo)."""
+    """An empty checkpoint folder for the app, and an app runs folder beside it (``runs_dir``): training in
+    tests never writes into the repo."""
     from app import settings
 
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     monkeypatch.setattr(settings, "CHECKPOINT_DIR", folder)
+    monkeypatch.setattr(settings, "RUNS_DIR", tmp_path / "runs" / "app")
     return folder
+
+
+@pytest.fixture
+def runs_dir(checkpoint_dir):
+    """Where the Train page writes its runs in a test (not created until a run is)."""
+    from app import settings
+
+    return settings.RUNS_DIR
 
 
 @pytest.fixture
@@ -100,6 +110,7 @@ def server(tmp_path_factory, browser_turn):
             pytest.fail(f"EQLENS_REQUIRE_BROWSER=1 but {reason}")
         pytest.skip(reason)
     env = {"EQLENS_APP_TINY": "1", "OMP_NUM_THREADS": "1",
-           "EQLENS_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints"))}
+           "EQLENS_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints")),
+           "EQLENS_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
     with running_app(env) as url:
         yield url

@@ -25,7 +25,8 @@ def served(tmp_path_factory, browser_turn):
     from app.serve import running_app
 
     env = {"EQLENS_APP_TINY": "1", "OMP_NUM_THREADS": "1",
-           "EQLENS_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints"))}
+           "EQLENS_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints")),
+           "EQLENS_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
     with running_app(env) as url:
         yield url
 

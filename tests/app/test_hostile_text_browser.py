@@ -68,7 +68,8 @@ def served(tmp_path_factory, browser_turn, names):
     script, image, _ = names
     # the preferred default checkpoint name: Explore opens on it, the scrubber draws its classes
     write_tiny_checkpoint(folder, "model_i_gcnn", "gcnn", "model_i", [script, image, "no_sub"])
-    env = {"EQLENS_APP_TINY": "1", "OMP_NUM_THREADS": "1", "EQLENS_CHECKPOINT_DIR": str(folder)}
+    env = {"EQLENS_APP_TINY": "1", "OMP_NUM_THREADS": "1", "EQLENS_CHECKPOINT_DIR": str(folder),
+           "EQLENS_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
     with running_app(env) as url:
         yield url
 

@@ -76,7 +76,7 @@ def test_a_snapshot_is_a_copy_the_thread_cannot_change():
     assert len(snap.history) <= 1 and len(job.snapshot().history) == 4
 
 
-def test_training_from_the_page_writes_a_checkpoint_every_page_then_offers(app_test, checkpoint_dir):
+def test_training_from_the_page_writes_a_checkpoint_every_page_then_offers(app_test, checkpoint_dir, runs_dir):
     at = app_test("views/train.py")
     at.button(key="train_start").click().run()
     no_exception(at)
@@ -85,8 +85,8 @@ def test_training_from_the_page_writes_a_checkpoint_every_page_then_offers(app_t
     assert job.snapshot().state == "done", job.snapshot().message
     at.run()
     no_exception(at)
-    saved = catalog.checkpoint_paths(checkpoint_dir)
-    assert len(saved) == 1 and saved[0].name.startswith("cnn_")
+    saved = catalog.checkpoint_paths(runs_dir)  # the app's runs folder: the checkpoints folder stays shipped-only
+    assert len(saved) == 1 and saved[0].name.startswith("cnn_") and not any(checkpoint_dir.iterdir())
     assert any("Checkpoint saved" in m.value for m in at.markdown)
     at.button(key="train_open").click().run()
     no_exception(at)
@@ -96,7 +96,7 @@ def test_training_from_the_page_writes_a_checkpoint_every_page_then_offers(app_t
 
 
 @pytest.mark.parametrize("mode", ["scene", "mixed"])
-def test_the_page_can_train_with_turned_skies_and_the_card_records_it(app_test, checkpoint_dir, mode):
+def test_the_page_can_train_with_turned_skies_and_the_card_records_it(app_test, runs_dir, mode):
     import json
 
     at = app_test("views/train.py")
@@ -104,7 +104,7 @@ def test_the_page_can_train_with_turned_skies_and_the_card_records_it(app_test, 
     at.button(key="train_start").click().run()
     job = at.session_state[state.TRAIN_JOB]
     assert job.join(120) and job.snapshot().state == "done", job.snapshot().message
-    card = json.loads((catalog.checkpoint_paths(checkpoint_dir)[0] / "model_card.json").read_text())
+    card = json.loads((catalog.checkpoint_paths(runs_dir)[0] / "model_card.json").read_text())
     assert card["training"]["config"]["augment_mode"] == mode
 
 
