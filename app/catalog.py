@@ -8,6 +8,7 @@ each :class:`LoadedModel` carries the lock that hook-based analysis must hold.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -226,7 +227,7 @@ def checkpoint_entry(path: Path) -> ModelEntry:
             read_card(path)
         label = run_status(path).label
     except Exception as err:  # noqa: BLE001 - one entry's failure is that entry's, not the page's
-        reason = failure_reason(err)
+        reason = failure_reason(err).replace(f"{path.parent}{os.sep}", "")  # the folder is the list's own
         return ModelEntry(f"ckpt:{path}", f"{path.stem} (broken: {reason})", broken=reason)
     return ModelEntry(f"ckpt:{path}", f"{path.stem} ({'app run, ' if is_app_run(path) else ''}{label})")
 
