@@ -135,11 +135,11 @@ def scene_rows(before: dict, after: dict) -> list[dict]:
 
     def row(what, unit, fn):
         a, b = fn(before), fn(after)
-        return dict(parameter=what, drawn=a, edited=b, changed="●" if a != b else "", unit=unit)
+        return dict(parameter=f"{what} ({unit})" if unit else what, drawn=a, edited=b, changed="●" if a != b else "")
 
     def masses(what, fn):  # one row in recipe units, one in physical Msun
-        return [row(what, "Msun, recipe", lambda t: f"{fn(t):.3e}"),
-                row(what, "Msun, physical", lambda t: f"{fn(t) * factor:.3e}")]
+        return [row(what, "recipe Msun", lambda t: f"{fn(t):.3e}"),
+                row(what, "physical Msun", lambda t: f"{fn(t) * factor:.3e}")]
 
     rows = [row("Einstein radius theta_E", "arcsec", lambda t: f"{t['theta_E']:.4f}"),
             *masses("main halo mass within theta_E", lambda t: (t["theta_E"] / t["unit_einstein_radius"]) ** 2),
@@ -169,7 +169,7 @@ def probability_figure(names, values: np.ndarray, drawn_values: np.ndarray):
                             text=[f"{p:.4f}" for p in values], textposition="outside", cliponaxis=False),
                      go.Scatter(x=list(names), y=drawn_values.tolist(), mode="markers", name="drawn scene",
                                 marker=dict(symbol="line-ew-open", size=34, color="white", line=dict(width=2)))])
-    fig.update_layout(title="the model on the edited lens (white: on the drawn scene)", height=320,
+    fig.update_layout(title="on the edited lens", height=320,
                       template="plotly_dark", margin=dict(l=50, r=10, t=50, b=40), showlegend=False,
                       yaxis=dict(range=[0, 1.15], title="probability"))
     return fig
@@ -189,6 +189,7 @@ def reading(loaded, values: np.ndarray, drawn_values: np.ndarray, truth: dict) -
     names = loaded.class_names
     st.plotly_chart(probability_figure(names, values, drawn_values), key="whatif_probs", width="stretch", theme=None,
                     config=PLOT_CONFIG)
+    st.caption("bars: the model on the edited lens; white lines: on the drawn scene")
     top, was = int(np.argmax(values)), int(np.argmax(drawn_values))
     with st.container(key="whatif_prediction"):
         st.markdown(f"**truth:** `{truth_class}` &nbsp; **prediction:** `{names[top]}` p = `{values[top]:.4f}`"
@@ -252,7 +253,7 @@ def editor(loaded, config_name: str, class_index: int, seed: int) -> None:
         reset(params)
     sliders(params)
     changes = changes_from(params)
-    c1, c2 = st.columns([1, 5])
+    c1, c2 = st.columns([1.6, 5])
     c1.button("Reset to the drawn scene", key="whatif_reset", on_click=reset, args=(params,))
     c2.caption("edited: " + (", ".join(f"{k} = {v:.4g}" for k, v in changes.items()) if changes else "nothing yet")
                + ". The noise keeps the lens's own draws (seed, image 0): only the physics moves.")
@@ -280,7 +281,9 @@ def editor(loaded, config_name: str, class_index: int, seed: int) -> None:
         reading(loaded, values, drawn_values, truth)
         ideal_observer(loaded, config_name, class_index, seed, changes)
     with right:
-        st.dataframe(scene_rows(drawn_truth, truth), hide_index=True, width="stretch", key="whatif_scene")
+        st.dataframe(scene_rows(drawn_truth, truth), hide_index=True, width="stretch", key="whatif_scene",
+                     column_config={"parameter": st.column_config.TextColumn(width="large"),
+                                    "changed": st.column_config.TextColumn("", width="small")})
         st.caption(f"Masses in recipe units (DeepLenseSim's Msun, luminosity distances) and physical Msun (x "
                    f"{float(truth['physical_mass_factor']):.3f}, angular-diameter distances: "
                    "eqlens.simulation.cosmology.physical_mass_factor). The main halo's mass is that inside theta_E.")

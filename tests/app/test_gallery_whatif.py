@@ -94,10 +94,9 @@ def test_a_gallery_lens_opens_in_the_what_if_editor(app_test):
     assert any(f"seed {pick['seed']}, edited" in c.value for c in at.caption)
 
 
-def scene_row(at, parameter: str, unit: str | None = None) -> dict:
+def scene_row(at, parameter: str) -> dict:
     table = at.dataframe[0].value  # the page's one table: the scene, drawn beside edited
-    rows = table[(table["parameter"] == parameter) & ((table["unit"] == unit) if unit else True)]
-    return rows.iloc[0].to_dict()
+    return table[table["parameter"] == parameter].iloc[0].to_dict()
 
 
 def test_dragging_theta_e_re_renders_the_scene_and_the_model_follows(app_test):
@@ -105,20 +104,20 @@ def test_dragging_theta_e_re_renders_the_scene_and_the_model_follows(app_test):
     no_exception(at)
     before = at.session_state["whatif_slider_theta_E"]
     probs = at.get("plotly_chart")[1].proto.spec
-    assert scene_row(at, "Einstein radius theta_E")["changed"] == ""
+    assert scene_row(at, "Einstein radius theta_E (arcsec)")["changed"] == ""
     at.slider(key="whatif_slider_theta_E").set_value(round(before * 1.2, 4)).run()
     no_exception(at)
-    row = scene_row(at, "Einstein radius theta_E")
+    row = scene_row(at, "Einstein radius theta_E (arcsec)")
     assert row["changed"] == "●" and float(row["edited"]) == pytest.approx(before * 1.2, abs=1e-3)
-    assert scene_row(at, "exposure")["changed"] == ""  # only what was dragged
-    recipe = float(scene_row(at, "main halo mass within theta_E", "Msun, recipe")["edited"])
-    physical = float(scene_row(at, "main halo mass within theta_E", "Msun, physical")["edited"])
+    assert scene_row(at, "exposure (s)")["changed"] == ""  # only what was dragged
+    recipe = float(scene_row(at, "main halo mass within theta_E (recipe Msun)")["edited"])
+    physical = float(scene_row(at, "main halo mass within theta_E (physical Msun)")["edited"])
     assert physical == pytest.approx(0.593 * recipe, rel=2e-3)  # physical_mass_factor of Model I
     assert at.get("plotly_chart")[1].proto.spec != probs
     if importlib.util.find_spec("eqlens.analysis.detectability") is not None:  # the ideal observer beside it
         assert float(next(m.value for m in at.metric if m.label == "ideal observer: D_sub")) > 0
     at.button(key="whatif_reset").click().run()
-    assert scene_row(at, "Einstein radius theta_E")["changed"] == ""
+    assert scene_row(at, "Einstein radius theta_E (arcsec)")["changed"] == ""
 
 
 @pytest.mark.skipif(not FLAGSHIP.is_dir(), reason="no shipped flagship")
