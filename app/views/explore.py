@@ -26,6 +26,7 @@ from eqlens.analysis import attribution as attribution_lib
 from eqlens.data.transforms import InputSpec
 from eqlens.groups import DEFAULT_GROUP, get_group
 from eqlens.simulation import scene
+from eqlens.models import averaged_turns
 
 ANGLE = "explore_angle"
 VIEWS = compute.SCRUB_VIEWS
@@ -130,8 +131,10 @@ def prediction_panel(loaded: LoadedModel, logits: torch.Tensor) -> np.ndarray:
     top = int(np.argmax(probs))
     with st.container(key="explore_prediction"):
         st.markdown(f"**prediction:** {markup.code(loaded.class_names[top])} &nbsp; p = `{probs[top]:.4f}`")
-        st.caption("logits: " + ", ".join(f"{markup.text(n)} {z:+.4f}"
-                                          for n, z in zip(loaded.class_names, logits[0].tolist(), strict=True)))
+        # an orbit-averaged model outputs log mean softmax over its turns: log-probabilities, not logits
+        output = "log-probabilities (orbit average)" if averaged_turns(loaded.model.build_config or {}) else "logits"
+        st.caption(f"{output}: " + ", ".join(f"{markup.text(n)} {z:+.4f}"
+                                             for n, z in zip(loaded.class_names, logits[0].tolist(), strict=True)))
     return probs
 
 

@@ -58,7 +58,7 @@ def logits_text(page) -> str:
 
 
 def test_moving_the_slider_changes_the_logits_on_screen(page):
-    page.get_by_text("logits:").wait_for()
+    page.get_by_text(re.compile(r"^(logits|log-probabilities \(orbit average\)):")).wait_for()
     before = logits_text(page)
     page.locator(".st-key-explore_angle input").first.focus()  # react-aria: a hidden range input
     for _ in range(20):
@@ -83,7 +83,7 @@ def test_clicking_a_misclassified_lens_opens_it_in_explore(page):
     opener.click()
     page.get_by_role("heading", name="Explore").wait_for()
     page.get_by_text(re.compile("Showing test image #")).wait_for()
-    page.get_by_text("logits:").wait_for()
+    page.get_by_text(re.compile(r"^(logits|log-probabilities \(orbit average\)):")).wait_for()
 
 
 def test_a_tiny_training_run_starts_and_can_be_cancelled(page):

@@ -123,7 +123,7 @@ def test_the_commutative_diagram_is_a_picture_of_the_square():
 # ---- pages ---------------------------------------------------------------------------------------
 
 def _logit_captions(at) -> list[str]:
-    return [c.value for c in at.caption if c.value.startswith("logits:")]
+    return [c.value for c in at.caption if c.value.startswith(("logits:", "log-probabilities (orbit average):"))]
 
 
 def test_a_failed_upload_after_a_good_one_clears_the_previous_images_panels_and_prediction(app_test):

@@ -22,7 +22,7 @@ def image_captions(at) -> list[str]:
 
 
 def logits_caption(at) -> str:
-    return next(c.value for c in at.caption if c.value.startswith("logits:"))
+    return next(c.value for c in at.caption if c.value.startswith(("logits:", "log-probabilities (orbit average):")))
 
 
 @pytest.mark.parametrize(("page", "title"), list(zip(PAGES, TITLES, strict=True)))

@@ -52,7 +52,7 @@ def test_explore_shows_the_predicted_axion_mass_in_physical_units_beside_the_tru
     expected = float(predict(model, card, torch.as_tensor(lens.image)[None]).values[0])
     assert -30 < expected < -16  # log10(m_a / eV), not a standardised output
     assert shown(at, "predicted log10_axion_mass") == pytest.approx(expected, abs=1e-4)
-    assert not any(c.value.startswith("logits:") for c in at.caption)
+    assert not any(c.value.startswith(("logits:", "log-probabilities")) for c in at.caption)
     assert any(c.value.startswith("over the orbit:") for c in at.caption)
 
 

@@ -50,3 +50,11 @@ def test_a_config_claiming_a_variant_with_other_settings_is_refused_naming_the_s
 @pytest.mark.parametrize("folder", sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "model_card.json").exists()))
 def test_every_shipped_checkpoint_is_a_named_variant(folder):
     assert matching_variant(read_card(CHECKPOINTS / folder).build_config) is not None
+
+
+def test_the_averaged_turns_are_a_fact_of_the_model_not_of_a_kwarg_read_by_the_app():
+    from eqlens.models import averaged_turns
+
+    assert averaged_turns(read_card(CHECKPOINTS / "model_i_flagship").build_config) == [0.0, 22.5, 45.0, 67.5]
+    assert averaged_turns(read_card(CHECKPOINTS / "model_i_flagship_twin").build_config) == []
+    assert averaged_turns(create("gcnn_ring_c4", num_classes=3, image_size=81).build_config) == []
