@@ -37,6 +37,7 @@ from .io import (
     load_weights_into,
     read_card,
     read_checkpoint,
+    remove_stale_temporaries,
     restore_rng_state,
     write_checkpoint,
     write_last,
@@ -48,5 +49,6 @@ __all__ = [
     "MAX_CARD_IMAGE_SIZE", "MAX_CLASSES", "STATE_FILE", "WEIGHTS_FILE", "ModelCard", "Predictions", "build_model",
     "capture_rng_state", "decode_weights", "embedded_card", "encode_weights", "eval_state_dict", "find_last",
     "first_non_finite", "load_checkpoint", "load_state", "load_weights_into", "make_card", "predict",
-    "read_card", "read_checkpoint", "restore_rng_state", "validate_card", "write_checkpoint", "write_last",
+    "read_card", "read_checkpoint", "remove_stale_temporaries", "restore_rng_state", "validate_card",
+    "write_checkpoint", "write_last",
 ]

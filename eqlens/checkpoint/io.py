@@ -16,10 +16,17 @@ tensors and plain containers (RNG states are stored as tensors).
 Weights are saved and loaded in eval mode: escnn modules change their state-dict keys between train
 and eval mode. Every file is written atomically (temp file + ``os.replace``) and ``last/`` is
 swapped in as a whole, so a kill at any moment leaves a complete previous checkpoint.
+
+The weights and their side card are one record: the weights are written first, and every reader (the
+side-card reader :func:`read_card` included) takes the card embedded in the weights when the side card
+differs from it, so a kill between the two writes never shows a card of other weights. A write that fails
+(a full disk) raises :class:`CheckpointError` saying so, and leaves every file already there whole; the
+temporary files a kill leaves behind are removed on resume (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -176,14 +183,37 @@ def write_checkpoint(directory, model, card: ModelCard | dict, state: dict | Non
     bad = first_non_finite(tensors)
     if bad is not None:
         raise CheckpointError(f"{directory}: refusing to write weights holding NaN or inf ({bad!r})")
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(directory / WEIGHTS_FILE, encode_weights(tensors, card))
-    atomic_write_bytes(directory / CARD_FILE, (dumps(card) + "\n").encode())
-    if state is not None:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(directory / STATE_FILE, buffer.getvalue())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # weights (their card embedded) first: until the side card follows, readers take the embedded one
+        atomic_write_bytes(directory / WEIGHTS_FILE, encode_weights(tensors, card))
+        atomic_write_bytes(directory / CARD_FILE, (dumps(card) + "\n").encode())
+        if state is not None:
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            atomic_write_bytes(directory / STATE_FILE, buffer.getvalue())
+    except OSError as err:
+        raise CheckpointError(_write_failure(directory, err)) from None
     return directory
+
+
+def _write_failure(directory: Path, err: OSError) -> str:
+    reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or type(err).__name__)
+    return (f"{directory}: cannot write the checkpoint ({reason}); every file already there is kept whole "
+            f"(each is replaced only once its successor is written completely): free space and resume")
+
+
+def remove_stale_temporaries(out) -> list[Path]:
+    """Remove the temporary files a killed write left in ``out`` and its ``last`` folders (``.<file>.<pid>.<id>.tmp``
+    of the checkpoint's own files; nothing else is touched); returns what was removed. A resumed run calls it."""
+    out, removed = Path(out), []
+    for folder in (out, out / LAST_DIR, out / f"{LAST_DIR}.new", out / f"{LAST_DIR}.old"):
+        for name in (WEIGHTS_FILE, CARD_FILE, STATE_FILE):
+            for stale in folder.glob(f".{name}.*.tmp"):
+                if stale.is_file() and not stale.is_symlink():
+                    stale.unlink(missing_ok=True)
+                    removed.append(stale)
+    return removed
 
 
 def write_last(out, model, card: ModelCard | dict, state: dict) -> Path:
@@ -194,7 +224,11 @@ def write_last(out, model, card: ModelCard | dict, state: dict) -> Path:
     if not final.exists() and old.exists():  # a previous run died between the renames: finish them
         os.replace(new if (new / STATE_FILE).exists() else old, final)
     shutil.rmtree(new, ignore_errors=True)
-    write_checkpoint(new, model, card, state)  # state.pt is written last: its presence means complete
+    try:
+        write_checkpoint(new, model, card, state)  # state.pt is written last: its presence means complete
+    except CheckpointError:
+        shutil.rmtree(new, ignore_errors=True)  # last/ keeps the previous epoch, whole
+        raise
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
@@ -217,9 +251,11 @@ def find_last(out) -> Path | None:
 # ---------------------------------------------------------------- reading
 
 def read_card(path) -> ModelCard:
-    """The card beside a checkpoint's weights, without reading them: ``path`` is a checkpoint folder
-    (its ``model_card.json``) or the card file itself. :class:`CheckpointError` when it is missing, not
-    JSON or not a valid card."""
+    """The card of a checkpoint without reading its tensors: ``path`` is a checkpoint folder (its
+    ``model_card.json``) or the card file itself. Where ``model.safetensors`` lies beside a valid side card and
+    the card embedded in its header differs from it (a write killed between the two files), the embedded card
+    is the one returned: it cannot drift from the weights. :class:`CheckpointError` when the side card is
+    missing, not JSON or not a valid card."""
     path = Path(path)
     if path.is_dir():
         path = path / CARD_FILE
@@ -227,7 +263,32 @@ def read_card(path) -> ModelCard:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: no readable model card ({type(err).__name__})") from None
-    return ModelCard.from_json(_parse_card(text, path), str(path))
+    side = _parse_card(text, path)
+    card = ModelCard.from_json(side, str(path))  # a side card that is no valid card is refused as it is
+    embedded = _header_card(path.parent / WEIGHTS_FILE)
+    return ModelCard.from_json(embedded, str(path)) if embedded is not None and embedded != side else card
+
+
+def _header_card(weights: Path) -> dict | None:
+    """The card embedded in ``weights``' safetensors header, reading the header only; None when the file is
+    absent, not safetensors, or carries no card (the side card then stands alone)."""
+    try:
+        with open(weights, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8 or weights.stat().st_size < 9:
+                return None
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > 100_000_000:
+                return None
+            data = head + f.read(header_len)
+    except OSError:
+        return None
+    if _is_pickle(data):
+        return None
+    try:
+        return embedded_card(data, str(weights))
+    except CheckpointError:
+        return None
 
 
 def _reason(err: Exception) -> str:

@@ -96,7 +96,10 @@ def check_settings(last: Path, saved: dict, now: dict, schedule: str) -> None:
 def resume_run(out: Path, config: TrainConfig, config_record: dict, model: torch.nn.Module, optimizer, scheduler,
                state: RunState, writes: bool) -> None:
     """Load ``out/last`` into ``model``, ``optimizer``, ``scheduler`` and ``state`` and restore the global
-    random states; nothing happens when no epoch finished yet (the run starts from scratch)."""
+    random states; nothing happens when no epoch finished yet (the run starts from scratch). Temporary files a
+    killed write left in ``out`` are removed first (:func:`eqlens.checkpoint.remove_stale_temporaries`)."""
+    if writes:
+        checkpoint.remove_stale_temporaries(out)
     last = checkpoint.find_last(out)
     if last is None:
         return
