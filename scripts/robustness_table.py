@@ -23,6 +23,7 @@ from eqlens.experiments.robustness import (
     TABLE_SHIFTS,
     load_record,
     markdown_table,
+    pair_all,
     replace_between_markers,
     robustness_record,
     write_record,
@@ -50,14 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         folders = [d for d in folders if d.name in wanted]
     previous = None if args.rescore else load_record(args.json)
     command = "python scripts/robustness_table.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    def merged(record: dict) -> dict:
+        if previous and args.only:  # keep the checkpoints this run does not score
+            record = {**record, "checkpoints": {**previous.get("checkpoints", {}), **record["checkpoints"]}}
+            record["paired"] = pair_all(record)
+        return record
+
     record = robustness_record([str(d) for d in folders], args.shifts.split(","), size=args.size,
                                device=args.device, batch_size=args.batch_size, previous=previous,
-                               command=command.strip(), log=lambda m: print(m, flush=True))
-    if previous and args.only:  # keep the checkpoints this run did not score
-        record["checkpoints"] = {**previous.get("checkpoints", {}), **record["checkpoints"]}
-        from eqlens.experiments.robustness import pair_all
-
-        record["paired"] = pair_all(record)
+                               command=command.strip(), log=lambda m: print(m, flush=True),
+                               on_checkpoint=lambda r: write_record(merged(r), args.json))  # saved as it goes
+    record = merged(record)
     write_record(record, args.json)
     table = markdown_table(record)
     docs = Path(args.docs)

@@ -69,15 +69,22 @@ def _entry(source: str, report: dict) -> dict:
 
 def robustness_record(sources: Sequence[str | Path], shifts: Iterable[str] = TABLE_SHIFTS, *, size: int = 300,
                       device="cpu", batch_size: int = 64, previous: dict | None = None, command: str = "",
-                      log: Callable[[str], None] = print) -> dict:
+                      log: Callable[[str], None] = print, on_checkpoint: Callable[[dict], None] | None = None) -> dict:
     """Score every checkpoint (one :func:`evaluate_shifts` call each) and pair them (:func:`pair_all`).
 
     A checkpoint of ``previous`` (an earlier record) with the same digest, size and shifts is kept, not
-    re-scored. Names are checkpoint folder names."""
+    re-scored. Names are checkpoint folder names. ``on_checkpoint(record)`` gets the record so far after
+    each checkpoint (a long run saves as it goes)."""
     shifts = [s for s in shifts if s != NONE]
     for s in shifts:
         get_shift(s)
     entries = {}
+    record = {"format": FORMAT, "version": VERSION, "command": command,
+              "settings": {"size": size, "shifts": shifts, "device": str(device),
+                           "test_lenses": "the test stream of each card's data seed, never used in training"},
+              "shifts": {NONE: "the checkpoint's own population, unshifted",
+                         **{s: get_shift(s).description for s in shifts}},
+              "checkpoints": entries, "paired": []}
     for source in sources:
         name = Path(source).name
         old = (previous or {}).get("checkpoints", {}).get(name)
@@ -90,12 +97,8 @@ def robustness_record(sources: Sequence[str | Path], shifts: Iterable[str] = TAB
         log(f"{name}: scoring {len(shifts) + 1} test sets of {size} lenses")
         report = evaluate_shifts([source], shifts, size=size, device=device, batch_size=batch_size)
         entries[name] = _entry(str(source), report)
-    record = {"format": FORMAT, "version": VERSION, "command": command,
-              "settings": {"size": size, "shifts": shifts, "device": str(device),
-                           "test_lenses": "the test stream of each card's data seed, never used in training"},
-              "shifts": {NONE: "the checkpoint's own population, unshifted",
-                         **{s: get_shift(s).description for s in shifts}},
-              "checkpoints": entries}
+        if on_checkpoint is not None:
+            on_checkpoint({**record, "checkpoints": dict(entries), "paired": pair_all(record)})
     record["paired"] = pair_all(record)
     return record
 

@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from eqlens.checkpoint import load_checkpoint, write_checkpoint
+from eqlens.data.transforms import InputSpec
 from eqlens.errors import DataError
 from eqlens.experiments.generalisation import evaluate_shifts, fitted_crop, lenses_key, paired_tests
 from eqlens.experiments.robustness import (
@@ -27,7 +29,6 @@ from eqlens.experiments.shifts import get_shift, shifted_config
 from eqlens.experiments.statistics import binomial_se, mcnemar
 from eqlens.simulation import get_config, sample_parameters
 from eqlens.simulation.sampling import main_lens_theta_E
-from eqlens.training import TrainConfig, train
 
 from .conftest import TINY
 
@@ -96,11 +97,11 @@ def test_a_crop_keeps_its_field_of_view_on_other_pixels_and_refuses_one_that_doe
 
 
 @pytest.fixture(scope="module")
-def crop_checkpoint(tmp_path_factory):
+def crop_checkpoint(checkpoints, tmp_path_factory):
+    """The tiny cnn (33 px of TINY's 0.227" pixels) as a crop checkpoint: the central 27 px (6.14"), resized to 33."""
+    model, card = load_checkpoint(checkpoints["cnn"])
     out = tmp_path_factory.mktemp("crop") / "cnn_crop"
-    train(TrainConfig(model="cnn", data="model_i", out=str(out), epochs=1, batch_size=4, robustness_size=0,
-                      model_kwargs={"widths": [4, 8]}, crop=81, image_size=33, fresh_data=True, steps_per_epoch=1,
-                      val_size=3, test_size=3, device="cpu"))
+    write_checkpoint(out, model, card.replace(input=InputSpec(33, 27, True)))
     return str(out)
 
 
@@ -108,7 +109,8 @@ def test_a_crop_checkpoint_runs_model_ii_resized_and_the_report_says_how(crop_ch
     report = evaluate_shifts([crop_checkpoint], "model_ii_resized,theta_e_1pct", size=3, device="cpu")
     rows = {r["shift"]: r for r in report["rows"]}
     assert set(rows) == {"none", "model_ii_resized", "theta_e_1pct"} and not report["skipped"]
-    assert "central 40 px" in rows["model_ii_resized"]["input_note"] and "input_note" not in rows["none"]
+    # 27 px of 0.227" (6.14") on the 64 px, 0.1" frame: 62 px (even, centred on the grid), resized to 33
+    assert "central 62 px" in rows["model_ii_resized"]["input_note"] and "input_note" not in rows["none"]
     for r in rows.values():
         assert r["accuracy_se"] == pytest.approx(binomial_se(r["accuracy"], 3)) and len(r["correct"]) == 3
 
@@ -139,8 +141,11 @@ def test_mcnemar_pairs_rows_only_when_they_saw_the_same_lenses():
 def test_the_record_scores_every_checkpoint_keeps_unchanged_ones_and_feeds_the_docs_and_the_app(checkpoints,
                                                                                                  tmp_path):
     sources = [checkpoints["gcnn"], checkpoints["cnn"]]
-    record = robustness_record(sources, ["theta_e_1pct", "model_i"], size=3, log=lambda m: None)
+    saved = []
+    record = robustness_record(sources, ["theta_e_1pct", "model_i"], size=3, log=lambda m: None,
+                               on_checkpoint=saved.append)
     assert set(record["checkpoints"]) == {"gcnn", "cnn"}
+    assert [list(r["checkpoints"]) for r in saved] == [["gcnn"], ["gcnn", "cnn"]]  # saved as it goes
     gcnn = record["checkpoints"]["gcnn"]
     assert [r["shift"] for r in gcnn["rows"]] == ["none", "theta_e_1pct"] and len(gcnn["rows"][0]["correct"]) == 3
     assert gcnn["skipped"] == [{"shift": "model_i", "reason": "leaves the training config unchanged"}]
