@@ -162,7 +162,22 @@ def move(loaded: LoadedModel, x: torch.Tensor, angle: float, flip: bool = False,
 # handed to the browser whole; the browser swaps frames while the slider moves (app/components/scrub).
 
 SCRUB_VIEWS = ("Attention", "Group channels", "Attributions")
+# Integrated Gradients over the orbit, coarse to fine: every frame first at SCRUB_IG_STEPS Gauss-Legendre steps,
+# then each frame whose completeness error (attribution.completeness_error) exceeds SCRUB_IG_TOLERANCE again at
+# twice the steps, up to SCRUB_IG_MAX_STEPS (the precise angle below the scrubber takes settings.IG_STEPS).
 SCRUB_IG_STEPS = min(settings.IG_STEPS, 8)
+SCRUB_IG_MAX_STEPS = max(SCRUB_IG_STEPS, min(settings.IG_STEPS, 32))
+SCRUB_IG_TOLERANCE = 0.05
+# Occlusion over the orbit: a 3 x 3 grid of windows tiling the input (27 px at 81 px), 9 occlusions per frame.
+SCRUB_OCCLUSION_CELLS = 3
+# Frames at a + 90k deg are the frame at a turned by k quarter turns when the model is invariant and, measured
+# on the first batch (the exact angles and every 45 deg, all computed), its attributions turn with the input to
+# this relative error; else every frame is computed.
+QUARTER_TURN_TOLERANCE = 1e-3
+# CPU cost of a view's frame in plain forwards of the model (benchmarks/bench_app_scrub.py, the flagship; see
+# docs/benchmarks_app.md): the cost estimate before a view has run for a model once.
+FRAME_COST_IN_FORWARDS = {"Group channels": 1.0, "Attention": 2.0, "gradcam": 1.4, "saliency": 2.0,
+                          "integrated_gradients": 5.0, "occlusion": 3.0}
 
 
 @dataclass(frozen=True)
@@ -258,21 +273,77 @@ def _nonflip_exact(group) -> list[float]:
     return [g.angle_deg % 360.0 for g in group.elements if not g.flip]
 
 
+def _cost_key(view: ScrubView) -> str:
+    return view.method if view.kind == "Attributions" else view.kind
+
+
+def forward_seconds(loaded: LoadedModel, size: int) -> float:
+    """Seconds of one plain forward per image of ``size`` px for this model, measured once (4 images, no grad)."""
+    key = ("forward-seconds", int(size))
+
+    def measure():
+        x = torch.zeros(4, 1, size, size, device=settings.device())
+        orbit_of_copies(loaded.model, x, np.zeros(4))  # warm up
+        start = time.perf_counter()
+        orbit_of_copies(loaded.model, x, np.zeros(4))
+        return (time.perf_counter() - start) / 4
+
+    return _cached(loaded, key, measure)
+
+
+def estimate_seconds(loaded: LoadedModel, view: ScrubView, size: int, steps: int | None = None) -> tuple[float, str]:
+    """``(seconds, how)``: what the whole orbit of ``view`` should take for this model, before it runs.
+
+    From the seconds per frame of this view (method) the last complete orbit of this model took, when there is
+    one (``how``: "measured"); else from this model's measured forward times the view's cost in forwards
+    (:data:`FRAME_COST_IN_FORWARDS`; ``how``: "estimated")."""
+    frames = len(scrub_angles(loaded.group, steps))
+    with loaded.lock:
+        measured = loaded.results.get(("scrub-seconds-per-frame", _cost_key(view), int(size)))
+    if measured is not None:
+        return measured * frames, "measured"
+    return forward_seconds(loaded, size) * frames * FRAME_COST_IN_FORWARDS.get(_cost_key(view), 2.0), "estimated"
+
+
+def about(seconds: float) -> str:
+    """A duration for people: "about 3 s", "about 40 s", "about 2 min"."""
+    if seconds < 1.0:
+        return "under 1 s"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    return f"about {seconds / 60:.0f} min"
+
+
 class ScrubOrbit:
     """The frames of one (model, lens, view, mirror, mask, sky), filled batch by batch with :meth:`step`.
 
     A frame holds the model input (grey PNG), the view's panels (palette PNGs on one scale per
     orbit, fixed by the first batch), the logits and probabilities, and the view's number
-    (stabilised distance or attribution invariance error)."""
+    (stabilised distance or attribution invariance error).
+
+    Attributions: one batched call per batch of frames (a target per row). For an invariant model whose
+    attributions turn with the input under quarter turns (measured on the first batch: :data:`QUARTER_TURN_TOLERANCE`)
+    the frame at ``a + 90k`` deg is the frame at ``a`` turned, so only a quarter of the frames are attributed;
+    their logits are always the model's own. Integrated Gradients goes coarse to fine (:data:`SCRUB_IG_STEPS`)."""
 
     def __init__(self, loaded: LoadedModel, x: torch.Tensor, view: ScrubView, flip: bool = False, mask: bool = True,
                  turned: TurnedInputs | None = None, steps: int | None = None):
         self.loaded, self.x, self.view, self.flip, self.mask, self.turned = loaded, x, view, flip, mask, turned
         self.angles = scrub_angles(loaded.group, steps)
         self.exact = _nonflip_exact(loaded.group)
-        batch = batch_for(x, 4 if view.kind == "Attention" else 12)
-        self.batches = fill_order(self.angles, self.exact + [0.0], batch)
+        self.batch = batch_for(x, 4 if view.kind == "Attention" else 12)
+        self.batches = fill_order(self.angles, self.exact + [0.0], self.batch)
+        self.batch_steps: list[int | None] = [None] * len(self.batches)  # IG steps of a refinement batch
         self.done = 0
+        self.workers: set = set()  # who stepped it (sessions): for anyone else a complete orbit is cached
+        self.full_seconds: float | None = None  # seconds until every frame was there (before IG refinement)
+        self.quarter: bool | None = None  # frames derived by quarter turns (None: not decided yet)
+        self.quarter_error: float | None = None
+        self.steps: list[int | None] = [None] * len(self.angles)  # IG steps per frame
+        self.completeness: list[float | None] = [None] * len(self.angles)  # IG completeness error per frame
+        self._baseline_outputs: torch.Tensor | None = None
+        self.reference_steps = 0  # IG steps of the upright reference
+        self.backs: list[torch.Tensor | None] = [None] * len(self.angles)  # attributions rotated back
         self.frames: list[dict | None] = [None] * len(self.angles)
         self.lock = threading.Lock()
         self.seconds = 0.0
@@ -302,15 +373,17 @@ class ScrubOrbit:
             x = self.turned(list(angles))
         return _masked(x, self.mask)
 
-    def step(self) -> bool:
-        """Compute the next batch of frames (thread-safe); True once every frame is there."""
+    def step(self, worker=None) -> bool:
+        """Compute the next batch of frames (thread-safe); True once every frame is there (and, for
+        Integrated Gradients, refined). ``worker`` (e.g. a session's token) is remembered: see :meth:`cached_for`."""
         with self.lock:
             if self.complete:
                 return True
+            self.workers.add(worker)
             start = time.perf_counter()
             idx = self.batches[self.done]
             try:
-                self._batch(idx)
+                self._batch(idx, self.batch_steps[self.done])
             except (ValueError, RuntimeError) as exc:  # e.g. an attribution this model cannot give
                 self.error = str(exc)
                 self.done = len(self.batches)
@@ -319,12 +392,105 @@ class ScrubOrbit:
             self.seconds += time.perf_counter() - start
             if self.first_seconds is None:
                 self.first_seconds = self.seconds
+            if self.done == 1 and self.quarter:
+                self._regroup_by_quarter_turns()
+            if self.full_seconds is None and all(f is not None for f in self.frames):
+                self.full_seconds = self.seconds
+            if self.done == len(self.batches):
+                self._queue_refinement()
+            if self.complete and self.error is None:
+                with self.loaded.lock:
+                    key = ("scrub-seconds-per-frame", _cost_key(self.view), int(self.x.shape[-1]))
+                    self.loaded.results[key] = self.seconds / len(self.angles)
             return self.complete
 
-    def _batch(self, idx: list[int]) -> None:
+    def cached_for(self, worker) -> bool:
+        """True when the orbit is complete and ``worker`` computed none of it (it came from the cache)."""
+        return self.complete and worker not in self.workers
+
+    def _regroup_by_quarter_turns(self) -> None:
+        """The batches after the first, as units ``{a, a + 90, a + 180, a + 270}`` (attributed once, at ``a``)."""
+        rest = [i for b in self.batches[self.done:] for i in b]
+        units: dict[float, list[int]] = {}
+        for i in rest:
+            units.setdefault(round(float(self.angles[i]) % 90.0, 6), []).append(i)
+        groups, per = list(units.values()), max(1, self.batch // 4)
+        regrouped = [sum(groups[k:k + per], []) for k in range(0, len(groups), per)]
+        self.batches = self.batches[:self.done] + regrouped
+        self.batch_steps = self.batch_steps[:self.done] + [None] * len(regrouped)
+
+    def _queue_refinement(self) -> None:
+        """Integrated Gradients: batches of the frames above :data:`SCRUB_IG_TOLERANCE`, at twice their steps."""
+        if self.view.kind != "Attributions" or self.view.method != "integrated_gradients":
+            return
+        todo = [i for i, (err, n) in enumerate(zip(self.completeness, self.steps, strict=True))
+                if err is not None and err > SCRUB_IG_TOLERANCE and n < SCRUB_IG_MAX_STEPS]
+        units: dict = {}
+        for i in todo:  # with quarter turns a unit {a, a + 90, ...} is attributed once and its copies follow
+            unit = round(float(self.angles[i]) % 90.0, 6) if self.quarter and i not in self.batches[0] else i
+            units.setdefault(unit, []).append(i)
+        if self.quarter:
+            for unit, members in units.items():
+                if isinstance(unit, float):
+                    members[:] = [i for i in range(len(self.angles)) if i not in self.batches[0]
+                                  and abs(float(self.angles[i]) % 90.0 - unit) < 1e-6]
+        groups = sorted(units.values(), key=len)  # single frames (the first batch's) together
+        chunks, chunk = [], []
+        for members in groups:
+            if chunk and len(chunk) + len(members) > self.batch:
+                chunks.append(chunk)
+                chunk = []
+            chunk = chunk + members
+        chunks += [chunk] if chunk else []
+        for chunk in chunks:
+            self.batches.append(sorted(chunk))
+            self.batch_steps.append(min(SCRUB_IG_MAX_STEPS, 2 * max(self.steps[i] or SCRUB_IG_STEPS for i in chunk)))
+
+    @property
+    def refining(self) -> bool:
+        """Every frame is there and Integrated Gradients is refining some of them."""
+        return self.full_seconds is not None and not self.complete
+
+    def summary(self, worker, payload_mb: float) -> str:
+        """The caption under a complete orbit: computed for ``worker`` (with its time) or cached."""
+        what = f"{len(self.angles)} frames of the {self.view.kind.lower()} view"
+        if self.cached_for(worker):
+            return (f"{what}, cached: computed earlier on the server (in {self.seconds:.2f} s), no model work now; "
+                    f"sent once ({payload_mb:.2f} MB) and swapped in your browser while the slider moves or Play runs")
+        return (f"{what}, computed on the server in {self.seconds:.2f} s (first frames in "
+                f"{self.first_seconds or 0:.2f} s), sent once ({payload_mb:.2f} MB) and swapped in your browser "
+                "while the slider moves or Play runs")
+
+    def detail(self) -> str:
+        """How the view's maps were made over the orbit (for the panel's title)."""
+        view = self.view
+        if view.kind != "Attributions":
+            return ""
+        parts = []
+        if view.method == "integrated_gradients":
+            steps = [n for n in self.steps if n is not None]
+            errors = [e for e in self.completeness if e is not None]
+            if steps:
+                span = f"{min(steps)}" if min(steps) == max(steps) else f"{min(steps)}-{max(steps)}"
+                parts.append(f"{span} Gauss-Legendre steps per frame, completeness error |ΣA - (f(x) - f(0))| / "
+                             f"|f(x) - f(0)| at most {max(errors):.1%} (median {float(np.median(errors)):.1%}; "
+                             f"frames above {SCRUB_IG_TOLERANCE:.0%} are refined up to {SCRUB_IG_MAX_STEPS} steps)")
+        elif view.method == "occlusion":
+            window, _ = attribution_lib.occlusion_grid(int(self.x.shape[-1]), SCRUB_OCCLUSION_CELLS)
+            parts.append(f"a {SCRUB_OCCLUSION_CELLS} x {SCRUB_OCCLUSION_CELLS} grid of {window}-px windows over "
+                         "the orbit (the precise angle below uses finer ones)")
+        if self.quarter:
+            parts.append(f"frames at a + 90k deg are the frame at a turned (checked at the exact angles: "
+                         f"{self.quarter_error:.1e})")
+        return "".join(", " + p for p in parts)
+
+    def _batch(self, idx: list[int], steps: int | None = None) -> None:
         angles = [float(self.angles[i]) for i in idx]
         x_rot = self._inputs(angles)
         first = self.reference is None
+        if self.view.kind == "Attributions":
+            self._attribution_batch(idx, angles, x_rot, first, steps)
+            return
         batch = torch.cat([x_rot, self.x_up]) if first else x_rot  # the upright reference rides along once
         view = self.view
         device = settings.device()
@@ -390,31 +556,109 @@ class ScrubOrbit:
                 panels.append({"maps": figures.encode_map(figures.sprite([c.numpy() for c in cells]), 0.0, 1.0,
                                                            "viridis")})
             return panels, [None] * n
-        # Attributions: the turned input's and the same rotated back into the upright frame. Over a
-        # whole orbit Integrated Gradients takes SCRUB_IG_STEPS steps and Occlusion a coarser,
-        # non-overlapping window (the precise angle below the scrubber uses the full settings).
-        size = x_rot.shape[-1]
-        window = max(3, size // 6) | 1
+        raise ValueError(f"unknown view {view.kind!r}")
+
+    def _quarter_candidate(self) -> bool:
+        return (self.turned is None and bool(getattr(self.loaded.model, "invariant", False))
+                and 90.0 in turnable_group(self.loaded.group).exact_turns_deg)
+
+    def _sources(self, idx: list[int], angles: list[float]) -> list[tuple[int, int]]:
+        """For each frame of a batch: (the row attributed for it, its quarter turns from that row). Without
+        quarter turns every frame is its own row; so is every frame of the first batch (the exact angles and
+        every 45 deg), so their invariance errors are always measured."""
+        first = set(self.batches[0])
+        out = []
+        for k, (i, a) in enumerate(zip(idx, angles, strict=True)):
+            base = next((j for j, b in enumerate(angles) if abs(b - a % 90.0) < 1e-6), None)
+            derive = self.quarter and i not in first and base is not None
+            out.append((base, int(round((a - angles[base]) / 90.0))) if derive else (k, 0))
+        return out
+
+    def _attribute(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """One batched attribution call over the rows ``x [N, 1, S, S]`` (the view's class for every row)."""
+        view, size = self.view, int(x.shape[-1])
         most = 16 if settings.DEVICE == "cpu" else 64
-        kw = {"n_steps": SCRUB_IG_STEPS, "internal_batch_size": batch_for(batch, most), "window": window,
-              "stride": window}
+        window, stride = attribution_lib.occlusion_grid(size, SCRUB_OCCLUSION_CELLS)
+        # Integrated Gradients: many (row, step) pairs per forward; Occlusion: every window of a row per forward.
+        kw = {"n_steps": steps, "internal_batch_size": 4 * batch_for(x, most), "window": window,
+              "stride": stride, "perturbations_per_eval": SCRUB_OCCLUSION_CELLS ** 2}
+        target = torch.full((x.shape[0],), int(view.target), dtype=torch.long)
         with self.loaded.lock:
-            attr = attribution_lib.attribute(self.loaded.model, batch.to(settings.device()), view.method,
-                                             int(view.target), layer=view.layer, mask=self.mask, **kw).cpu()
-        if first:
-            self.reference = attr[n:]
-        attr = attr[:n]
+            return attribution_lib.attribute(self.loaded.model, x.to(settings.device()), view.method,
+                                             target.to(settings.device()), layer=view.layer, mask=self.mask,
+                                             **kw).cpu()
+
+    def _attribution_batch(self, idx, angles, x_rot, first, steps) -> None:
+        """Attributions: the turned input's and the same rotated back into the upright frame."""
+        view, n = self.view, len(idx)
+        steps = steps or SCRUB_IG_STEPS
+        # The upright reference rides along once, and again with the first batch of finer IG steps.
+        fresh = first or steps > self.reference_steps
+        with self.loaded.lock:  # the model's own logits at every frame, derived or not
+            logits = torch.as_tensor(orbit_of_copies(self.loaded.model, x_rot.to(settings.device()),
+                                                     np.zeros(n)).logits)
+        sources = self._sources(idx, angles)
+        rows = sorted({j for j, _ in sources})
+        attr_rows = self._attribute(torch.cat([x_rot[rows], self.x_up]) if fresh else x_rot[rows], steps)
+        if fresh:
+            self.reference, self.reference_steps = attr_rows[len(rows):], steps
+            attr_rows = attr_rows[:len(rows)]
+        by_row = dict(zip(rows, attr_rows, strict=True))
+        attr = torch.stack([rotate(by_row[j][None, None], 90.0 * k)[0, 0] if k else by_row[j] for j, k in sources])
+        if first and self.quarter is None:
+            self._check_quarter_turns(angles, attr)
+        if view.method == "integrated_gradients":
+            if self._baseline_outputs is None:
+                with self.loaded.lock:
+                    zero = torch.zeros_like(self.x_up)
+                    self._baseline_outputs = torch.as_tensor(
+                        orbit_of_copies(self.loaded.model, zero.to(settings.device()), np.zeros(1)).logits)[0]
+            errors = attribution_lib.completeness_error(attr, logits[:n], self._baseline_outputs, int(view.target))
+            for k, i in enumerate(idx):
+                self.steps[i], self.completeness[i] = steps, float(errors[k])
         back = torch.cat([attribution_lib.rotate_back(attr[k:k + 1], a, self.flip) for k, a in enumerate(angles)])
         if self.scale is None:  # a percentile of |A|: a few outlier pixels do not wash the rest out
             peak = attribution_lib.display_limit(attr, back, self.reference)
             self.scale = (-peak, peak)
         lo, hi = self.scale
-        metrics = [attribution_lib.attribution_invariance_error(self.reference, back[k:k + 1],
-                                                                exact=abs(a % 90) < 1e-9)
-                   for k, a in enumerate(angles)]
-        panels = [{"maps": figures.encode_map(figures.sprite([attr[k].numpy(), back[k].numpy()]), lo, hi, "RdBu_r")}
-                  for k in range(n)]
-        return panels, metrics
+        probs = torch.softmax(logits[:n], dim=-1)
+        for k, i in enumerate(idx):
+            self.backs[i] = back[k:k + 1]
+        if fresh and not first:  # a finer reference: every frame's invariance error against it
+            for i, frame in enumerate(self.frames):
+                if frame is not None and i not in idx:
+                    frame["metric"] = self._invariance_error(i)
+        for k, i in enumerate(idx):
+            metric = self._invariance_error(i)
+            self.frames[i] = {
+                "input": figures.encode_map(x_rot[k, 0].numpy(), 0.0, 1.0),
+                "panels": {"maps": figures.encode_map(figures.sprite([attr[k].numpy(), back[k].numpy()]), lo, hi,
+                                                      "RdBu_r")},
+                "logits": [round(float(v), 7) for v in logits[k]],
+                "probs": [round(float(v), 8) for v in probs[k]],
+                "metric": metric,
+            }
+
+    def _invariance_error(self, i: int) -> float:
+        exact = abs(float(self.angles[i]) % 90) < 1e-9
+        return attribution_lib.attribution_invariance_error(self.reference, self.backs[i], exact=exact)
+
+    def _check_quarter_turns(self, angles: list[float], attr: torch.Tensor) -> None:
+        """Decide :attr:`quarter` on the first batch (all computed): does each frame at ``a + 90k`` equal the frame
+        at ``a`` turned by ``k`` quarter turns, to :data:`QUARTER_TURN_TOLERANCE`?"""
+        self.quarter = False
+        if not self._quarter_candidate():
+            return
+        errors = []
+        for k, a in enumerate(angles):
+            base = next((j for j, b in enumerate(angles) if abs(b - a % 90.0) < 1e-6), None)
+            if base is None or base == k:
+                continue
+            turned = rotate(attr[base][None, None], a - angles[base])[0, 0]
+            errors.append(float((attr[k] - turned).norm() / attr[base].norm().clamp_min(1e-12)))
+        if errors:
+            self.quarter_error = max(errors)
+            self.quarter = self.quarter_error < QUARTER_TURN_TOLERANCE
 
     def payload(self) -> dict:
         """Everything the browser needs for the frames there are so far (JSON-ready)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import numpy as np
 import streamlit as st
@@ -25,12 +26,13 @@ from eqlens.analysis import attention as attention_lib
 from eqlens.analysis import attribution as attribution_lib
 from eqlens.data.transforms import InputSpec
 from eqlens.groups import DEFAULT_GROUP, get_group
-from eqlens.simulation import scene
 from eqlens.models import averaged_turns
+from eqlens.simulation import scene
 
 ANGLE = "explore_angle"
 VIEWS = compute.SCRUB_VIEWS
 SCRUB_NONCE = "explore_scrub_nonce"
+SCRUB_WORKER = "explore_scrub_worker"  # this session's token: an orbit it did not fill is shown as cached
 PIN = "explore_pinned_lens"
 SKY_KEY, SKY_FOLLOWED = "explore_sky", "explore_sky_followed"
 STRETCH = "explore_stretch"
@@ -241,8 +243,10 @@ def view_controls(loaded: LoadedModel, upright) -> compute.ScrubView:
         return compute.ScrubView(view, tap=tap, field=int(field))
     methods = list(attribution_lib.METHODS)
     c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("method", methods, index=methods.index("gradcam"), format_func=attribution_lib.METHODS.get,
-                          key="explore_attr_method")
+    method = c1.selectbox("method", methods, index=methods.index("gradcam"),
+                          format_func=lambda m: method_label(loaded, m),
+                          key="explore_attr_method", help="the time is the whole orbit's, before it runs: measured "
+                          "on this server for this model when it ran here before, else estimated from its forward")
     predicted = int(upright.logits[0].argmax()) if loaded.regression is None else 0
     classes = _keep_valid("explore_attr_target", range(len(loaded.class_names)))
     target = c2.selectbox("class", classes, index=min(predicted, len(classes) - 1),
@@ -253,6 +257,12 @@ def view_controls(loaded: LoadedModel, upright) -> compute.ScrubView:
         _keep_valid("explore_attr_layer", spatial)
         layer = c3.selectbox("layer", spatial, index=len(spatial) - 1, key="explore_attr_layer") if spatial else None
     return compute.ScrubView(view, method=method, target=int(target), layer=layer)
+
+
+def method_label(loaded: LoadedModel, method: str) -> str:
+    """An attribution method's name and its orbit's cost before it runs ("Integrated Gradients, about 6 s")."""
+    seconds, _ = compute.estimate_seconds(loaded, compute.ScrubView("Attributions", method=method), loaded.image_size)
+    return f"{attribution_lib.METHODS[method]}, {compute.about(seconds)}"
 
 
 def attention_tab(insp, x_rot: torch.Tensor, spec: compute.ScrubView) -> None:
@@ -399,8 +409,7 @@ def scrub_layout(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.Scr
         metric = ""
     else:
         name = attribution_lib.METHODS[spec.method]
-        detail = {"integrated_gradients": f", {compute.SCRUB_IG_STEPS} steps over the orbit",
-                  "occlusion": ", a non-overlapping window over the orbit"}.get(spec.method, "")
+        detail = orbit.detail()
         panels = [dict(name="maps", title=f"{name} of {loaded.class_names[spec.target]}{detail}; colour scale "
                                           f"clipped at the {attribution_lib.DISPLAY_PERCENTILE:g}th percentile of |A|",
                        cells=["attribution (turned input)", "rotated back (upright frame)"], w=size, h=size, px=150,
@@ -460,18 +469,23 @@ def scrub_section(loaded: LoadedModel, lens: lenses.LensImage, spec: compute.Scr
 def _scrub_body(loaded: LoadedModel, lens: lenses.LensImage, orbit: compute.ScrubOrbit, show_truth: bool, flip: bool,
                 sky: bool, polling: bool) -> None:
     status = st.empty()
+    me = st.session_state.setdefault(SCRUB_WORKER, uuid.uuid4().hex)
+    cost = ""
+    if not orbit.complete:  # the cost before the view runs (and while it fills)
+        seconds, how = compute.estimate_seconds(loaded, orbit.view, loaded.image_size)
+        cost = f"{compute.about(seconds)} in all, {how} for this model"
+        status.caption(f"{orbit.view.kind} over the orbit: {cost}")
     began, budget = time.perf_counter(), FILL_SECONDS if orbit.done else FIRST_FILL_SECONDS
     while not orbit.complete and time.perf_counter() - began < budget:
-        orbit.step()
+        orbit.step(me)
     payload = scrub_payload(loaded, lens, orbit, show_truth, flip, sky, float(st.session_state.get(ANGLE, 0.0)))
     value = scrub(payload, key="explore_scrub")
     if orbit.complete:
-        size = len(json.dumps(payload)) / 1e6
-        status.caption(f"{len(orbit.angles)} frames of the {orbit.view.kind.lower()} view, computed on the server in "
-                       f"{orbit.seconds:.2f} s (first frames in {orbit.first_seconds or 0:.2f} s), sent once "
-                       f"({size:.2f} MB) and swapped in your browser while the slider moves or Play runs")
+        status.caption(orbit.summary(me, len(json.dumps(payload)) / 1e6))
+    elif orbit.refining:
+        status.progress(1.0, text=f"every frame is there; refining Integrated Gradients ({orbit.seconds:.1f} s so far)")
     else:
-        status.progress(orbit.progress, text=f"computing the orbit's frames: {orbit.progress:.0%} "
+        status.progress(orbit.progress, text=f"computing the orbit's frames: {orbit.progress:.0%}, {cost} "
                                              "(the scrubber already shows those computed)")
     if value and value.get("nonce") != st.session_state.get(SCRUB_NONCE):
         st.session_state[SCRUB_NONCE] = value.get("nonce")

@@ -82,10 +82,10 @@ class _Masked(torch.nn.Module):
 def _ties_shared(model, active: bool = True):
     """Inside (when ``active``): every :class:`CentredMaxPool2d` of ``model`` shares a tie's gradient equally (forward
     hooks that recompute the same values; removed on exit). The caller holds the model's lock."""
-    from ..models.group_conv import CentredMaxPool2d, centred_max_pool2d
+    from ..models.group_conv import CentredMaxPool2d
 
     def share(module, inputs, output):
-        return centred_max_pool2d(inputs[0], share_ties=True)
+        return _tie_shared_pool(inputs[0])
 
     modules = model.modules() if active and isinstance(model, torch.nn.Module) else ()
     handles = [m.register_forward_hook(share) for m in modules if isinstance(m, CentredMaxPool2d)]
@@ -96,12 +96,57 @@ def _ties_shared(model, active: bool = True):
             handle.remove()
 
 
+class _TieSharedMaxPool(torch.autograd.Function):
+    """The centred max-pool's values (``max_pool2d``), its gradient shared equally among a window's tied maxima.
+
+    The same gradient as ``unfold(...).amax(...)`` (``centred_max_pool2d(..., share_ties=True)``) in a few
+    strided slices of the padded input instead of autograd through the unfolded windows, which made a
+    Saliency of the flagship cost 3x an Integrated Gradients step. ``[N, C, H, W] -> [N, C, H', W']``."""
+
+    @staticmethod
+    def forward(ctx, flat, sizes, pads):
+        out = F.max_pool2d(flat, kernel_size=sizes, stride=2, padding=pads)
+        ctx.save_for_backward(flat, out)
+        ctx.sizes, ctx.pads = sizes, pads
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        flat, out = ctx.saved_tensors
+        (kh, kw), (ph, pw) = ctx.sizes, ctx.pads
+        padded = F.pad(flat, (pw, pw, ph, ph), value=float("-inf"))
+        rows, cols = out.shape[-2:]
+        windows = [(i, j) for i in range(kh) for j in range(kw)]
+        # offset (i, j) of every window: the padded pixels (i + 2 r, j + 2 c) for outputs (r, c)
+        ties = [padded[..., i:i + 2 * rows - 1:2, j:j + 2 * cols - 1:2] == out for i, j in windows]
+        share = grad_out / torch.stack(ties).sum(dim=0).clamp_min(1)
+        grad = torch.zeros_like(padded)
+        for (i, j), tie in zip(windows, ties, strict=True):
+            grad[..., i:i + 2 * rows - 1:2, j:j + 2 * cols - 1:2] += tie * share
+        return grad[..., ph:ph + flat.shape[-2], pw:pw + flat.shape[-1]], None, None
+
+
+def _tie_shared_pool(x: torch.Tensor) -> torch.Tensor:
+    """``centred_max_pool2d(x, share_ties=True)`` (same windows: 3 wide with padding 1 on an odd side, 2 on an
+    even one, stride 2) through :class:`_TieSharedMaxPool`; ``[..., H, W] -> [..., H', W']``."""
+    lead = x.shape[:-2]
+    flat = x.reshape(x.shape[0], -1, *x.shape[-2:]) if x.dim() != 4 else x
+    sizes = tuple(3 if n % 2 else 2 for n in x.shape[-2:])
+    pads = tuple(1 if n % 2 else 0 for n in x.shape[-2:])
+    out = _TieSharedMaxPool.apply(flat, sizes, pads)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
 def attribute(model, x: torch.Tensor, method: str, target: int | torch.Tensor, layer=None, mask: bool = False,
               **kw) -> torch.Tensor:
     """Attribution of class ``target`` for inputs ``x: [B, 1, H, W]`` -> ``[B, H, W]``.
 
-    ``method`` is a key of :data:`METHODS`. Keywords: ``n_steps``/``internal_batch_size``
-    (Integrated Gradients, zero baseline), ``window``/``stride`` (Occlusion, pixels),
+    ``method`` is a key of :data:`METHODS`; ``target`` one class for every row or one per row (``[B]``).
+    The rows are independent (eval mode), so a batch of the orbit's turned copies gives, in one batched
+    backward (Occlusion: ``perturbations_per_eval`` occluded copies of every row per forward), what one call
+    per copy would. Keywords: ``n_steps``/``internal_batch_size`` (Integrated Gradients, zero baseline,
+    Gauss-Legendre nodes; :func:`completeness_error` says how far ``n_steps`` is from converged),
+    ``window``/``stride``/``perturbations_per_eval`` (Occlusion, pixels; :func:`occlusion_grid` tiles a side),
     ``layer`` (Grad-CAM: a tap name of ``model.taps()`` or a module; default the last spatial
     tap). Grad-CAM maps are upsampled bilinearly to ``H x W``; signs are kept (positive: pushes
     towards ``target``). ``mask``: the model is fed ``circular_mask * x`` (as the app and masked
@@ -138,9 +183,31 @@ def _captum(model, x: torch.Tensor, method: str, target, layer, kw: dict) -> tor
         stride = int(kw.get("stride", max(1, window // 2)))
         attr = Occlusion(model).attribute(
             x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
-            target=target, baselines=0.0,
+            target=target, baselines=0.0, perturbations_per_eval=int(kw.get("perturbations_per_eval", 1)),
         )
     return attr
+
+
+def occlusion_grid(size: int, cells: int = 3) -> tuple[int, int]:
+    """``(window, stride)`` of non-overlapping Occlusion windows tiling a ``size``-px side in ``cells`` windows
+    (81 px, 3 cells: 27-px windows at 0, 27, 54; the last is clipped when ``cells`` does not divide ``size``)."""
+    window = -(-int(size) // int(cells))
+    return window, window
+
+
+def completeness_error(attr: torch.Tensor, outputs: torch.Tensor, baseline_outputs: torch.Tensor,
+                       target: int | torch.Tensor) -> torch.Tensor:
+    """Integrated Gradients' completeness error per row, ``|sum A - (f(x) - f(0))| / |f(x) - f(0)|``.
+
+    ``attr [B, H, W]``; ``outputs [B, K]`` the model's outputs at the rows, ``baseline_outputs [K]`` or ``[1, K]``
+    at the zero baseline; ``target`` one class or one per row. Exact integration gives 0; the Gauss-Legendre
+    sum with ``n`` steps leaves an error that falls with ``n`` (the 81-px flagship, its log-probabilities from
+    a zero baseline, f(x) - f(0) ~ 134: about 0.3 at 4 steps, 0.1 at 8, 0.01-0.04 at 16)."""
+    rows = outputs.shape[0]
+    target = torch.as_tensor(target, device=outputs.device).reshape(-1).expand(rows).long()
+    gap = outputs.gather(1, target[:, None])[:, 0] - baseline_outputs.reshape(-1)[target]
+    total = attr.reshape(rows, -1).sum(dim=1).to(gap.dtype)
+    return (total - gap).abs() / gap.abs().clamp_min(1e-12)
 
 
 def rotate_back(attr: torch.Tensor, angle_deg: float, flip: bool = False) -> torch.Tensor:
