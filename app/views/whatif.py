@@ -282,7 +282,7 @@ def editor(loaded, config_name: str, class_index: int, seed: int) -> None:
         ideal_observer(loaded, config_name, class_index, seed, changes)
     with right:
         st.dataframe(scene_rows(drawn_truth, truth), hide_index=True, width="stretch", key="whatif_scene",
-                     column_config={"parameter": st.column_config.TextColumn(width="large"),
+                     column_config={"parameter": st.column_config.TextColumn(width="medium"),
                                     "changed": st.column_config.TextColumn("", width="small")})
         st.caption(f"Masses in recipe units (DeepLenseSim's Msun, luminosity distances) and physical Msun (x "
                    f"{float(truth['physical_mass_factor']):.3f}, angular-diameter distances: "
