@@ -38,16 +38,16 @@ def main(source: str, out: str) -> int:
         left.text(xi, (0 if math.isnan(b["error_rate"]) else b["error_rate"]) + 0.03, f"n={b['n']}", ha="center",
                   fontsize=8)
     at8, at5 = (0.5 * math.erfc(d / 2 / math.sqrt(2)) for d in (8, 5))
-    left.text(0.02, 0.97, f"ideal observer between two fully specified scenes: Phi(-D/2),\n{at8:.0e} at D = 8, "
+    left.text(0.25, 0.80, f"ideal observer between two fully specified scenes: Phi(-D/2),\n{at8:.0e} at D = 8, "
               f"{at5:.3f} at D = 5", transform=left.transAxes, va="top", fontsize=8)
     names = [f"< {b['hi']:g}" if b["lo"] == 0 else (f"> {b['lo']:g}" if math.isinf(b["hi"]) else
              f"{b['lo']:g}-{b['hi']:g}") for b in bins]
     left.set_xticks(x, names)
     left.set_xlabel("D_ax: whitened distance to the closest axion scene")
     left.set_ylabel("share of CDM lenses misclassified")
-    left.set_ylim(0, 1.05)
+    left.set_ylim(0, 1.15)
     left.set_title("Where the classifier loses lenses the data still separate")
-    left.legend(fontsize=8, loc="upper right")
+    left.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
     top = max(max(r[k] for r in rows) for k in LABELS if k in rows[0])
     edges = np.linspace(0, min(top, 120), 41)
     for k, label in LABELS.items():
