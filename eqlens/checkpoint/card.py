@@ -34,7 +34,7 @@ from ..training.jsonio import dumps, jsonable
 from ..training.targets import CLASSIFICATION, TASKS, TargetScaler, is_regression
 
 FORMAT = "eqlens-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # A card's model input side above MAX_CARD_IMAGE_SIZE (data/transforms.py) is refused: the app's orbits and
 # attributions grow with its square (800 px took the app from 0.9 to 2.7 GB). Training refuses larger sizes
 # too, so every card it writes loads.
@@ -237,6 +237,38 @@ def _validate(card, source: str) -> None:
             raise CheckpointError(f"{source}: the card's data: {err}") from None
 
 
+def migrate(card: Mapping, version: int, source: str = "checkpoint") -> dict:
+    """A validated card's JSON of format ``version`` as format :data:`FORMAT_VERSION` states it: the one place
+    where what an older card leaves out is filled in (a copy; the input is not changed).
+
+    1 -> 2: a plain model's group is dropped (cards before issue 14 said "C4" for it: a plain model has none,
+    and its build config no ``"group"``); a simulated ``data`` record states its ``simulation_config`` (a
+    record without one was rendered with the config of its name as that name drew then: the closed-form
+    line vortex, :func:`eqlens.data.splits.recorded_simulation_config`); the build config names the variant
+    its settings are (:func:`eqlens.models.matching_variant`), if any."""
+    from ..data.splits import data_simulation_config
+    from ..models import matching_variant
+
+    card = copy.deepcopy(dict(card))
+    if version < 2:
+        model = dict(card["model"])
+        build, group = _without_plain_group(model["build_config"], card.get("group"))
+        named = matching_variant(build) if "variant" not in build else None
+        model["build_config"] = {"name": build["name"], **({"variant": named} if named else {}),
+                                 **{k: v for k, v in build.items() if k != "name"}}
+        card["model"], card["group"] = model, group
+        data = card.get("data")
+        if isinstance(data, Mapping) and data.get("simulation_config") is None:
+            try:
+                config = data_simulation_config(data)
+            except DataError as err:
+                raise CheckpointError(f"{source}: the card's data: {err}") from None
+            if config is not None:
+                card["data"] = {**data, "simulation_config": config.to_dict()}
+        card["format_version"] = 2
+    return card
+
+
 def _plain(value):
     """A deep copy as plain JSON containers: a card never shares a mutable object with its source."""
     return copy.deepcopy(jsonable(value))
@@ -288,6 +320,7 @@ class ModelCard:
         if isinstance(card, ModelCard):
             return card
         _validate(card, source)
+        card = migrate(card, card["format_version"], source)
         build, group = _without_plain_group(card["model"]["build_config"], card.get("group"))
         spec = _validate_input(card, build, source)
         names = list(card["class_names"])
