@@ -176,8 +176,8 @@ SCRUB_OCCLUSION_CELLS = 3
 QUARTER_TURN_TOLERANCE = 1e-3
 # CPU cost of a view's frame in plain forwards of the model (benchmarks/bench_app_scrub.py, the flagship; see
 # docs/benchmarks_app.md): the cost estimate before a view has run for a model once.
-FRAME_COST_IN_FORWARDS = {"Group channels": 1.0, "Attention": 2.0, "gradcam": 1.4, "saliency": 2.0,
-                          "integrated_gradients": 5.0, "occlusion": 3.0}
+FRAME_COST_IN_FORWARDS = {"Group channels": 1.0, "Attention": 2.0, "gradcam": 1.3, "saliency": 1.8,
+                          "integrated_gradients": 15.0, "occlusion": 3.8}
 
 
 @dataclass(frozen=True)
