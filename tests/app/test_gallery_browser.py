@@ -28,8 +28,8 @@ def test_a_gallery_thumbnail_opens_that_lens_in_explore(server):
         page.get_by_role("heading", name="Gallery").first.wait_for()
         wait_idle(page)
         caption = f"{first['config']} / {first['class_name']} / seed {first['seed']}"
-        assert page.get_by_text(caption, exact=True).first.is_visible()  # the thumbnail's caption
-        page.locator(".st-key-gallery_open_classes_0 button").click()
+        page.get_by_text(caption, exact=True).first.wait_for()  # the thumbnail's caption
+        page.locator(".st-key-gallery_open_classes_0").get_by_role("button", name="Explore").click()
         page.get_by_role("heading", name=re.compile("^Explore")).first.wait_for()
         page.get_by_text(f"Showing simulated {caption}").first.wait_for()
         wait_idle(page)
