@@ -264,7 +264,7 @@ def partner_index(first: LoadedModel | None, uploaded: dict | None = None) -> in
 
 @st.cache_resource(show_spinner="Loading checkpoint...", max_entries=16)
 def _load_path(path: str, mtime: float) -> LoadedModel:
-    from eqlens.training import load_checkpoint
+    from eqlens.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(path, device=settings.DEVICE)
     return _wrap(f"ckpt:{path}", Path(path).stem, model, card, trained=True)
@@ -272,7 +272,7 @@ def _load_path(path: str, mtime: float) -> LoadedModel:
 
 @st.cache_resource(show_spinner="Loading uploaded checkpoint...", max_entries=8)
 def _load_bytes(key: str, name: str, data: bytes) -> LoadedModel:
-    from eqlens.training import load_checkpoint
+    from eqlens.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(data, device=settings.DEVICE)
     return _wrap(key, f"{name} (uploaded)", model, card, trained=True)

@@ -592,7 +592,7 @@ def normalised_confusion_figure(confusion: np.ndarray, class_names: Sequence[str
     """Row-normalised confusion heatmap (true class down, predicted across; each row sums to 1, the
     diagonal is each class's recall), the counts in the hover. Clickable like :func:`confusion_figure`:
     a nearly invisible scatter over the cells carries the selection (point_index = row*K+col)."""
-    from eqlens.training.metrics import normalised_confusion
+    from eqlens.evaluation.metrics import normalised_confusion
 
     counts = np.asarray(confusion)
     shares = normalised_confusion(counts)
@@ -614,7 +614,7 @@ def normalised_confusion_figure(confusion: np.ndarray, class_names: Sequence[str
 
 
 def reliability_figure(calibration: dict) -> go.Figure:
-    """Reliability diagram of :func:`eqlens.training.metrics.reliability`: accuracy per confidence bin
+    """Reliability diagram of :func:`eqlens.evaluation.metrics.reliability`: accuracy per confidence bin
     (bars, image counts on them) against the diagonal of a calibrated model, the mean confidence of
     each bin as a point; the expected calibration error in the title."""
     edges = np.asarray(calibration["edges"], dtype=np.float64)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from eqlens.checkpoint import ModelCard
-from eqlens.training.targets import TargetScaler
+from eqlens.core.tasks import TargetScaler
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Training runs read back from the checkpoints folder: what each one is (complete, partial, being
-trained now), its history per epoch, and the :class:`~eqlens.training.TrainConfig` that continues it
+trained now), its history per epoch, and the :class:`~eqlens.core.run_config.TrainConfig` that continues it
 (``resume`` in its own folder, from ``last/``) or fine-tunes a new run from its weights (``init_from``).
 The same machinery as ``eqlens train --resume`` / ``--init-from``; no st.* here.
 
@@ -172,7 +172,7 @@ def continue_config(run: Run, *, epochs: int | None = None, time_budget_min: flo
     """The :class:`TrainConfig` that goes on with ``run`` in its own folder from ``last/`` (``resume``), with
     the settings its card records, up to ``epochs`` in all, within ``time_budget_min`` minutes per call.
     Raises :class:`EqlensError` when it cannot be continued."""
-    from eqlens.training import TrainConfig
+    from eqlens.core.run_config import TrainConfig
 
     if run.training_now:
         raise EqlensError(f"{run.name} is being trained now")
@@ -200,7 +200,7 @@ def finetune_config(source: Path, card, *, out: str, data: str, epochs: int, lr:
     the classifier then starts fresh)."""
     from eqlens.checkpoint import ModelCard
     from eqlens.checkpoint.transfer import card_architecture
-    from eqlens.training import TrainConfig
+    from eqlens.core.run_config import TrainConfig
 
     card = ModelCard.from_json(card, str(source))
     small = max(2, int(train_size) // 8)

@@ -22,7 +22,8 @@ import time
 import torch
 from common import machine_description, markdown_table, report, write_report
 
-from eqlens.training import TrainConfig, train
+from eqlens.core.run_config import TrainConfig
+from eqlens.training import train
 
 SEED_SIZES = {"train_size": 9000, "val_size": 1000, "test_size": 1000, "epochs": 40}
 QUICK_SIZES = {"train_size": 24, "val_size": 6, "test_size": 6, "epochs": 2}

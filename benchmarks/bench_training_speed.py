@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from common import machine_description, markdown_table, report, seconds_per_call, write_report
 
 from eqlens import models
-from eqlens.training import TrainConfig, train
+from eqlens.core.run_config import TrainConfig
+from eqlens.training import train
 
 SHIPPED_GCNN = {}  # the builder's defaults: widths 16-24-32-32, stride-1 lifting layer (81k parameters)
 FLAGSHIP_GCNN = {"widths": [8, 16, 32, 48], "lift_stride": 2}  # 82k parameters

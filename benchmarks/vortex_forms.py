@@ -45,8 +45,8 @@ def render_difference(n_lenses: int, supersampling: int = 1) -> dict:
 def accuracies(checkpoint: str, n_test: int) -> dict:
     from eqlens.checkpoint import load_checkpoint
     from eqlens.data.simulated import SimulatedLensDataset
+    from eqlens.evaluation.classification import evaluate_model
     from eqlens.simulation import get_config
-    from eqlens.training.evaluate import evaluate_model
 
     model, card = load_checkpoint(checkpoint)
     seed = int(card.data.get("data_seed", 0))

@@ -29,7 +29,7 @@ from eqlens.checkpoint import (  # noqa: E402
     write_checkpoint,  # noqa: E402
 )
 from eqlens.checkpoint.card import FORMAT_VERSION  # noqa: E402
-from eqlens.training.jsonio import dumps  # noqa: E402
+from eqlens.core.jsonio import dumps  # noqa: E402
 
 
 def migrate(folder: Path) -> bool:

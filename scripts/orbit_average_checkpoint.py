@@ -17,8 +17,8 @@ import hashlib
 from pathlib import Path
 
 from eqlens.checkpoint import load_checkpoint, write_checkpoint
+from eqlens.evaluation.checkpoint import evaluate_checkpoint
 from eqlens.models import create_from_config
-from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
 from eqlens.training.reporting import card_summary
 
 

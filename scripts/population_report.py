@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from eqlens.checkpoint import read_card  # noqa: E402
+from eqlens.evaluation.checkpoint import evaluate_checkpoint  # noqa: E402
 from eqlens.experiments.statistics import binomial_se, mcnemar  # noqa: E402
-from eqlens.training.checkpoint_evaluation import evaluate_checkpoint  # noqa: E402
 
 
 def score(path: str, data: str, size: int, device: str) -> dict:

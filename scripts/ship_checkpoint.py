@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from eqlens.checkpoint import load_checkpoint, write_checkpoint
-from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
+from eqlens.evaluation.checkpoint import evaluate_checkpoint
 from eqlens.training.reporting import card_summary
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
+from eqlens.core.run_config import TrainConfig
 from eqlens.data.simulated import SimulatedLensDataset
 from eqlens.data.splits import DataSplits
-from eqlens.training import TrainConfig, train
+from eqlens.training import train
 
 PRESETS = {
     # 2-core CPU budget: 65 px (odd: the invariant models stay exact), 3000 training images.

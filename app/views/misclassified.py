@@ -26,7 +26,7 @@ def evaluate(loaded: LoadedModel, data: str, size: int, data_seed: int) -> dict:
     """eqlens's predictions (a progress bar per batch), then its metrics on the whole set."""
     from eqlens.checkpoint import predict
     from eqlens.data.splits import resolve_eval_dataset
-    from eqlens.training.metrics import classification_report, reliability, softmax
+    from eqlens.evaluation.metrics import classification_report, reliability, softmax
 
     dataset = resolve_eval_dataset(data, "test", loaded.image_size, list(loaded.class_names), size=size,
                                    data_seed=data_seed, device="cpu", crop=loaded.crop)
@@ -79,7 +79,7 @@ def _csv(header: list[str], rows) -> str:
 
 
 def confusion_csv(report: dict, names: list[str]) -> str:
-    from eqlens.training.metrics import normalised_confusion
+    from eqlens.evaluation.metrics import normalised_confusion
 
     counts = np.asarray(report["confusion"])
     shares = normalised_confusion(counts)
@@ -121,7 +121,7 @@ def _finite(value):
 
 
 def metrics_json(report: dict, loaded: LoadedModel) -> str:
-    from eqlens.training.metrics import normalised_confusion
+    from eqlens.evaluation.metrics import normalised_confusion
 
     keys = ("n", "accuracy", "auc_macro", "per_class_auc", "confusion", "calibration", "roc", "data", "data_seed")
     record = {"model": loaded.label, "class_names": list(loaded.class_names),

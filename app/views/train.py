@@ -153,7 +153,7 @@ def _campaign(prefix: str, simulated: bool, crop: bool) -> dict:
 
 
 def new_run_config():
-    from eqlens.training import TrainConfig
+    from eqlens.core.run_config import TrainConfig
 
     data, simulated = _data("train")
     model, group, batch = _value("train_model"), _value("train_group"), int(_value("train_batch"))

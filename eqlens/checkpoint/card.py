@@ -27,11 +27,11 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..core.jsonio import dumps, jsonable
+from ..core.tasks import CLASSIFICATION, TASKS, TargetScaler, is_regression
 from ..data.images import MAX_CLASSES
 from ..data.transforms import MAX_CARD_IMAGE_SIZE, InputSpec
 from ..errors import CheckpointError, DataError
-from ..training.jsonio import dumps, jsonable
-from ..training.targets import CLASSIFICATION, TASKS, TargetScaler, is_regression
 
 FORMAT = "eqlens-checkpoint"
 FORMAT_VERSION = 2
@@ -50,7 +50,7 @@ def make_card(model, *, class_names, group: str, data: dict, training: dict, met
               history: list | None = None, input_spec: dict | None = None, task: dict | None = None) -> dict:
     """The model card: everything needed to rebuild, feed and judge the model, as plain data.
 
-    ``task``: :func:`eqlens.training.targets.task_record` (default: classification); a regression
+    ``task``: :func:`eqlens.core.tasks.task_record` (default: classification); a regression
     card's ``class_names`` is the one output's name. ``group`` is recorded only for a model built for
     one: a plain model's card says ``"group": null`` whatever is passed (:class:`ModelCard`)."""
     from ..models import count_parameters
@@ -389,12 +389,12 @@ class ModelCard:
 
     @property
     def train_config(self):
-        """The run's settings (``training.config``) as a :class:`eqlens.training.TrainConfig`, with today's
+        """The run's settings (``training.config``) as a :class:`eqlens.core.run_config.TrainConfig`, with today's
         defaults for what an older record leaves out (e.g. ``augment``: on; ``model``: the card's); None
         for a card without a record, or with one this version cannot take (an unknown schedule, a value
         out of range): read a setting here, never from the JSON with a default of one's own."""
+        from ..core.run_config import TrainConfig
         from ..errors import EqlensError
-        from ..training.config import TrainConfig
 
         config = self.training.get("config")
         if not isinstance(config, Mapping):

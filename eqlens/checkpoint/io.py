@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.jsonio import atomic_write_bytes, dumps, jsonable
 from ..errors import CheckpointError
-from ..training.jsonio import atomic_write_bytes, dumps, jsonable
 from .card import FORMAT, ModelCard
 
 WEIGHTS_FILE = "model.safetensors"

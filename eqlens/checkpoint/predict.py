@@ -55,10 +55,10 @@ def dataset_outputs(model, dataset, *, mask: bool, batch_size: int = 64, device=
     The loop behind :func:`predict`, for callers that have a mask but no card yet (the trainer's
     validation). Runs in eval mode (the mode is restored). In a distributed run each rank predicts its
     shard and every rank gets all rows; ``progress`` counts the rank's own images."""
+    from ..core import distributed
     from ..data.splits import iterate_batches
     from ..data.transforms import apply_circular_mask
     from ..models.inspection import eval_mode
-    from ..training import distributed
 
     context = context or distributed.DistributedContext()
     device = _device(model, device)
@@ -109,7 +109,7 @@ def predict(model, card: ModelCard, data, *, batch_size: int = 64, device=None, 
     masked as ``card`` says), in batches of ``batch_size`` on ``device`` (default: the model's).
 
     ``progress(done, total)`` is called after every batch; ``workers``, ``amp`` and ``context`` (a
-    :class:`eqlens.training.distributed.DistributedContext`) are for datasets in training runs.
+    :class:`eqlens.core.distributed.DistributedContext`) are for datasets in training runs.
     Runs in eval mode and restores the model's mode."""
     card = ModelCard.from_json(card)
     if torch.is_tensor(data) or isinstance(data, np.ndarray):

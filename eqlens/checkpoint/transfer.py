@@ -81,7 +81,7 @@ def transfer_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module)
 
 
 def architecture(build_config: Mapping, augment_group: str = DEFAULT_GROUP) -> dict:
-    """The :class:`~eqlens.training.TrainConfig` settings that rebuild ``build_config``'s model with
+    """The :class:`~eqlens.core.run_config.TrainConfig` settings that rebuild ``build_config``'s model with
     any number of outputs: ``model``, ``group``, ``image_size`` and ``model_kwargs``. ``group`` is the
     model's own; a plain model has none, so the run's ``group`` (its augmentation's) is
     ``augment_group``. A named variant is not carried over: a fine-tune may change a hyper-parameter (e.g.

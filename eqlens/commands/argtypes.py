@@ -1,6 +1,6 @@
 """Argument types of the command line: a number out of range is refused by the parser itself, naming the
 flag and the accepted range (``argument --lr: must be a number in (0, 10], got 1e+300``), before anything
-is built or read. The ranges are the ones :class:`eqlens.training.TrainConfig` enforces."""
+is built or read. The ranges are the ones :class:`eqlens.core.run_config.TrainConfig` enforces."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import argparse
 import math
 
 from ..checkpoint.card import MAX_CLASSES
-from ..data.transforms import MAX_INPUT_SIZE
-from ..training.config import (
+from ..core.run_config import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_IMAGE_SIZE,
@@ -19,6 +18,7 @@ from ..training.config import (
     MAX_WEIGHT_DECAY,
     MAX_WORKERS,
 )
+from ..data.transforms import MAX_INPUT_SIZE
 
 
 def _bounds(low, high, low_open: bool = False) -> str:

@@ -27,9 +27,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..core.jsonio import atomic_write_bytes
     from ..errors import TrainingError
     from ..experiments.model_comparison import aggregate_runs, format_table, run_comparison
-    from ..training.jsonio import atomic_write_bytes
     from .config_flags import config_values
 
     if args.resume and not args.checkpoints:

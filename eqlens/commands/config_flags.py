@@ -1,6 +1,6 @@
-"""The command-line flags of :class:`eqlens.training.TrainConfig`, derived from its fields: one flag per
+"""The command-line flags of :class:`eqlens.core.run_config.TrainConfig`, derived from its fields: one flag per
 field (``--batch-size`` for ``batch_size``), its type, default, choices, range and help taken from the
-field and its metadata (:func:`eqlens.training.config._setting`), so a new setting reaches ``eqlens train``
+field and its metadata (:func:`eqlens.core.run_config._setting`), so a new setting reaches ``eqlens train``
 and ``eqlens bench`` without being written out again. Ranges are checked by the parser
 (:mod:`eqlens.commands.argtypes`), naming the flag."""
 
@@ -13,7 +13,7 @@ from . import argtypes
 
 def config_fields(names=None) -> list[Field]:
     """The fields that have a flag, in the config's order (``names``: only these)."""
-    from ..training.config import TrainConfig
+    from ..core.run_config import TrainConfig
 
     chosen = [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]
     return chosen if names is None else [f for f in chosen if f.name in names]

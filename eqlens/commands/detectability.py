@@ -93,7 +93,7 @@ def run(args) -> int:
 
 
 def _write(path, report) -> None:
-    from ..training.jsonio import write_json
+    from ..core.jsonio import write_json
 
     write_json(path, report)
 

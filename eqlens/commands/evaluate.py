@@ -24,8 +24,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.checkpoint_evaluation import evaluate_checkpoint
-    from ..training.jsonio import write_json
+    from ..core.jsonio import write_json
+    from ..evaluation.checkpoint import evaluate_checkpoint
 
     report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, size=args.size, device=args.device,
                                  batch_size=args.batch_size, robustness_size=args.robustness_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def emit_report(text: str, report: dict, json_path: str | None, markdown_path: str | None) -> None:
-    from ..training.jsonio import atomic_write_bytes, write_json
+    from ..core.jsonio import atomic_write_bytes, write_json
 
     print(text, end="")
     if json_path:

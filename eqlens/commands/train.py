@@ -72,7 +72,7 @@ def _model_kwargs(text: str | None) -> dict:
 
 
 def config_from_args(args):
-    from ..training.config import TrainConfig
+    from ..core.run_config import TrainConfig
     from .config_flags import config_values
 
     arch = _architecture(args)

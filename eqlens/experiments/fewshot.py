@@ -123,7 +123,9 @@ def finetune_schedule(steps: int) -> tuple[int, int]:
 def _finetune(cfg: FewShotConfig, build: dict, data: FewShotData, n: int, device, init_state):
     """Train ``build``'s architecture with three outputs on the ``n``-shot set through the trainer,
     starting from ``init_state`` (None: from scratch); the held-out test split is its test split."""
-    from ..training import DataSplits, TrainConfig, train
+    from ..core.run_config import TrainConfig
+    from ..data.splits import DataSplits
+    from ..training import train
 
     shots = data.shots(n)
     epochs, per_epoch = finetune_schedule(cfg.finetune_steps)
@@ -180,7 +182,9 @@ class FewShotData:
 
 
 def _pretrain(cfg: FewShotConfig, name: str, data: FewShotData, device, progress_bar: bool):
-    from ..training import DataSplits, TrainConfig, train
+    from ..core.run_config import TrainConfig
+    from ..data.splits import DataSplits
+    from ..training import train
 
     train_set, val_set, test_set = data.pretrain
     description = {"kind": "simulated", "spec": data.old.name, "data_seed": cfg.data_seed,
@@ -255,7 +259,7 @@ def run_fewshot(cfg: FewShotConfig, progress_bar: bool = False) -> dict:
     each model's ``curve`` holding one point per shot count (ascending) with ``shots``,
     ``train_images``, ``accuracy``, ``auc_macro``, ``new_class_auc``, ``new_class_recall``,
     ``confusion``, ``finetune`` (best step) and, with ``scratch``, the same scores under ``scratch``."""
-    from ..training.distributed import resolve_device
+    from ..core.distributed import resolve_device
 
     device = resolve_device(cfg.device)
     names = list(cfg.models)

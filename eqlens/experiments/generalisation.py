@@ -146,7 +146,7 @@ def lenses_key(config: SimulationConfig, data_seed: int, size: int) -> str:
 def score(ckpt: LoadedCheckpoint, dataset, batch_size: int, device) -> dict:
     """``{"n", "accuracy", "accuracy_se", "auc_macro", "correct"}`` of the checkpoint on ``dataset`` (its own
     input mask); ``correct``: one bool per lens, in order, for paired tests (:func:`paired_tests`)."""
-    from ..training.evaluate import evaluate_model
+    from ..evaluation.classification import evaluate_model
 
     report = evaluate_model(ckpt.model, dataset, list(ckpt.card.class_names), batch_size=batch_size, device=device,
                             mask=ckpt.mask, robustness_size=0, with_predictions=True, with_roc=False)
@@ -159,7 +159,7 @@ def angle_scores(probs: torch.Tensor, labels: torch.Tensor, angles: Sequence[flo
     """Summary of class probabilities ``[A, n, K]`` of ``n`` images at ``A`` angles: ``n``, ``angles_deg``,
     ``accuracy_by_angle``, ``worst_angle_accuracy``, ``accuracy`` (mean over angles) and ``auc_macro``
     (all copies pooled)."""
-    from ..training.metrics import accuracy, macro_auc
+    from ..evaluation.metrics import accuracy, macro_auc
 
     probs, labels = probs.double().cpu(), labels.reshape(-1).cpu()
     by_angle = [accuracy(p, labels) for p in probs]
@@ -237,7 +237,7 @@ def evaluate_shifts(checkpoints: Sequence, shifts: str | Iterable[str] = "all", 
     (:func:`fitted_crop`; the row's ``input_note`` says so). Rows carry ``accuracy_se`` (binomial),
     ``correct`` (per lens, for :func:`paired_tests`) and ``lenses`` (equal keys: the same test lenses).
     Returns ``{"settings", "shifts", "configs", "rows", "skipped"}``."""
-    from ..training.distributed import resolve_device
+    from ..core.distributed import resolve_device
 
     if size < 1:
         raise DataError(f"size must be at least 1, got {size}")

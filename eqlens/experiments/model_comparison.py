@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.run_config import TrainConfig
 from ..data.regression import CLASSIFICATION, is_regression
-from ..training.config import TrainConfig
 
 COLUMNS = ("data", "model", "group", "params", "seeds", "test acc", "macro AUC", "invariance err",
            "8x45 logit std", "worst-angle acc (turned sky)", "worst-angle acc (resampled)", "train time (s)", "img/s",

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from .. import checkpoint
+from ..core import distributed
+from ..core.run_config import TrainConfig
+from ..core.tasks import Objective
 from ..data.augment import Augmenter
 from ..data.splits import DataSplits, iterate_batches
 from ..errors import TrainingError
-from . import distributed
-from .config import TrainConfig
 from .reporting import ProgressReporter, RunState
 from .run_setup import GLOBAL_RNG_LOCK
-from .targets import Objective
 
 EPOCH_WARN_S = 600  # an epoch longer than this loses more than 10 minutes when a campaign is killed
 SYNC_EVERY = 10  # steps between host syncs of the running loss (each sync stalls a GPU pipeline)

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import checkpoint
+from ..core import distributed
+from ..core.run_config import TrainConfig
+from ..core.tasks import Objective, task_record
 from ..data.splits import DataSplits
 from ..data.transforms import InputSpec
-from . import distributed
-from .config import TrainConfig
-from .evaluate_regression import SUMMARY_EXCLUDES
-from .targets import Objective, task_record
+from ..evaluation.regression import SUMMARY_EXCLUDES
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Progress:
 
 def card_summary(report: dict) -> dict:
     """The part of an evaluation report that goes into a model card (no curves, no per-image rows, and not the
-    ``checkpoint`` and ``data`` entries :func:`~eqlens.training.checkpoint_evaluation.evaluate_checkpoint` adds:
+    ``checkpoint`` and ``data`` entries :func:`~eqlens.evaluation.checkpoint.evaluate_checkpoint` adds:
     the card says those itself)."""
     return {k: v for k, v in report.items()
             if k not in ("roc", "predictions", "checkpoint", "data", *SUMMARY_EXCLUDES)}

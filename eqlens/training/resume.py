@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
+from ..core.run_config import TrainConfig
 from ..data.splits import is_folder_spec, recorded_simulation_config, simulation_config
 from ..errors import DataError, TrainingError
 from ..simulation import SimulationConfig
 from . import reporting
-from .config import TrainConfig
 from .reporting import RunState
 from .run_setup import GLOBAL_RNG_LOCK
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import tomllib
 
+from ..core.run_config import TrainConfig
 from ..errors import TrainingError
-from .config import TrainConfig
 
 MAX_RUN_FILE_BYTES = 64 * 1024
 RUNS_DIR = "runs"

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import transfer
+from ..core.run_config import MAX_SPLIT_BYTES, TrainConfig
+from ..core.tasks import TargetScaler, is_regression
 from ..data.augment import SCENE_MODES
 from ..data.splits import (
     DataSplits,
@@ -27,8 +29,6 @@ from ..data.splits import (
 )
 from ..errors import DataError, TrainingError
 from ..simulation import SimulationConfig
-from .config import MAX_SPLIT_BYTES, TrainConfig
-from .targets import TargetScaler, is_regression
 
 # torch's default generator (model initialisation) and numpy's and Python's global ones are shared by every
 # thread of a process: a run seeds them and builds its model under this lock, so concurrent runs (the app's
@@ -96,7 +96,7 @@ def resolve_splits(config: TrainConfig, device: torch.device, data: DataSplits |
 def check_split_memory(config: TrainConfig, image_size: int, native: int, simulated: bool = True) -> int:
     """Bytes the simulated splits take once rendered (float32, at the larger of the native and the model size;
     a fresh-data training split is a stream, not held); :class:`TrainingError` over
-    :data:`eqlens.training.config.MAX_SPLIT_BYTES`, before anything is rendered. A folder is not counted here:
+    :data:`eqlens.core.run_config.MAX_SPLIT_BYTES`, before anything is rendered. A folder is not counted here:
     its files are read one by one."""
     if not simulated:
         return 0

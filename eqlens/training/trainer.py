@@ -7,7 +7,7 @@ circular mask), take an Adam step; then evaluate the validation split, keep the 
 After the last epoch the best weights are evaluated once on the test split, which never takes part
 in selection, and the best checkpoint is rewritten with those test metrics.
 
-``config.task`` picks the objective (:mod:`eqlens.training.targets`): classification (cross-entropy,
+``config.task`` picks the objective (:mod:`eqlens.core.tasks`): classification (cross-entropy,
 accuracy) or a regression target (one output, MSE on the target standardised with the training
 split's mean and std, MAE in physical units; the best epoch has the lowest validation MSE).
 
@@ -40,18 +40,19 @@ import torch
 
 from .. import checkpoint
 from ..checkpoint import transfer
+from ..core import distributed
+from ..core.run_config import TrainConfig
+from ..core.tasks import Objective
 from ..data.augment import Augmenter
 from ..data.splits import DataSplits
 from ..errors import TrainingError
+from ..evaluation.classification import evaluate_model
+from ..evaluation.regression import evaluate_regression
 from ..groups import get_group
-from . import distributed, resume, run_setup
-from .config import TrainConfig
+from . import resume, run_setup
 from .epoch_loop import Budget, EpochLoop
-from .evaluate import evaluate_model
-from .evaluate_regression import evaluate_regression
 from .reporting import Progress, ProgressReporter, RunRecords, RunState, card_summary, device_name
 from .run_setup import GLOBAL_RNG_LOCK
-from .targets import Objective
 
 __all__ = ["GLOBAL_RNG_LOCK", "Progress", "TrainResult", "train"]
 
@@ -241,7 +242,7 @@ def train(config: TrainConfig, progress: Callable[[Progress], None] | None = Non
     ``last`` checkpoint of the previous one stays). ``progress_bar``: tqdm bars on stderr (the CLI).
     Raises :class:`TrainingError` for bad settings, a non-finite loss or CUDA running out of memory,
     :class:`DataError` for unusable data. Under ``torchrun`` the run is distributed (see
-    :mod:`eqlens.training.distributed`).
+    :mod:`eqlens.core.distributed`).
 
     ``init_state``: eval-mode weights (e.g. :func:`checkpoint.eval_state_dict` of a trained model)
     that start the run like ``config.init_from`` does (both at once: :class:`TrainingError`); a

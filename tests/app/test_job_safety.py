@@ -14,7 +14,8 @@ import torch
 from app import catalog, jobs, settings, state
 from app.jobs import JobConflict, TrainingJob, claim_output_folder
 from eqlens import checkpoint as ck
-from eqlens.training import TrainConfig, run_setup, train
+from eqlens.core.run_config import TrainConfig
+from eqlens.training import run_setup, train
 from tests.training.conftest import TINY_CNN, assert_same_checkpoints, blob_splits
 
 from .conftest import no_exception

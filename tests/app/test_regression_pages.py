@@ -15,7 +15,8 @@ from .conftest import no_exception
 @pytest.fixture(scope="module")
 def axion_checkpoint(tmp_path_factory):
     """A tiny gcnn C4 trained for one epoch on the axion mass (25-px lenses, odd: exact quarter turns)."""
-    from eqlens.training import TrainConfig, train
+    from eqlens.core.run_config import TrainConfig
+    from eqlens.training import train
 
     out = tmp_path_factory.mktemp("regression") / "axion"
     train(TrainConfig(model="gcnn", task="axion_mass", data="model_i", image_size=25, train_size=8, val_size=4,
@@ -40,7 +41,8 @@ def shown(at, prefix: str) -> float:
 
 
 def test_explore_shows_the_predicted_axion_mass_in_physical_units_beside_the_truth(regression_app):
-    from eqlens.training import load_checkpoint, predict
+    from eqlens.checkpoint import load_checkpoint
+    from eqlens.checkpoint.predict import predict
 
     make, path = regression_app
     at = make()
@@ -58,7 +60,7 @@ def test_explore_shows_the_predicted_axion_mass_in_physical_units_beside_the_tru
 
 def test_the_rotation_slider_moves_the_prediction_along_the_orbit_and_a_quarter_turn_keeps_it(regression_app):
     from app import compute, lenses
-    from eqlens.training import load_checkpoint
+    from eqlens.checkpoint import load_checkpoint
 
     make, path = regression_app
     at = make()

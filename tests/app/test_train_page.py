@@ -10,7 +10,8 @@ import threading
 
 from app import runs, settings, state
 from eqlens import checkpoint as ck
-from eqlens.training import TrainConfig, train
+from eqlens.core.run_config import TrainConfig
+from eqlens.training import train
 
 from .conftest import ROOT, no_exception
 

@@ -12,12 +12,12 @@ import torch
 
 from eqlens import checkpoint as ck
 from eqlens.checkpoint import ModelCard
+from eqlens.core.tasks import TargetScaler
 from eqlens.data.splits import data_spec_now
 from eqlens.data.transforms import InputSpec
 from eqlens.errors import CheckpointError
 from eqlens.models import create, spec
 from eqlens.simulation import get_config
-from eqlens.training.targets import TargetScaler
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted([*ROOT.glob("checkpoints/*/model_card.json"), *ROOT.glob("campaigns/**/model_card.json")])
@@ -95,7 +95,7 @@ def test_a_field_of_the_wrong_type_or_range_is_a_checkpoint_error_naming_it(path
 
 def test_a_missing_circular_mask_means_the_mask_as_training_has_always_written_it():
     # TrainConfig.circular_mask has defaulted to True since the first trainer, and every card it wrote says so
-    from eqlens.training.config import TrainConfig
+    from eqlens.core.run_config import TrainConfig
 
     assert TrainConfig.circular_mask is True
     card = ModelCard.from_json(_json(image_size=24))
@@ -200,7 +200,7 @@ def test_each_shipped_checkpoint_resolves_to_the_vortex_it_was_trained_on(path):
     cvt, eqcvt, the twin, the binary flagship) on model_i's recipe vortex, 100 point masses."""
     card = ck.read_card(path)
     points = path.parts[-2] in ("model_i_flagship", "model_i_cvt", "model_i_flagship_twin", "binary_flagship",
-                                "model_i_eqcvt")
+                                "model_i_eqcvt", "model_i_varied_flagship", "model_i_varied_twin")
     assert "simulation_config" in card.data
     if "axion" in card.class_names:
         assert card.simulation_config.vortex_model == ("points" if points else "line")

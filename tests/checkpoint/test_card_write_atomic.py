@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from eqlens import checkpoint as ck
+from eqlens.core import jsonio
+from eqlens.core.run_config import TrainConfig
 from eqlens.errors import CheckpointError
 from eqlens.models import create
-from eqlens.training import TrainConfig, jsonio
 from tests.training.conftest import TINY_CNN
 
 

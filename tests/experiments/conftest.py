@@ -7,10 +7,12 @@ import dataclasses
 
 import pytest
 
+from eqlens.core.run_config import TrainConfig
 from eqlens.data.simulated import SimulatedLensDataset
+from eqlens.data.splits import DataSplits
 from eqlens.experiments.fewshot import old_class_config
 from eqlens.simulation import get_config
-from eqlens.training import DataSplits, TrainConfig, train
+from eqlens.training import train
 
 SIZE = 33
 TINY = dataclasses.replace(get_config("model_i"), name="tiny_model_i", image_size=SIZE, pixel_scale=150 * 0.05 / SIZE)

@@ -13,6 +13,7 @@ import torch
 from eqlens import models
 from eqlens.checkpoint import load_checkpoint, read_checkpoint
 from eqlens.errors import CheckpointError
+from eqlens.evaluation.classification import evaluate_model
 from eqlens.experiments.fewshot import (
     FewShotConfig,
     FewShotData,
@@ -23,7 +24,6 @@ from eqlens.experiments.fewshot import (
     transfer_weights,
 )
 from eqlens.training import trainer
-from eqlens.training.evaluate import evaluate_model
 
 from .conftest import SIZE, TINY
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
+from eqlens.evaluation.checkpoint import evaluate_checkpoint
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
 FOLDERS = sorted(p for p in SHIPPED.iterdir() if (p / "model_card.json").exists())
@@ -43,7 +43,8 @@ def test_a_shipped_card_states_every_hyper_parameter_its_builder_takes():
         missing = set(builder_defaults(spec(build["name"]).builder)) - set(build)
         assert not missing, (folder.name, missing)
     pinned = json.loads((SHIPPED / "model_i_gcnn" / "model_card.json").read_text())["model"]["build_config"]
-    assert pinned == {"name": "gcnn", "num_classes": 3, "group": "C4", "image_size": 65, "widths": [16, 24, 32, 32],
+    assert pinned == {"name": "gcnn", "variant": "gcnn_c4", "num_classes": 3, "group": "C4", "image_size": 65,
+                      "widths": [16, 24, 32, 32],
                       "lift_kernel_size": 5, "kernel_size": 3, "hidden": 64, "group_pool": "max", "lift_stride": 1,
                       "radial_bins": 0, "orbit_turns": 1}
 

@@ -185,7 +185,7 @@ def test_a_folder_checkpoint_with_such_a_card_is_refused_by_read_card_and_by_bui
 
 
 def test_the_trainer_refuses_huge_or_negative_model_kwargs_with_a_training_error(monkeypatch):
-    from eqlens.training.config import TrainConfig
+    from eqlens.core.run_config import TrainConfig
     from eqlens.training.run_setup import build_model as build_for_training
 
     _refuse_to_build(monkeypatch, "gcnn")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eqlens.training.metrics import normalised_confusion, reliability
+from eqlens.evaluation.metrics import normalised_confusion, reliability
 
 
 def test_each_row_of_the_normalised_confusion_sums_to_one_and_an_empty_class_stays_nan():

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from eqlens import checkpoint as ck
+from eqlens.core.distributed import DistributedContext
+from eqlens.core.run_config import TrainConfig
 from eqlens.data.transforms import InputSpec
 from eqlens.errors import DataError, TrainingError
+from eqlens.evaluation.checkpoint import evaluate_checkpoint
 from eqlens.simulation import configs, get_config
-from eqlens.training import TrainConfig, train
+from eqlens.training import train
 from eqlens.training import trainer as trainer_module
-from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
-from eqlens.training.distributed import DistributedContext
 from eqlens.training.epoch_loop import Budget, stream_index_batches
 
 from .conftest import TINY_CNN, assert_same_checkpoints
@@ -110,7 +111,7 @@ def test_fresh_data_from_a_folder_is_refused(tmp_path, lens_folder):
 def test_evaluation_and_predict_apply_the_cards_crop(tmp_path):
     from eqlens.checkpoint import predict
     from eqlens.data.simulated import SimulatedLensDataset
-    from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
+    from eqlens.evaluation.checkpoint import evaluate_checkpoint
 
     train(_fresh(tmp_path / "run", epochs=1))
     model, card = ck.load_checkpoint(tmp_path / "run")

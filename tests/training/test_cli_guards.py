@@ -12,9 +12,9 @@ import torch
 from eqlens import checkpoint as ck
 from eqlens.cli import build_parser, main
 from eqlens.commands.train import prepare_out
+from eqlens.core.run_config import TrainConfig
 from eqlens.errors import EqlensError, TrainingError
 from eqlens.models import create
-from eqlens.training import TrainConfig
 
 SMALL = ["--image-size", "17", "--train-size", "8", "--val-size", "4", "--test-size", "4", "--batch-size", "4",
          "--device", "cpu", "--epochs", "1", "--robustness-size", "0", "--model-kwargs", '{"widths": [4, 8]}']

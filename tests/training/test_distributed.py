@@ -8,7 +8,8 @@ import torch
 import torch.multiprocessing as mp
 
 from eqlens import checkpoint as ck
-from eqlens.training import TrainConfig, train
+from eqlens.core.run_config import TrainConfig
+from eqlens.training import train
 
 from .conftest import TINY_CNN, blob_splits
 

@@ -6,9 +6,11 @@ import json
 import pytest
 
 from eqlens.cli import main
+from eqlens.core.run_config import TrainConfig
 from eqlens.errors import DataError
-from eqlens.training import TrainConfig, evaluate_model, train
-from eqlens.training.checkpoint_evaluation import evaluate_checkpoint
+from eqlens.evaluation.checkpoint import evaluate_checkpoint
+from eqlens.evaluation.classification import evaluate_model
+from eqlens.training import train
 
 from .conftest import TINY_CNN
 
@@ -21,7 +23,7 @@ def test_evaluate_model_reports_every_documented_key_as_strict_json(splits):
                                model_kwargs=TINY_CNN), data=splits)
     report = evaluate_model(result.model, splits.test, splits.class_names, robustness_size=4)
     assert REQUIRED_KEYS <= report.keys()
-    from eqlens.training.jsonio import dumps
+    from eqlens.core.jsonio import dumps
 
     parsed = json.loads(dumps(report))
     assert parsed["n"] == len(parsed["predictions"]) == 16
@@ -79,8 +81,8 @@ def test_the_robustness_images_of_a_folder_listed_class_by_class_hold_every_clas
 
     from eqlens.data.deeplense import DeepLenseFolderDataset
     from eqlens.data.splits import class_balanced_indices
+    from eqlens.evaluation.classification import robustness_images
     from eqlens.models import create
-    from eqlens.training.evaluate import robustness_images
 
     rng = np.random.default_rng(0)
     for name in ("no", "sphere", "vort"):

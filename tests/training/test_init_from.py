@@ -17,10 +17,11 @@ from eqlens import checkpoint as ck
 from eqlens import models
 from eqlens.checkpoint.transfer import initialise_from, weights_digest
 from eqlens.cli import main
+from eqlens.core.distributed import DistributedContext
+from eqlens.core.run_config import TrainConfig
 from eqlens.data.splits import DataSplits
 from eqlens.errors import CheckpointError, TrainingError
-from eqlens.training import TrainConfig, train
-from eqlens.training.distributed import DistributedContext
+from eqlens.training import train
 from eqlens.training.epoch_loop import epoch_generator, epoch_index_batches
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_images, blob_splits

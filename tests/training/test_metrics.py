@@ -1,4 +1,4 @@
-"""Promises of eqlens.training.metrics: AUC, ROC and confusion against hand computations."""
+"""Promises of eqlens.evaluation.metrics: AUC, ROC and confusion against hand computations."""
 
 import json
 import math
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eqlens.training.jsonio import dumps
-from eqlens.training.metrics import (
+from eqlens.core.jsonio import dumps
+from eqlens.evaluation.metrics import (
     accuracy,
     binary_auc,
     classification_report,

@@ -12,17 +12,20 @@ import pytest
 import torch
 
 from eqlens import checkpoint as ck
+from eqlens.checkpoint import load_checkpoint
+from eqlens.checkpoint.predict import predict
 from eqlens.cli import main
+from eqlens.core.run_config import TrainConfig
+from eqlens.core.tasks import TargetScaler
 from eqlens.data.regression import FolderRegressionDataset, SimulatedRegressionDataset
 from eqlens.data.simulated import SimulatedLensDataset, split_seed
 from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import CheckpointError, DataError, TrainingError
+from eqlens.evaluation.metrics import regression_report
+from eqlens.evaluation.regression import evaluate_regression
 from eqlens.groups import act_on_image, get_group
 from eqlens.simulation import write_deeplense_folder
-from eqlens.training import TrainConfig, load_checkpoint, predict, train
-from eqlens.training.evaluate_regression import evaluate_regression
-from eqlens.training.metrics import regression_report
-from eqlens.training.targets import TargetScaler
+from eqlens.training import train
 
 SIZE = 17
 GCNN_TINY = {"widths": [4, 4, 4, 4], "hidden": 8}

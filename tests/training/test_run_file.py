@@ -10,9 +10,9 @@ import pytest
 from eqlens import checkpoint
 from eqlens.checkpoint.transfer import find_weights, weights_digest
 from eqlens.cli import main
+from eqlens.core.run_config import TrainConfig
 from eqlens.errors import CheckpointError, TrainingError
 from eqlens.training import ledger
-from eqlens.training.config import TrainConfig
 from eqlens.training.run_file import read_run_file, train_config
 
 TINY = """

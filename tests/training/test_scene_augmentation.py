@@ -11,6 +11,7 @@ import threading
 import pytest
 import torch
 
+from eqlens.core.run_config import TrainConfig
 from eqlens.data.augment import Augmenter, _random_angles
 from eqlens.data.simulated import SimulatedLensDataset
 from eqlens.data.splits import DataSplits, iterate_batches
@@ -18,7 +19,7 @@ from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import TrainingError
 from eqlens.groups import get_group, rotate
 from eqlens.simulation import get_config
-from eqlens.training import TrainConfig, train
+from eqlens.training import train
 
 from .conftest import TINY_CNN
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from eqlens.cli import main
+from eqlens.core.run_config import MAX_SPLIT_BYTES, MAX_SPLIT_SIZE, MAX_STEPS_PER_EPOCH, TrainConfig
 from eqlens.errors import TrainingError
-from eqlens.training import TrainConfig, run_setup
-from eqlens.training.config import MAX_SPLIT_BYTES, MAX_SPLIT_SIZE, MAX_STEPS_PER_EPOCH
+from eqlens.training import run_setup
 
 
 @pytest.mark.parametrize("field, value", [("train_size", 10**12), ("val_size", 10**12), ("test_size", 10**12),

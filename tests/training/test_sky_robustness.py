@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from eqlens.core.tasks import TargetScaler
 from eqlens.data.regression import SimulatedRegressionDataset
 from eqlens.data.simulated import SimulatedLensDataset
 from eqlens.data.transforms import apply_circular_mask
+from eqlens.evaluation.classification import evaluate_model, sky_robustness, turned_outputs
+from eqlens.evaluation.regression import evaluate_regression
 from eqlens.models import create
 from eqlens.simulation import get_config
-from eqlens.training import evaluate_model
-from eqlens.training.evaluate import sky_robustness, turned_outputs
-from eqlens.training.evaluate_regression import evaluate_regression
-from eqlens.training.targets import TargetScaler
 
 SIZE = 17
 TINY = dataclasses.replace(get_config("model_i"), name="tiny_model_i", image_size=SIZE, pixel_scale=150 * 0.05 / SIZE)

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from eqlens import checkpoint as ck
+from eqlens.core.run_config import TrainConfig
 from eqlens.data.augment import Augmenter, random_symmetry
 from eqlens.data.splits import DataSplits
 from eqlens.data.transforms import apply_circular_mask
 from eqlens.errors import DataError, TrainingError
 from eqlens.groups import DEFAULT_GROUP, get_group
-from eqlens.training import TrainConfig, train
+from eqlens.training import train
 
 from .conftest import TINY_CNN, BlobDataset, assert_same_checkpoints, blob_splits
 

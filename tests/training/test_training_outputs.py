@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from eqlens import checkpoint as ck
+from eqlens.core.run_config import TrainConfig
 from eqlens.errors import TrainingError
-from eqlens.training import TrainConfig, reporting, train
+from eqlens.training import reporting, train
 from eqlens.training.epoch_loop import EpochLoop
 
 from .conftest import TINY_CNN, assert_same_checkpoints, blob_splits

@@ -3,7 +3,7 @@
 :func:`evaluate_regression` returns one JSON-able dict with stable keys (docs/training.md):
 
 - ``task``, ``target``, ``unit``; ``n``; ``mse``, ``mae``, ``rmse``, ``r2`` of the physical
-  predictions (:func:`eqlens.training.metrics.regression_report`); ``loss``: the MSE of the
+  predictions (:func:`eqlens.evaluation.metrics.regression_report`); ``loss``: the MSE of the
   standardised outputs (the training loss, used for selection ties);
 - ``pairs``: one ``{"source", "true", "predicted"}`` per image, physical units (a predicted-vs-true plot);
 - ``robustness``: :func:`regression_robustness` on the first ``robustness_size`` images (None when
@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint.predict import dataset_outputs
+from ..core import distributed
+from ..core.tasks import TargetScaler, regression_target
 from ..data.splits import describe_item
 from ..errors import DataError
 from ..groups import Group, act_on_image, rotate
 from ..models.inspection import eval_mode
-from . import distributed
-from .evaluate import probe_group, robustness_images, turned_outputs
+from .classification import probe_group, robustness_images, turned_outputs
 from .metrics import regression_report
-from .targets import TargetScaler, regression_target
 
 SUMMARY_EXCLUDES = ("pairs",)
 """Keys of a report that stay out of a model card (per-image rows)."""
@@ -98,7 +98,7 @@ def regression_robustness(model, x: torch.Tensor, y: torch.Tensor, scaler: Targe
 
 def regression_sky_robustness(model, dataset, size: int, scaler: TargetScaler, angles: Iterable[float] | None = None,
                               device=None, mask: bool = True) -> dict | None:
-    """The physical prediction over turned *scenes* (:func:`eqlens.training.evaluate.turned_outputs`:
+    """The physical prediction over turned *scenes* (:func:`eqlens.evaluation.classification.turned_outputs`:
     rendered, not resampled), None for data that cannot be re-rendered. Keys: ``num_images``,
     ``angles_deg``, ``mae_by_angle``, ``worst_angle_mae``, ``orbit_std`` (mean over lenses of the
     prediction's std over the angles), in the target's unit."""

@@ -1,13 +1,13 @@
 """``evaluate_checkpoint``: a checkpoint scored on a split of its data (or another), with the report its
-task needs: :func:`eqlens.training.evaluate.evaluate_model` (classification) or
-:func:`eqlens.training.evaluate_regression.evaluate_regression`. What ``eqlens evaluate`` runs."""
+task needs: :func:`eqlens.evaluation.classification.evaluate_model` (classification) or
+:func:`eqlens.evaluation.regression.evaluate_regression`. What ``eqlens evaluate`` runs."""
 
 from __future__ import annotations
 
+from ..core import distributed
 from ..errors import DataError
-from . import distributed
-from .evaluate import evaluate_model
-from .evaluate_regression import evaluate_regression
+from .classification import evaluate_model
+from .regression import evaluate_regression
 
 
 def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test", size: int | None = None,
@@ -15,7 +15,7 @@ def evaluate_checkpoint(source, data: str | None = None, *, split: str = "test",
                         anatomy: bool = False) -> dict:
     """Load a checkpoint and evaluate it on ``split`` of ``data`` (default: the data it was trained on).
 
-    A regression checkpoint (``card.task``) gets :func:`eqlens.training.evaluate_regression.evaluate_regression`'s
+    A regression checkpoint (``card.task``) gets :func:`eqlens.evaluation.regression.evaluate_regression`'s
     report on the lenses of its target's class, a classification one :func:`evaluate_model`'s. The report
     gets ``checkpoint`` (model name, group: None for a plain model, probe_group: the group the robustness
     report turns by, task, the card's metrics) and ``data`` entries. ``anatomy`` (classification on simulated

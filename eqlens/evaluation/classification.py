@@ -13,8 +13,8 @@
   ``robustness["sky"]``: :func:`sky_robustness`, the same images with their *scenes* turned and
   rendered (simulated data; None for files), the orientation test free of resampling blur.
 
-Regression models have their own report (:mod:`eqlens.training.evaluate_regression`);
-:func:`eqlens.training.checkpoint_evaluation.evaluate_checkpoint` picks the one a checkpoint's task needs.
+Regression models have their own report (:mod:`eqlens.evaluation.regression`);
+:func:`eqlens.evaluation.checkpoint.evaluate_checkpoint` picks the one a checkpoint's task needs.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint.predict import dataset_outputs
+from ..core import distributed
 from ..data.splits import class_balanced_indices, describe_item, iterate_batches
 from ..data.transforms import apply_circular_mask
 from ..errors import DataError
 from ..models.inspection import eval_mode
-from . import distributed
 from .metrics import classification_report, softmax
 
 

@@ -17,7 +17,7 @@ from ..data.augment import AUGMENT_MODES
 from ..data.transforms import MAX_CARD_IMAGE_SIZE, MAX_INPUT_SIZE
 from ..errors import TrainingError
 from ..groups import DEFAULT_GROUP, get_group
-from .targets import TASKS, is_regression
+from .tasks import TASKS, is_regression
 
 SCHEDULES = ("constant", "cosine")
 # Ranges of the numeric settings, shared with the command line's argument types (eqlens.commands.argtypes).
@@ -72,7 +72,7 @@ class TrainConfig:
     the robustness report at the end (0: skip it).
 
     ``task``: ``"classification"`` or a regression target, ``"axion_mass"`` / ``"subhalo_mass"``
-    (:mod:`eqlens.training.targets`); the sizes then count lenses of the target's class.
+    (:mod:`eqlens.core.tasks`); the sizes then count lenses of the target's class.
     ``select_on=None``: the task's default, ``val_accuracy`` or (regression) ``val_mse``.
 
     ``augment``: random turns (and mirrors for D_N) of the training images; ``augment_mode``:
