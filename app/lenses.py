@@ -18,7 +18,8 @@ import torch
 from app import settings
 from eqlens.errors import DataError
 
-SIM_CONFIGS = ("model_i", "model_i_line", "binary", "model_ii")
+# The simulations a page offers; a page starts on the one its model's card names (widgets, Misclassified).
+SIM_CONFIGS = ("model_i", "model_i_varied", "model_i_line", "model_i_tnfw", "model_i_varied_tnfw", "binary", "model_ii")
 
 
 @dataclass(frozen=True, eq=False)
