@@ -76,6 +76,9 @@ def test_a_cached_orbit_is_reported_as_cached_and_the_next_estimate_is_measured(
     lens = ring_lens(offset=7)
     x = lenses.prepared(lens, loaded.image_size)
     view = compute.ScrubView("Attributions", method="occlusion", target=2)
+    with loaded.lock:  # the loaded model is shared by the tests of this process: forget earlier orbits' times
+        for key in [k for k in loaded.results if isinstance(k, tuple) and k[:1] == ("scrub-seconds-per-frame",)]:
+            del loaded.results[key]
     before, how = compute.estimate_seconds(loaded, view, loaded.image_size)
     assert how == "estimated" and before > 0
     orbit = compute.scrub_orbit(loaded, x, view, lens.digest)
