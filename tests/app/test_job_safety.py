@@ -9,8 +9,6 @@ import json
 import threading
 import time
 
-import torch
-
 from app import catalog, jobs, settings, state
 from app.jobs import JobConflict, TrainingJob, claim_output_folder
 from eqlens import checkpoint as ck
@@ -82,8 +80,9 @@ def test_two_jobs_started_together_each_reproduce_their_seed(tmp_path, monkeypat
         seed = card["training"]["config"]["seed"]
         alone = tmp_path / f"alone_{seed}"
         train(_config(alone, seed=seed), data=blob_splits())
-        # weights bit-identical, running statistics to rounding (another seed moves them by ~1e-2)
-        assert_same_checkpoints(alone, tmp_path / job.config.out, running_stats_atol=1e-5)
+        # weights and running statistics to rounding: two jobs share the process's threads (another seed
+        # moves them by ~1e-2; test_the_comparison_tells_seeds_apart)
+        assert_same_checkpoints(alone, tmp_path / job.config.out, running_stats_atol=1e-5, weights_atol=1e-9)
 
 
 def test_the_comparison_tells_seeds_apart(tmp_path):
@@ -92,7 +91,7 @@ def test_the_comparison_tells_seeds_apart(tmp_path):
     train(_config(tmp_path / "two", seed=2), data=blob_splits())
     a, _ = ck.read_checkpoint(tmp_path / "one")
     b, _ = ck.read_checkpoint(tmp_path / "two")
-    assert not torch.equal(a["body.0.0.weight"], b["body.0.0.weight"])
+    assert (a["body.0.0.weight"] - b["body.0.0.weight"]).abs().max() > 1e-6  # far above the 1e-9 allowed above
     assert (a["body.0.1.running_mean"] - b["body.0.1.running_mean"]).abs().max() > 1e-3
 
 
